@@ -1,0 +1,173 @@
+// Package store defines Trustgate's persistence contract: the record types and
+// the Store interface that every backend (SQLite, PostgreSQL) implements and
+// that internal/store/storetest checks. It holds no SQL.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/trustgate/trustgate/internal/fault"
+)
+
+// ErrNotFound is returned (wrapped) when a looked-up record does not exist.
+var ErrNotFound = &fault.Error{Kind: fault.NotFound, Msg: "not found"}
+
+// ErrConflict is returned (wrapped) when a write would break a uniqueness rule
+// or an optimistic-concurrency check.
+var ErrConflict = &fault.Error{Kind: fault.Conflict, Msg: "conflict"}
+
+// ErrUnavailable is returned (wrapped) when the database cannot be reached.
+var ErrUnavailable = &fault.Error{Kind: fault.Unavailable, Msg: "store unavailable"}
+
+// IsNotFound reports whether err is, or wraps, ErrNotFound.
+func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// IsConflict reports whether err is, or wraps, ErrConflict.
+func IsConflict(err error) bool { return errors.Is(err, ErrConflict) }
+
+// CAState is the life-cycle state of a certificate authority.
+type CAState string
+
+// The CA states.
+const (
+	// CAPending: the key exists, the CA certificate is awaited from an external parent.
+	CAPending CAState = "pending-certificate"
+	// CAActive: the CA issues.
+	CAActive CAState = "active"
+	// CADisabled: the CA is kept but refuses to issue until enabled.
+	CADisabled CAState = "disabled"
+	// CAOffline: the CA's key has been exported and removed from the server.
+	CAOffline CAState = "offline"
+)
+
+// CA is a certificate authority record. SealedKey is the private key sealed
+// by the keystore; it is nil once the CA is offline. CertDER is nil while the
+// CA is pending.
+type CA struct {
+	ID       string // random, stable; the associated data the key is sealed to
+	Name     string // unique, user-chosen
+	ParentID string // "" for a root or for a CA whose parent is external
+	// ExternalParent is set for an intermediate signed outside Trustgate.
+	ExternalParent bool
+	State          CAState
+	KeyType        string
+	SealedKey      []byte
+	CSRDER         []byte // the CSR of a CA with an external parent
+	CertDER        []byte
+	// ChainDER is the concatenated DER of the certificates above CertDER
+	// that Trustgate does not hold itself (an external parent's chain).
+	ChainDER    []byte
+	Subject     string
+	Depth       int // 0 for a root; a child's is its parent's + 1
+	PathLen     int // -1 when unconstrained
+	KeyExported bool
+	NotBefore   time.Time
+	NotAfter    time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// CertStatus is the stored status of a certificate. Expiry is not stored: it
+// follows from NotAfter and the time of the question.
+type CertStatus string
+
+// The stored certificate statuses.
+const (
+	CertActive  CertStatus = "active"
+	CertRevoked CertStatus = "revoked"
+)
+
+// Certificate is one entry of the inventory.
+type Certificate struct {
+	// Seq orders the inventory and is the pagination cursor; the store assigns it.
+	Seq       int64
+	Serial    string // lower-case hex, no leading zeros
+	CAID      string // "" for an imported certificate of an issuer Trustgate does not hold
+	IssuerKey string // CAID, or "ext:"+hex(SHA-256(issuer DN)) for imports; (IssuerKey, Serial) is unique
+	Subject   string
+	// SANs are typed strings: "dns:a.example", "ip:10.0.0.1", "uri:spiffe://x/y", "email:a@b".
+	SANs        []string
+	Profile     string
+	KeyType     string
+	NotBefore   time.Time
+	NotAfter    time.Time
+	Fingerprint string // lower-case hex SHA-256 of DER
+	Status      CertStatus
+	DER         []byte
+	Requester   string
+	Imported    bool
+	Managed     bool
+	CreatedAt   time.Time
+	RevokedAt   time.Time // zero unless revoked
+	Reason      int       // RFC 5280 CRLReason, meaningful when revoked
+}
+
+// CertFilter selects inventory entries. The zero value selects everything.
+type CertFilter struct {
+	CAID        string
+	Serial      string
+	Status      CertStatus // "" for any; see Expired
+	Expired     bool       // only certificates with NotAfter <= Now
+	NotExpired  bool       // only certificates with NotAfter > Now
+	ExpiresBy   time.Time  // when non-zero, only NotAfter <= ExpiresBy
+	SANContains string
+	Now         time.Time
+	// After is the cursor: only entries with Seq > After.
+	After int64
+	// Limit caps the result; the store applies its own maximum.
+	Limit int
+}
+
+// Token is a stored API credential. Only the SHA-256 of the secret is kept.
+type Token struct {
+	ID        string
+	Principal string
+	Hash      []byte
+	CreatedAt time.Time
+	ExpiresAt time.Time // zero: never
+	Revoked   bool
+}
+
+// Store is the persistence contract. Implementations are safe for concurrent
+// use, honour ctx, return errors wrapping ErrNotFound, ErrConflict or
+// ErrUnavailable where those apply, and are durable when a write returns nil.
+type Store interface {
+	// CreateCA inserts a CA; a taken name or ID is ErrConflict.
+	CreateCA(ctx context.Context, ca *CA) error
+	// UpdateCA replaces the mutable fields of the CA with ca.ID (state,
+	// sealed key, CSR, certificate, chain, subject, validity, key-exported flag)
+	// and sets UpdatedAt. A missing CA is ErrNotFound.
+	UpdateCA(ctx context.Context, ca *CA) error
+	// GetCA returns the CA named name.
+	GetCA(ctx context.Context, name string) (*CA, error)
+	// GetCAByID returns the CA with the given ID.
+	GetCAByID(ctx context.Context, id string) (*CA, error)
+	// ListCAs returns every CA ordered by creation.
+	ListCAs(ctx context.Context) ([]*CA, error)
+
+	// InsertCertificate records c and sets c.Seq. A duplicate (IssuerKey,
+	// Serial) is ErrConflict. When it returns nil the record is durable.
+	InsertCertificate(ctx context.Context, c *Certificate) error
+	// GetCertificate returns the certificate with the serial (lower-case hex);
+	// when several issuers used the same serial, the newest record wins.
+	GetCertificate(ctx context.Context, serial string) (*Certificate, error)
+	// ListCertificates returns up to f.Limit entries with Seq > f.After in Seq order.
+	ListCertificates(ctx context.Context, f CertFilter) ([]*Certificate, error)
+	// CountCertificates returns how many certificates a CA has recorded.
+	CountCertificates(ctx context.Context, caID string) (int64, error)
+
+	// CreateToken stores an API credential.
+	CreateToken(ctx context.Context, t *Token) error
+	// GetTokenByHash returns the credential whose secret hashes to hash.
+	GetTokenByHash(ctx context.Context, hash []byte) (*Token, error)
+
+	// GetMeta returns a small named value; a missing key is ErrNotFound.
+	GetMeta(ctx context.Context, key string) ([]byte, error)
+	// PutMeta stores a small named value, replacing any previous one.
+	PutMeta(ctx context.Context, key string, value []byte) error
+
+	// Close releases the store.
+	Close() error
+}

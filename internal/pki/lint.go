@@ -1,0 +1,299 @@
+package pki
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	zx509 "github.com/zmap/zcrypto/x509"
+	"github.com/zmap/zlint/v3"
+	"github.com/zmap/zlint/v3/lint"
+)
+
+// excludedLints are the zlint lints that encode rules of the public Web
+// PKI (CA/Browser Forum Baseline Requirements and browser root programs)
+// which cannot apply to a private CA. Everything else zlint has runs on
+// every certificate. The list is kept short on purpose: where a template
+// can satisfy a lint, the template is fixed instead. Names are checked
+// against the zlint registry in NewLinter, so a renamed lint fails loudly.
+var excludedLints = map[string]string{
+	// Certificate policies. BR 7.1.2.7.9 requires a CA/B Forum reserved
+	// policy OID in every TLS subscriber certificate; asserting one would
+	// falsely claim the certificate was validated under the BRs.
+	// (Subordinate CAs assert anyPolicy instead: see CATemplate.)
+	"e_sub_cert_certificate_policies_missing": "BR 7.1.2.7.9 requires a CA/B Forum policy OID in subscriber certificates; a private CA must not claim BR validation",
+	"e_sub_cert_cert_policy_empty":            "BR 7.1.6.4 requires a CA/B Forum reserved policy OID in subscriber certificates; a private CA must not claim BR validation",
+
+	// CA naming. BR 7.1.2.10.2 requires O and C so that the public can
+	// tell who operates a publicly trusted CA. A private CA is known to
+	// its relying parties by how its root was distributed; RFC 5280 asks
+	// only for a non-empty name, and CATemplate requires a CN.
+	"e_ca_organization_name_missing": "BR 7.1.2.10.2 identifies public CA operators by O; a private CA needs only a CN (RFC 5280 4.1.2.6)",
+	"e_ca_country_name_missing":      "BR 7.1.2.10.2 identifies public CA operators by C; a private CA needs only a CN (RFC 5280 4.1.2.6)",
+
+	// Internal names and addresses are what a private CA is for: BR
+	// 7.1.2.7.12 / 4.2.2 ban them only because a public CA cannot prove
+	// who controls them. Names are still checked by ParseSANs.
+	"e_dnsname_not_valid_tld":                       "internal names (.internal, .local, .cluster.local, localhost; RFC 6761, RFC 6762) are the normal case for a private CA",
+	"e_ext_san_contains_reserved_ip":                "private and loopback addresses (RFC 1918, RFC 4193, RFC 5735) are the normal case for a private CA",
+	"e_subject_contains_reserved_ip":                "a server certificate's CN may be its private IP SAN (BR 7.1.4.3 requires CN to be a SAN, which LeafTemplate ensures)",
+	"w_sub_cert_aia_contains_internal_names":        "a private CA publishes its certificate and CRL on an internal host",
+	"e_ext_san_uniform_resource_identifier_present": "URI SANs carry SPIFFE IDs (SPIFFE X509-SVID section 2) in mTLS certificates; BR 7.1.2.7.12 allows only DNS and IP",
+
+	// Fields where the BRs contradict RFC 5280 or the API contract.
+	"w_ext_subject_key_identifier_not_recommended_subscriber": "RFC 5280 4.2.1.2 says end-entity certificates SHOULD carry a SKI (zlint's rfc lint warns without one); BR 7.1.2.7.6's NOT RECOMMENDED is for public certificates",
+	"w_subject_common_name_included":                          "the CN is optional but allowed for clients that still read it; BR 7.1.4.3's rule that it must be a SAN is enforced by LeafTemplate and e_subject_common_name_not_exactly_from_san",
+
+	// Ed25519 (RFC 8410) is not in the BR 7.1.3 algorithm lists, which
+	// follow what browsers ship; Go, OpenSSL and BoringSSL verify it.
+	// ECDSA and RSA encodings stay checked by the Mozilla lints
+	// e_mp_ecdsa_pub_key_encoding_correct and e_mp_ecdsa_signature_encoding_correct.
+	"e_algorithm_identifier_improper_encoding": "BR 7.1.3.1 lists RSA and ECDSA key encodings only; Ed25519 keys (RFC 8410) are allowed in a private CA",
+	"e_signature_algorithm_not_supported":      "BR 7.1.3.2 lists RSA and ECDSA signatures only; Ed25519 signatures (RFC 8410) are allowed in a private CA",
+
+	// Root program rules for publicly trusted TLS certificates.
+	// Lifetimes are a policy of the profile here (Profile.MaxValidity,
+	// 398 days for leaves); Apple exempts certificates from user-added
+	// roots from its limit, and the SC-081 schedule (200 days from
+	// 2026-03-15, 100 from 2027-03-15, 47 from 2029-03-15) binds public
+	// CAs. Chrome's ban on clientAuth in server certificates (from
+	// 2027-03-15) is about the public hierarchy; mTLS with a private root
+	// is exactly where one certificate serves both ends.
+	"e_tls_server_cert_valid_time_longer_than_398_days": "Apple root program limit; certificates from user-added roots are exempt; Profile.MaxValidity sets our limit",
+	"w_tls_server_cert_valid_time_longer_than_397_days": "Apple root program recommendation; certificates from user-added roots are exempt; Profile.MaxValidity sets our limit",
+	"e_server_cert_valid_time_longer_than_200_days":     "CA/B Forum SC-081 lifetime for public TLS certificates; Profile.MaxValidity sets our limit",
+	"w_server_cert_valid_time_longer_than_199_days":     "CA/B Forum SC-081 lifetime for public TLS certificates; Profile.MaxValidity sets our limit",
+	"e_server_cert_valid_time_longer_than_100_days":     "CA/B Forum SC-081 lifetime for public TLS certificates from 2027-03-15; Profile.MaxValidity sets our limit",
+	"w_server_cert_valid_time_longer_than_99_days":      "CA/B Forum SC-081 lifetime for public TLS certificates from 2027-03-15; Profile.MaxValidity sets our limit",
+	"e_server_cert_valid_time_longer_than_47_days":      "CA/B Forum SC-081 lifetime for public TLS certificates from 2029-03-15; Profile.MaxValidity sets our limit",
+	"w_server_cert_valid_time_longer_than_46_days":      "CA/B Forum SC-081 lifetime for public TLS certificates from 2029-03-15; Profile.MaxValidity sets our limit",
+	"e_client_auth_not_allowed":                         "Chrome Root Program 1.8 section 1.3.2 for public TLS hierarchies from 2027-03-15; the server-client profile is for mTLS under a private root",
+}
+
+// ExcludedLints returns the names of the zlint lints that [Linter] does
+// not run, each with the reason it cannot apply to a private CA. The map is
+// a fresh copy.
+func ExcludedLints() map[string]string {
+	return maps.Clone(excludedLints)
+}
+
+// Linter lints certificates with zlint before a CA key signs them, in the
+// way of cfssl's local signer: the template is first signed with a
+// throwaway key and that certificate is linted, so that a certificate
+// that fails a lint never carries the CA's signature. A Linter is safe for
+// concurrent use; build one with [NewLinter] and share it.
+type Linter struct {
+	registry lint.Registry
+}
+
+// NewLinter builds the zlint registry once: every registered certificate
+// lint except [ExcludedLints].
+func NewLinter() (*Linter, error) {
+	names := slices.Sorted(maps.Keys(excludedLints))
+	reg, err := lint.GlobalRegistry().Filter(lint.FilterOptions{ExcludeNames: names})
+	if err != nil {
+		return nil, fmt.Errorf("pki: build zlint registry: %w", err)
+	}
+	return &Linter{registry: reg}, nil
+}
+
+// LintError lists the lints a certificate failed. It wraps [ErrInvalid]:
+// the request produced a certificate Trustgate refuses to sign.
+type LintError struct {
+	// Lints are the names of the lints with status Warn, Error or Fatal,
+	// sorted.
+	Lints []string
+	// Details maps each failed lint name to its status and an
+	// explanation, for logs and for the API client.
+	Details map[string]string
+}
+
+// Error lists the failed lints with their explanations.
+func (e *LintError) Error() string {
+	var b strings.Builder
+	b.WriteString("pki: certificate fails lint")
+	if len(e.Lints) > 1 {
+		b.WriteString("s")
+	}
+	for i, name := range e.Lints {
+		if i == 0 {
+			b.WriteString(" ")
+		} else {
+			b.WriteString("; ")
+		}
+		b.WriteString(name)
+		if d := e.Details[name]; d != "" {
+			b.WriteString(" (" + d + ")")
+		}
+	}
+	return b.String()
+}
+
+// Unwrap makes errors.Is(err, ErrInvalid) true.
+func (e *LintError) Unwrap() error { return ErrInvalid }
+
+// Lint runs zlint on the DER certificate der and returns nil or a
+// *[LintError] naming every lint with status Warn, Error or Fatal. Notices
+// are not failures.
+func (l *Linter) Lint(der []byte) error {
+	c, err := zx509.ParseCertificate(der)
+	if err != nil {
+		return invalidWrap(err, "certificate cannot be parsed for linting")
+	}
+	return l.lint(c)
+}
+
+func (l *Linter) lint(c *zx509.Certificate) error {
+	res := zlint.LintCertificateEx(c, l.registry)
+	if !res.WarningsPresent && !res.ErrorsPresent && !res.FatalsPresent {
+		return nil
+	}
+	e := &LintError{Details: map[string]string{}}
+	for name, r := range res.Results {
+		switch r.Status {
+		case lint.Warn, lint.Error, lint.Fatal:
+			e.Lints = append(e.Lints, name)
+			d := r.Status.String() + ": " + r.LintMetadata.Description
+			if r.Details != "" {
+				d += ": " + r.Details
+			}
+			e.Details[name] = d
+		}
+	}
+	slices.Sort(e.Lints)
+	return e
+}
+
+// Sign lints the certificate described by template and, only if it passes,
+// signs it with signer, returning the DER. parent is the issuer's
+// certificate; parent == template (the same pointer) makes a self-signed
+// root. pub is the subject's public key.
+//
+// The signature algorithm follows signer's key: ECDSA P-256 with SHA-256,
+// P-384 with SHA-384, RSA PKCS #1 v1.5 with SHA-256, pure Ed25519. Sign
+// sets the authority key identifier to the issuer's subject key identifier
+// (for a root, its own; CA/B Forum BR section 7.1.2.1.3). Before linting it
+// checks what would make the certificate unusable: a parent that is not a
+// CA or whose path length forbids issuing a CA, a certificate that would
+// outlive its issuer, a root whose key is not the signer's.
+//
+// The template is not modified. Sign is safe for concurrent use.
+func (l *Linter) Sign(template, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) ([]byte, error) {
+	if template == nil || parent == nil || signer == nil {
+		return nil, invalidf("sign needs a template, a parent and a signer")
+	}
+	alg, signerType, err := signatureAlgorithmFor(signer.Public())
+	if err != nil {
+		return nil, invalidWrap(err, "CA key is not usable")
+	}
+	selfSigned := parent == template
+	tmpl := *template
+	tmpl.SignatureAlgorithm = alg
+	if selfSigned {
+		if !keysEqual(pub, signer.Public()) {
+			return nil, invalidf("self-signed certificate: the subject key is not the signing key")
+		}
+		tmpl.AuthorityKeyId = tmpl.SubjectKeyId
+	} else {
+		if err := checkIssuer(&tmpl, parent, signer); err != nil {
+			return nil, err
+		}
+		tmpl.AuthorityKeyId = parent.SubjectKeyId
+	}
+
+	throwaway, err := throwawayKey(signerType)
+	if err != nil {
+		return nil, err
+	}
+	lintParent := parent
+	if selfSigned {
+		lintParent = &tmpl
+	}
+	lp := *lintParent
+	lp.PublicKey = throwaway.Public()
+	probe, err := x509.CreateCertificate(rand.Reader, &tmpl, &lp, pub, throwaway)
+	if err != nil {
+		return nil, invalidWrap(err, "certificate cannot be built")
+	}
+	zc, err := zx509.ParseCertificate(probe)
+	if err != nil {
+		return nil, invalidWrap(err, "certificate cannot be parsed for linting")
+	}
+	// zcrypto marks a certificate self-signed only if its signature
+	// verifies with its own key, which the probe's throwaway signature
+	// cannot; without this, zlint would lint a root as a subordinate CA.
+	zc.SelfSigned = selfSigned
+	if err := l.lint(zc); err != nil {
+		return nil, err
+	}
+
+	realParent := parent
+	if selfSigned {
+		realParent = &tmpl
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, realParent, pub, signer)
+	if err != nil {
+		return nil, fmt.Errorf("pki: sign certificate: %w", err)
+	}
+	return der, nil
+}
+
+// checkIssuer refuses to sign what a verifier would reject because of the
+// issuer (RFC 5280 section 6.1.4): an issuer that is not a CA or may not
+// sign certificates, a path length that forbids another CA, a certificate
+// that outlives its issuer.
+func checkIssuer(tmpl, parent *x509.Certificate, signer crypto.Signer) error {
+	if parent.PublicKey != nil && !keysEqual(parent.PublicKey, signer.Public()) {
+		return invalidf("the signing key is not the key of issuer %q", parent.Subject.String())
+	}
+	if !parent.BasicConstraintsValid || !parent.IsCA {
+		return invalidf("issuer %q is not a CA", parent.Subject.String())
+	}
+	if parent.KeyUsage != 0 && parent.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return invalidf("issuer %q may not sign certificates (no keyCertSign key usage)", parent.Subject.String())
+	}
+	if tmpl.IsCA && parent.MaxPathLen == 0 && parent.MaxPathLenZero {
+		return invalidf("issuer %q has path length 0 and may issue only leaf certificates", parent.Subject.String())
+	}
+	if tmpl.NotAfter.After(parent.NotAfter) {
+		return invalidf("certificate would expire at %s, after its issuer %q (%s)",
+			tmpl.NotAfter.UTC().Format("2006-01-02T15:04:05Z"), parent.Subject.String(), parent.NotAfter.UTC().Format("2006-01-02T15:04:05Z"))
+	}
+	return nil
+}
+
+func keysEqual(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}
+
+// throwawayKeys holds one lazily generated key per signing algorithm: the
+// probe certificate only needs the signature algorithm of the real CA key,
+// not its size, so every RSA size shares one RSA-2048 key. Generating
+// them once matters because RSA generation takes tens of milliseconds.
+var throwawayKeys = map[KeyType]func() (crypto.Signer, error){
+	ECP256:  sync.OnceValues(func() (crypto.Signer, error) { return GenerateKey(ECP256) }),
+	ECP384:  sync.OnceValues(func() (crypto.Signer, error) { return GenerateKey(ECP384) }),
+	Ed25519: sync.OnceValues(func() (crypto.Signer, error) { return GenerateKey(Ed25519) }),
+	RSA2048: sync.OnceValues(func() (crypto.Signer, error) { return GenerateKey(RSA2048) }),
+}
+
+func throwawayKey(kt KeyType) (crypto.Signer, error) {
+	if strings.HasPrefix(string(kt), "rsa-") {
+		kt = RSA2048
+	}
+	gen, ok := throwawayKeys[kt]
+	if !ok {
+		return nil, invalidf("no throwaway key for key type %s", kt)
+	}
+	k, err := gen()
+	if err != nil {
+		return nil, fmt.Errorf("pki: throwaway lint key: %w", err)
+	}
+	return k, nil
+}

@@ -1,0 +1,230 @@
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"time"
+
+	"github.com/trustgate/trustgate/internal/fault"
+	"github.com/trustgate/trustgate/internal/inventory"
+	"github.com/trustgate/trustgate/internal/pki"
+	"github.com/trustgate/trustgate/internal/store"
+)
+
+// IssueRequest asks for one certificate. Either CSR is set (the key stays
+// with its owner) or the service generates a key of KeyType and returns it
+// once, without storing it.
+type IssueRequest struct {
+	CA         string
+	Profile    string
+	CSR        []byte // PEM or DER
+	CommonName string
+	KeyType    string
+	DNS        []string
+	IP         []string
+	URI        []string
+	Email      []string
+	Validity   string // empty: the profile's default
+	Managed    bool
+	Requester  string
+}
+
+// Issued is the result of a successful issuance. The record is durable.
+type Issued struct {
+	Record *store.Certificate
+	Cert   *x509.Certificate
+	// Chain is the issuing CA's certificate followed by its parents', as DER.
+	Chain [][]byte
+	// Key is the generated private key when the request had no CSR.
+	Key crypto.Signer
+}
+
+// Issue runs the issuance pipeline: resolve the CA, apply the profile,
+// validate names and validity, build the template, lint it with a throwaway
+// key, sign with the CA key, record durably, and only then return.
+func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
+	if r.CA == "" {
+		return nil, fault.New(fault.Invalid, "ca is required")
+	}
+	if r.Profile == "" {
+		return nil, fault.New(fault.Invalid, "profile is required (one of %v)", pki.ProfileNames())
+	}
+	prof, err := pki.LookupProfile(r.Profile)
+	if err != nil {
+		return nil, invalid(err)
+	}
+	issuer, err := s.GetCA(ctx, r.CA)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now().UTC()
+	if err := usable(issuer, now); err != nil {
+		return nil, err
+	}
+
+	// The public key: from the CSR, or generated here.
+	var (
+		pub     crypto.PublicKey
+		key     crypto.Signer
+		csrCN   string
+		csrSANs csrNames
+	)
+	switch {
+	case len(r.CSR) > 0:
+		if r.KeyType != "" {
+			return nil, fault.New(fault.Invalid, "key_type applies only when the server generates the key; the CSR already names its key")
+		}
+		csr, err := pki.ParseCSR(r.CSR)
+		if err != nil {
+			return nil, invalid(fmt.Errorf("csr: %w", err))
+		}
+		pub = csr.PublicKey
+		csrCN = csr.Subject.CommonName
+		csrSANs = csrNames{dns: csr.DNSNames, email: csr.EmailAddresses}
+		for _, ip := range csr.IPAddresses {
+			csrSANs.ip = append(csrSANs.ip, ip.String())
+		}
+		for _, u := range csr.URIs {
+			csrSANs.uri = append(csrSANs.uri, u.String())
+		}
+	case prof.IsCA:
+		return nil, fault.New(fault.Invalid, "profile %q needs a CSR: a CA's key is never generated for someone else", prof.Name)
+	default:
+		kt := pki.ECP256
+		if r.KeyType != "" {
+			if kt, err = pki.ParseKeyType(r.KeyType); err != nil {
+				return nil, invalid(err)
+			}
+		}
+		if key, err = pki.GenerateKey(kt); err != nil {
+			return nil, fmt.Errorf("generate key: %w", err)
+		}
+		pub = key.Public()
+	}
+	kt, err := pki.KeyTypeOf(pub)
+	if err != nil {
+		return nil, invalid(err)
+	}
+
+	// Names: what the request says, else what the CSR asked for. Both go
+	// through the same validation.
+	sans, err := pki.ParseSANs(r.DNS, r.IP, r.URI, r.Email)
+	if err != nil {
+		return nil, invalid(err)
+	}
+	if sans.Empty() && !csrSANs.empty() {
+		if sans, err = pki.ParseSANs(csrSANs.dns, csrSANs.ip, csrSANs.uri, csrSANs.email); err != nil {
+			return nil, invalid(fmt.Errorf("csr: %w", err))
+		}
+	}
+	cn := r.CommonName
+	if cn == "" {
+		cn = csrCN
+	}
+	if len(cn) > 64 {
+		return nil, fault.New(fault.Invalid, "common name is %d characters; X.509 allows at most 64 (RFC 5280 ub-common-name)", len(cn))
+	}
+	subject := pkix.Name{CommonName: cn}
+
+	// Validity: explicit requests outside the limits are errors, never cut.
+	var notAfter time.Time
+	if r.Validity != "" {
+		d, err := pki.ParseDuration(r.Validity)
+		if err != nil {
+			return nil, invalid(err)
+		}
+		if err := prof.CheckValidity(d); err != nil {
+			return nil, invalid(err)
+		}
+		notAfter = now.Add(d)
+		if notAfter.After(issuer.NotAfter) {
+			return nil, fault.New(fault.Invalid, "validity %s would end at %s, after CA %q expires (%s)",
+				r.Validity, notAfter.Format(time.RFC3339), issuer.Name, issuer.NotAfter.UTC().Format(time.RFC3339))
+		}
+	} else {
+		notAfter = now.Add(prof.DefaultValidity)
+		if notAfter.After(issuer.NotAfter) {
+			notAfter = issuer.NotAfter
+		}
+		if err := prof.CheckValidity(notAfter.Sub(now)); err != nil {
+			return nil, fault.New(fault.Conflict, "CA %q expires too soon to issue a %s certificate: %v", issuer.Name, prof.Name, err)
+		}
+	}
+
+	serial, err := pki.NewSerial(s.cfg.Rand)
+	if err != nil {
+		return nil, fmt.Errorf("serial: %w", err)
+	}
+	var tmpl *x509.Certificate
+	if prof.IsCA {
+		if issuer.PathLen == 0 {
+			return nil, fault.New(fault.Invalid, "CA %q has path length 0 and cannot sign a subordinate CA", issuer.Name)
+		}
+		if subject.CommonName == "" {
+			return nil, fault.New(fault.Invalid, "a subordinate CA needs a common name")
+		}
+		tmpl, err = pki.CATemplate(pki.CARequest{
+			Subject: subject, PublicKey: pub, Serial: serial,
+			NotBefore: now.Add(-s.cfg.Backdate), NotAfter: notAfter,
+			MaxPathLen: 0, URLs: s.urls(issuer.Name),
+		})
+	} else {
+		tmpl, err = pki.LeafTemplate(pki.LeafRequest{
+			Profile: prof, Subject: subject, SANs: sans, PublicKey: pub, Serial: serial,
+			NotBefore: now.Add(-s.cfg.Backdate), NotAfter: notAfter,
+			URLs: s.urls(issuer.Name),
+		})
+	}
+	if err != nil {
+		return nil, invalid(err)
+	}
+	signer, issuerCert, err := s.signer(issuer)
+	if err != nil {
+		return nil, err
+	}
+	der, err := s.cfg.Linter.Sign(tmpl, issuerCert, pub, signer)
+	if err != nil {
+		return nil, invalid(fmt.Errorf("issue %s certificate for %q: %w", prof.Name, cn, err))
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parse issued certificate: %w", err)
+	}
+	rec := inventory.NewRecord(cert, issuer.ID, prof.Name, r.Requester, now)
+	rec.KeyType = string(kt)
+	rec.Managed = r.Managed
+	if err := s.cfg.Store.InsertCertificate(ctx, rec); err != nil {
+		// Nothing is returned that is not recorded: a certificate that
+		// exists can always be found and revoked.
+		return nil, fmt.Errorf("record certificate %s: %w", rec.Serial, err)
+	}
+	chain, err := s.Chain(ctx, issuer)
+	if err != nil {
+		return nil, err
+	}
+	s.cfg.Logger.Info("certificate issued", "ca", issuer.Name, "serial", rec.Serial, "profile", prof.Name,
+		"subject", rec.Subject, "not_after", cert.NotAfter, "requester", r.Requester)
+	return &Issued{Record: rec, Cert: cert, Chain: chain, Key: key}, nil
+}
+
+// record adds a certificate that a CA signed outside Issue (a subordinate
+// CA's certificate) to the inventory.
+func (s *Service) record(ctx context.Context, issuer *store.CA, cert *x509.Certificate, profile, requester string, managed bool) error {
+	rec := inventory.NewRecord(cert, issuer.ID, profile, requester, s.cfg.Now().UTC())
+	rec.Managed = managed
+	if err := s.cfg.Store.InsertCertificate(ctx, rec); err != nil {
+		return fmt.Errorf("record certificate %s: %w", rec.Serial, err)
+	}
+	return nil
+}
+
+// csrNames are the SANs a CSR asked for, as strings, so that they pass the
+// same validation as names given in the request.
+type csrNames struct{ dns, ip, uri, email []string }
+
+func (n csrNames) empty() bool {
+	return len(n.dns)+len(n.ip)+len(n.uri)+len(n.email) == 0
+}

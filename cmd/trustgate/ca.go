@@ -1,0 +1,270 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trustgate/trustgate/internal/apiv1"
+)
+
+func newCACmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "ca", Short: "Manage certificate authorities", Args: argsUsage(cobra.NoArgs)}
+	cmd.AddCommand(caCreateCmd(g), caListCmd(g), caShowCmd(g), caImportCertCmd(g), caExportKeyCmd(g),
+		caActionCmd(g, "disable", "Stop a CA from issuing"), caActionCmd(g, "enable", "Let a disabled CA issue again"),
+		caActionCmd(g, "offline", "Remove an exported root CA's key from the server (after ca export-key)"),
+		caPEMCmd(g))
+	return cmd
+}
+
+func caCreateCmd(g *globals) *cobra.Command {
+	var r apiv1.CreateCARequest
+	pathLen := -1
+	cmd := &cobra.Command{
+		Use:   "create --name NAME [--parent P | --external-parent]",
+		Short: "Create a root CA, an intermediate, or an intermediate for an external (offline) root",
+		Example: `  trustgate ca create --name root --key-type ec-p384 --subject "CN=Example Root,O=Example" --validity 20y
+  trustgate ca create --name issuing --parent root --validity 5y
+  trustgate ca create --name partner --external-parent   # prints the CSR for the offline root`,
+		Args: argsUsage(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := g.checkOutput(); err != nil {
+				return err
+			}
+			if r.Name == "" {
+				return usageError{fmt.Errorf("--name is required")}
+			}
+			if pathLen >= 0 {
+				r.PathLen = &pathLen
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			out, err := c.CreateCA(cmd.Context(), r)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			if out.CSRPEM != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "CA %q created, awaiting its certificate. Have the external root sign this CSR,\nthen run: trustgate ca import-cert %s --cert FILE\n", out.Name, out.Name)
+				fmt.Fprint(cmd.OutOrStdout(), out.CSRPEM)
+				return nil
+			}
+			printCA(cmd, out)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&r.Name, "name", "", "CA name (lower-case letters, digits, . _ -)")
+	f.StringVar(&r.Parent, "parent", "", "parent CA in Trustgate (none: a root)")
+	f.BoolVar(&r.ExternalParent, "external-parent", false, "the parent is outside Trustgate: print a CSR")
+	f.StringVar(&r.KeyType, "key-type", "ec-p256", "ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519")
+	f.StringVar(&r.Subject, "subject", "", `subject DN, e.g. "CN=Payments CA,O=Example" (default CN=<name>)`)
+	f.StringVar(&r.Validity, "validity", "", "validity, e.g. 10y, 5y, 365d (default 10y root, 5y intermediate, never past the parent)")
+	f.IntVar(&pathLen, "path-len", -1, "maximum number of CA levels below this one (default: none for a root, 0 for an intermediate)")
+	return cmd
+}
+
+func printCA(cmd *cobra.Command, c *apiv1.CA) {
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "Name:        %s\nID:          %s\nState:       %s\nSubject:     %s\nKey type:    %s\nDepth:       %d\n",
+		c.Name, c.ID, c.State, c.Subject, c.KeyType, c.Depth)
+	if c.Parent != "" {
+		fmt.Fprintf(w, "Parent:      %s\n", c.Parent)
+	}
+	if c.ExternalParent {
+		fmt.Fprintf(w, "Parent:      (external)\n")
+	}
+	if c.PathLen != nil {
+		fmt.Fprintf(w, "Path length: %d\n", *c.PathLen)
+	}
+	if c.NotAfter != nil {
+		fmt.Fprintf(w, "Serial:      %s\nNot before:  %s\nNot after:   %s\n", c.Serial, c.NotBefore.Format(time.RFC3339), c.NotAfter.Format(time.RFC3339))
+	}
+	if c.KeyExported {
+		fmt.Fprintf(w, "Key:         exported\n")
+	}
+}
+
+func caListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use: "list", Short: "List CAs", Args: argsUsage(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := g.checkOutput(); err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			cas, err := c.ListCAs(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return printJSON(cmd.OutOrStdout(), apiv1.CAList{CAs: cas})
+			}
+			var rows [][]string
+			for _, a := range cas {
+				na := "-"
+				if a.NotAfter != nil {
+					na = a.NotAfter.Format("2006-01-02")
+				}
+				parent := a.Parent
+				if a.ExternalParent {
+					parent = "(external)"
+				}
+				if parent == "" {
+					parent = "-"
+				}
+				rows = append(rows, []string{a.Name, a.State, a.KeyType, parent, strconv.Itoa(a.Depth), na, a.Subject})
+			}
+			table(cmd.OutOrStdout(), []string{"NAME", "STATE", "KEY", "PARENT", "DEPTH", "NOT AFTER", "SUBJECT"}, rows)
+			return nil
+		},
+	}
+}
+
+func caShowCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use: "show NAME", Short: "Show a CA", Args: argsUsage(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.checkOutput(); err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			out, err := c.GetCA(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			printCA(cmd, out)
+			return nil
+		},
+	}
+}
+
+func caImportCertCmd(g *globals) *cobra.Command {
+	var certFile string
+	cmd := &cobra.Command{
+		Use: "import-cert NAME --cert FILE", Short: "Activate a CA with the certificate its external parent signed (FILE may append the chain)",
+		Args: argsUsage(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.checkOutput(); err != nil {
+				return err
+			}
+			if certFile == "" {
+				return usageError{fmt.Errorf("--cert is required")}
+			}
+			b, err := os.ReadFile(certFile)
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			out, err := c.ImportCACert(cmd.Context(), args[0], string(b))
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			printCA(cmd, out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&certFile, "cert", "", "PEM file: the CA certificate, optionally followed by its chain")
+	return cmd
+}
+
+func caExportKeyCmd(g *globals) *cobra.Command {
+	var passFile, out string
+	cmd := &cobra.Command{
+		Use:   "export-key NAME --passphrase-file F [--out FILE]",
+		Short: "Export a root CA's key once, as encrypted PKCS#8 PEM, for offline keeping",
+		Long: `export-key returns the root CA's private key encrypted under the passphrase
+(PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC). It works once per CA. Then
+"trustgate ca offline NAME" removes the key from the server.`,
+		Args: argsUsage(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if passFile == "" {
+				return usageError{fmt.Errorf("--passphrase-file is required")}
+			}
+			pass, err := readSecretFile(passFile)
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			pemKey, err := c.ExportCAKey(cmd.Context(), args[0], pass)
+			if err != nil {
+				return err
+			}
+			return writeOut(cmd.OutOrStdout(), out, []byte(pemKey), true)
+		},
+	}
+	cmd.Flags().StringVar(&passFile, "passphrase-file", "", "file holding the passphrase (at least 8 bytes)")
+	cmd.Flags().StringVar(&out, "out", "", "write the key here (mode 0600) instead of stdout")
+	return cmd
+}
+
+func caActionCmd(g *globals, action, short string) *cobra.Command {
+	return &cobra.Command{
+		Use: action + " NAME", Short: short, Args: argsUsage(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.checkOutput(); err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			out, err := c.CAAction(cmd.Context(), args[0], action)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			printCA(cmd, out)
+			return nil
+		},
+	}
+}
+
+func caPEMCmd(g *globals) *cobra.Command {
+	var chain bool
+	cmd := &cobra.Command{
+		Use: "pem NAME [--chain]", Short: "Print a CA certificate (with --chain, up to the root) as PEM",
+		Args: argsUsage(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			b, err := c.CAPEM(cmd.Context(), args[0], chain)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&chain, "chain", false, "include the parents up to the root")
+	return cmd
+}

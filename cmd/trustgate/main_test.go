@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// lockedBuffer is written by the dev command's goroutine and read by the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// startDev runs `trustgate dev` in-process on free loopback ports and returns
+// the API address and the data directory.
+func startDev(t *testing.T) (addr, dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lockedBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "--data", dir, "--api-listen", "127.0.0.1:0", "--public-listen", "127.0.0.1:0"}, out, &lockedBuffer{})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("dev exited with %d after cancel", code)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("dev did not stop within 15 s")
+		}
+	})
+	re := regexp.MustCompile(`API:\s+https://(\S+)`)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			return "https://" + m[1], dir
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("dev exited early with %d: %s", code, out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("dev did not start: %s", out.String())
+	return "", ""
+}
+
+// cli runs one CLI command in-process and returns its exit code and output.
+func cli(t *testing.T, addr, dir string, args ...string) (int, string, string) {
+	t.Helper()
+	tok, _ := os.ReadFile(filepath.Join(dir, "dev", "admin.token"))
+	t.Setenv("TRUSTGATE_TOKEN", strings.TrimSpace(string(tok)))
+	var out, errb bytes.Buffer
+	full := append([]string{"--addr", addr, "--cacert", filepath.Join(dir, "dev", "root.pem")}, args...)
+	code := run(context.Background(), full, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCLIAgainstDev(t *testing.T) {
+	addr, dir := startDev(t)
+	work := t.TempDir()
+
+	code, out, errs := cli(t, addr, dir, "ca", "create", "--name", "team", "--parent", "demo-root", "--key-type", "rsa-2048", "--validity", "1y", "-o", "json")
+	if code != 0 {
+		t.Fatalf("ca create: %d %s", code, errs)
+	}
+	var ca struct{ Name, State string }
+	json.Unmarshal([]byte(out), &ca)
+	if ca.Name != "team" || ca.State != "active" {
+		t.Fatalf("ca create output: %s", out)
+	}
+
+	// A CSR from openssl, in DER, is accepted.
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl not installed")
+	}
+	key, csr := filepath.Join(work, "k.pem"), filepath.Join(work, "r.der")
+	if b, err := exec.Command("openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-outform", "DER", "-out", csr, "-subj", "/CN=db.internal").CombinedOutput(); err != nil {
+		t.Fatalf("openssl req: %v %s", err, b)
+	}
+	leaf, chain := filepath.Join(work, "leaf.pem"), filepath.Join(work, "chain.pem")
+	code, _, errs = cli(t, addr, dir, "cert", "issue", "--ca", "team", "--profile", "server", "--csr", csr, "--dns", "db.internal", "--validity", "48h", "--out", leaf, "--chain-out", chain)
+	if code != 0 {
+		t.Fatalf("cert issue: %d %s", code, errs)
+	}
+	if b, err := exec.Command("openssl", "verify", "-CAfile", filepath.Join(dir, "dev", "root.pem"), "-untrusted", chain, leaf).CombinedOutput(); err != nil {
+		t.Fatalf("openssl verify: %v %s", err, b)
+	}
+	serial := regexp.MustCompile(`serial ([0-9a-f]+)`).FindStringSubmatch(errs)
+	if serial == nil {
+		t.Fatalf("no serial in %q", errs)
+	}
+	code, out, _ = cli(t, addr, dir, "cert", "show", serial[1], "-o", "json")
+	if code != 0 || !strings.Contains(out, `"db.internal"`) && !strings.Contains(out, "dns:db.internal") {
+		t.Fatalf("cert show: %d %s", code, out)
+	}
+
+	// PKCS#12 with a server-generated key.
+	pass := filepath.Join(work, "pass")
+	os.WriteFile(pass, []byte("a long passphrase\n"), 0o600)
+	p12 := filepath.Join(work, "c.p12")
+	if code, _, errs := cli(t, addr, dir, "cert", "issue", "--ca", "team", "--profile", "client", "--cn", "svc", "--p12-out", p12, "--passphrase-file", pass); code != 0 {
+		t.Fatalf("p12 issue: %s", errs)
+	}
+	if st, _ := os.Stat(p12); st == nil || st.Mode().Perm() != 0o600 {
+		t.Fatal("p12 file missing or not 0600")
+	}
+	if b, err := exec.Command("openssl", "pkcs12", "-in", p12, "-passin", "pass:a long passphrase", "-nokeys", "-noout").CombinedOutput(); err != nil {
+		t.Fatalf("openssl pkcs12: %v %s", err, b)
+	}
+
+	// Exit codes.
+	tests := []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"fail/not found", []string{"ca", "show", "ghost"}, exitNotFound},
+		{"fail/conflict", []string{"ca", "create", "--name", "team", "--parent", "demo-root"}, exitConflict},
+		{"fail/invalid", []string{"cert", "issue", "--ca", "team", "--profile", "server", "--cn", "x", "--dns", "bad name", "--key-out", filepath.Join(work, "x")}, exitInvalid},
+		{"fail/usage flag", []string{"ca", "list", "--bogus"}, exitUsage},
+		{"fail/usage args", []string{"ca", "show"}, exitUsage},
+		{"fail/usage output", []string{"ca", "list", "-o", "yaml"}, exitUsage},
+		{"fail/key without destination", []string{"cert", "issue", "--ca", "team", "--profile", "client", "--cn", "x"}, exitUsage},
+		{"ok/list", []string{"cert", "list", "--ca", "team", "--status", "active"}, exitOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if code, _, errs := cli(t, addr, dir, tt.args...); code != tt.want {
+				t.Fatalf("exit %d, want %d (%s)", code, tt.want, errs)
+			}
+		})
+	}
+	t.Setenv("TRUSTGATE_TOKEN", "tgat_bogus")
+	var o, e bytes.Buffer
+	if code := run(context.Background(), []string{"--addr", addr, "--cacert", filepath.Join(dir, "dev", "root.pem"), "ca", "list"}, &o, &e); code != exitAuth {
+		t.Fatalf("bad token: exit %d", code)
+	}
+	if code := run(context.Background(), []string{"--addr", "https://127.0.0.1:1", "--cacert", filepath.Join(dir, "dev", "root.pem"), "ca", "list"}, &o, &e); code != exitUnavailable {
+		t.Fatalf("unreachable: exit %d", code)
+	}
+}
+
+// Every command answers --help.
+func TestHelpEverywhere(t *testing.T) {
+	var walk func(c *cobra.Command)
+	n := 0
+	walk = func(c *cobra.Command) {
+		var out bytes.Buffer
+		args := strings.Fields(strings.TrimPrefix(c.CommandPath(), "trustgate"))
+		if code := run(context.Background(), append(args, "--help"), &out, &out); code != 0 || !strings.Contains(out.String(), "Usage:") {
+			t.Errorf("%s --help: exit %d\n%s", c.CommandPath(), code, out.String())
+		}
+		n++
+		for _, sub := range c.Commands() {
+			if sub.Name() != "help" && sub.Name() != "completion" {
+				walk(sub)
+			}
+		}
+	}
+	walk(newRootCmd(&bytes.Buffer{}, &bytes.Buffer{}))
+	if n < 15 {
+		t.Fatalf("only %d commands", n)
+	}
+}

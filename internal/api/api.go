@@ -1,0 +1,295 @@
+// Package api serves Trustgate's HTTP API: the /v1 JSON handlers, the public
+// CA-certificate and health endpoints, the one route table they are all
+// declared in, and the OpenAPI 3 document generated from that table.
+// Handlers are thin: they decode, call a service, and encode. Error kinds
+// become HTTP statuses here and nowhere else.
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trustgate/trustgate/internal/apiv1"
+	"github.com/trustgate/trustgate/internal/ca"
+	"github.com/trustgate/trustgate/internal/fault"
+	"github.com/trustgate/trustgate/internal/inventory"
+	"github.com/trustgate/trustgate/internal/store"
+)
+
+// CAService is what the handlers need from the CA service.
+type CAService interface {
+	CreateCA(ctx context.Context, r ca.CreateRequest) (*store.CA, error)
+	GetCA(ctx context.Context, name string) (*store.CA, error)
+	ListCAs(ctx context.Context) ([]*store.CA, error)
+	Chain(ctx context.Context, c *store.CA) ([][]byte, error)
+	ImportCACert(ctx context.Context, name string, pemData []byte) (*store.CA, error)
+	SetEnabled(ctx context.Context, name string, enabled bool) (*store.CA, error)
+	ExportKey(ctx context.Context, name string, passphrase []byte) ([]byte, error)
+	TakeOffline(ctx context.Context, name string) (*store.CA, error)
+	Issue(ctx context.Context, r ca.IssueRequest) (*ca.Issued, error)
+}
+
+// Inventory is what the handlers need from the inventory.
+type Inventory interface {
+	List(ctx context.Context, q inventory.Query) ([]*store.Certificate, string, error)
+	Get(ctx context.Context, serial string) (*store.Certificate, error)
+	Chain(ctx context.Context, c *store.Certificate) ([][]byte, error)
+	Import(ctx context.Context, pemData []byte, requester string) (*store.Certificate, error)
+}
+
+// Authenticator maps a bearer token to a principal.
+type Authenticator interface {
+	Authenticate(ctx context.Context, secret string) (string, error)
+}
+
+// Config configures the API handler.
+type Config struct {
+	CA        CAService
+	Inventory Inventory
+	Auth      Authenticator
+	// Store answers GetCAByID for rendering parents; it may be the same store the services use.
+	CAByID func(ctx context.Context, id string) (*store.CA, error)
+	// MaxBodyBytes caps request bodies; default 1 MiB.
+	MaxBodyBytes int64
+	// Ready reports whether the server is ready for /healthz; nil means always.
+	Ready      func() bool
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+// Handler is the API's http.Handler.
+type Handler struct {
+	cfg      Config
+	mux      *http.ServeMux
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// New builds the handler and registers every route of Routes().
+func New(cfg Config) *Handler {
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
+	h.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trustgate_api_requests_total", Help: "API requests by route and status code.",
+	}, []string{"route", "code"})
+	h.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "trustgate_api_request_duration_seconds", Help: "API request latency by route.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	}, []string{"route"})
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(h.requests, h.latency)
+	}
+	for _, rt := range Routes() {
+		h.mux.Handle(rt.Method+" "+rt.Path, h.wrap(rt))
+	}
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		h.writeError(w, r, fault.New(fault.NotFound, "no route for %s %s", r.Method, r.URL.Path))
+	})
+	return h
+}
+
+// ServeHTTP serves the API.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// request carries one call through a handler.
+type request struct {
+	*http.Request
+	w         http.ResponseWriter
+	h         *Handler
+	principal string
+}
+
+// decode reads a JSON body into v: size-capped, unknown fields refused, one value only.
+func (r *request) decode(v any) error {
+	body := http.MaxBytesReader(r.w, r.Body, r.h.cfg.MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return decodeError(err)
+		}
+		return fault.New(fault.Invalid, "request body holds more than one JSON value")
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var mbe *http.MaxBytesError
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &mbe):
+		return fault.New(fault.TooLarge, "request body is over the limit of %d bytes", mbe.Limit)
+	case errors.Is(err, io.EOF):
+		return fault.New(fault.Invalid, "request body is empty; a JSON object is required")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fault.New(fault.Invalid, "request body is truncated JSON")
+	case errors.As(err, &se):
+		return fault.New(fault.Invalid, "request body is not valid JSON (at byte %d): %v", se.Offset, se)
+	case errors.As(err, &te):
+		return fault.New(fault.Invalid, "field %q must be %s, not %s", te.Field, te.Type, te.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return fault.New(fault.Invalid, "unknown field %s in request body", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	default:
+		return fault.New(fault.Invalid, "request body: %v", err)
+	}
+}
+
+// result is what a handler returns: a status and a JSON value, or raw bytes.
+type result struct {
+	status      int
+	body        any
+	raw         []byte
+	contentType string
+}
+
+func ok(v any) (*result, error)      { return &result{status: http.StatusOK, body: v}, nil }
+func created(v any) (*result, error) { return &result{status: http.StatusCreated, body: v}, nil }
+
+func (h *Handler) wrap(rt Route) http.Handler {
+	label := rt.Method + " " + rt.Path
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: 200}
+		defer func() {
+			if p := recover(); p != nil {
+				h.writeError(sw, r, fmt.Errorf("panic: %v", p))
+			}
+			h.requests.WithLabelValues(label, strconv.Itoa(sw.status)).Inc()
+			h.latency.WithLabelValues(label).Observe(time.Since(start).Seconds())
+		}()
+		req := &request{Request: r, w: sw, h: h}
+		if !rt.Public {
+			p, err := h.authenticate(r)
+			if err != nil {
+				h.writeError(sw, r, err)
+				return
+			}
+			req.principal = p
+		}
+		res, err := rt.handle(req)
+		if err != nil {
+			h.writeError(sw, r, err)
+			return
+		}
+		if res.raw != nil {
+			sw.Header().Set("Content-Type", res.contentType)
+			sw.WriteHeader(res.status)
+			sw.Write(res.raw)
+			return
+		}
+		writeJSON(sw, res.status, res.body)
+	})
+}
+
+func (h *Handler) authenticate(r *http.Request) (string, error) {
+	authz := r.Header.Get("Authorization")
+	if authz == "" {
+		return "", fault.New(fault.Unauthenticated, "this route needs an API token: send Authorization: Bearer <token>")
+	}
+	tok, found := strings.CutPrefix(authz, "Bearer ")
+	if !found {
+		return "", fault.New(fault.Unauthenticated, "the Authorization header must be \"Bearer <token>\"")
+	}
+	return h.cfg.Auth.Authenticate(r.Context(), strings.TrimSpace(tok))
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		buf.Reset()
+		buf.WriteString(`{"error":{"code":"internal","message":"internal error"}}` + "\n")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+// StatusOf maps an error kind to its HTTP status.
+func StatusOf(k fault.Kind) int {
+	switch k {
+	case fault.Invalid:
+		return http.StatusBadRequest
+	case fault.NotFound:
+		return http.StatusNotFound
+	case fault.Conflict:
+		return http.StatusConflict
+	case fault.Denied:
+		return http.StatusForbidden
+	case fault.Unauthenticated:
+		return http.StatusUnauthorized
+	case fault.Unavailable:
+		return http.StatusServiceUnavailable
+	case fault.TooLarge:
+		return http.StatusRequestEntityTooLarge
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// writeError renders an error. A caller's fault shows its message; a
+// server's fault shows only an ID that is also logged with the cause.
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	k := fault.KindOf(err)
+	status := StatusOf(k)
+	body := apiv1.ErrorBody{Error: apiv1.Error{Code: k.String()}}
+	if status >= 500 {
+		idb := make([]byte, 8)
+		rand.Read(idb)
+		body.Error.ID = hex.EncodeToString(idb)
+		body.Error.Message = "internal error; quote id " + body.Error.ID + " to the operator"
+		if k == fault.Unavailable {
+			body.Error.Message = "the service is temporarily unavailable; retry later (id " + body.Error.ID + ")"
+			w.Header().Set("Retry-After", "1")
+		}
+		h.cfg.Logger.Error("request failed", "error_id", body.Error.ID, "method", r.Method, "path", r.URL.Path, "err", err)
+	} else {
+		var fe *fault.Error
+		if errors.As(err, &fe) {
+			body.Error.Message = fe.Error()
+		} else {
+			body.Error.Message = err.Error()
+		}
+		if k == fault.Unauthenticated {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="trustgate"`)
+		}
+	}
+	writeJSON(w, status, body)
+}

@@ -1,0 +1,217 @@
+// Package client is the Go client of Trustgate's /v1 API, used by the CLI
+// and, later, by the agent and the gateway. It depends only on the wire
+// types.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/trustgate/trustgate/internal/apiv1"
+)
+
+// Error is an error answer of the API.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	ID      string
+}
+
+func (e *Error) Error() string {
+	if e.ID != "" {
+		return fmt.Sprintf("%s (HTTP %d, error id %s)", e.Message, e.Status, e.ID)
+	}
+	return fmt.Sprintf("%s (HTTP %d)", e.Message, e.Status)
+}
+
+// Config configures a Client.
+type Config struct {
+	// Addr is the API's base URL, e.g. https://127.0.0.1:9443.
+	Addr string
+	// Token is the API token sent as a bearer credential.
+	Token string
+	// CACertFile is a PEM bundle that verifies the API's certificate; empty
+	// means the system roots.
+	CACertFile string
+	// HTTPClient overrides the transport entirely (tests).
+	HTTPClient *http.Client
+	// Timeout per request; default 30 s.
+	Timeout time.Duration
+}
+
+// Client calls the API. It is safe for concurrent use.
+type Client struct {
+	base  *url.URL
+	token string
+	hc    *http.Client
+}
+
+// New returns a Client.
+func New(cfg Config) (*Client, error) {
+	if cfg.Addr == "" {
+		return nil, errors.New("no API address: set TRUSTGATE_ADDR or --addr")
+	}
+	u, err := url.Parse(strings.TrimRight(cfg.Addr, "/"))
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("API address %q must be an https:// URL", cfg.Addr)
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.CACertFile != "" {
+			b, err := os.ReadFile(cfg.CACertFile)
+			if err != nil {
+				return nil, fmt.Errorf("read CA certificate for the API: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(b) {
+				return nil, fmt.Errorf("%s holds no PEM certificate", cfg.CACertFile)
+			}
+			tc.RootCAs = pool
+		}
+		timeout := cfg.Timeout
+		if timeout == 0 {
+			timeout = 30 * time.Second
+		}
+		hc = &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16}}
+	}
+	return &Client{base: u, token: cfg.Token, hc: hc}, nil
+}
+
+// Do sends a JSON request and decodes a JSON answer into out (may be nil).
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		var eb apiv1.ErrorBody
+		if json.Unmarshal(data, &eb) == nil && eb.Error.Message != "" {
+			return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, ID: eb.Error.ID}
+		}
+		return &Error{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(data))}
+	}
+	if out == nil {
+		return nil
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = data
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+func esc(s string) string { return url.PathEscape(s) }
+
+// CreateCA creates a CA.
+func (c *Client) CreateCA(ctx context.Context, r apiv1.CreateCARequest) (*apiv1.CA, error) {
+	var out apiv1.CA
+	return &out, c.Do(ctx, "POST", "/v1/cas", r, &out)
+}
+
+// ListCAs lists CAs.
+func (c *Client) ListCAs(ctx context.Context) ([]apiv1.CA, error) {
+	var out apiv1.CAList
+	return out.CAs, c.Do(ctx, "GET", "/v1/cas", nil, &out)
+}
+
+// GetCA shows a CA.
+func (c *Client) GetCA(ctx context.Context, name string) (*apiv1.CA, error) {
+	var out apiv1.CA
+	return &out, c.Do(ctx, "GET", "/v1/cas/"+esc(name), nil, &out)
+}
+
+// ImportCACert activates a pending CA.
+func (c *Client) ImportCACert(ctx context.Context, name, certPEM string) (*apiv1.CA, error) {
+	var out apiv1.CA
+	return &out, c.Do(ctx, "POST", "/v1/cas/"+esc(name)+"/certificate", apiv1.ImportCACertRequest{CertificatePEM: certPEM}, &out)
+}
+
+// CAAction runs disable, enable or offline on a CA.
+func (c *Client) CAAction(ctx context.Context, name, action string) (*apiv1.CA, error) {
+	var out apiv1.CA
+	return &out, c.Do(ctx, "POST", "/v1/cas/"+esc(name)+"/"+action, nil, &out)
+}
+
+// ExportCAKey exports a root CA's key once.
+func (c *Client) ExportCAKey(ctx context.Context, name, passphrase string) (string, error) {
+	var out apiv1.ExportCAKeyResponse
+	err := c.Do(ctx, "POST", "/v1/cas/"+esc(name)+"/export-key", apiv1.ExportCAKeyRequest{Passphrase: passphrase}, &out)
+	return out.EncryptedKeyPEM, err
+}
+
+// CAPEM fetches a CA certificate (and with chain, its parents) as PEM.
+func (c *Client) CAPEM(ctx context.Context, name string, chain bool) ([]byte, error) {
+	var out []byte
+	p := "/ca/" + esc(name) + ".pem"
+	if chain {
+		p += "?chain=1"
+	}
+	return out, c.Do(ctx, "GET", p, nil, &out)
+}
+
+// Issue issues a certificate.
+func (c *Client) Issue(ctx context.Context, r apiv1.IssueRequest) (*apiv1.IssueResponse, error) {
+	var out apiv1.IssueResponse
+	return &out, c.Do(ctx, "POST", "/v1/certificates", r, &out)
+}
+
+// ListCertificates returns one page of the inventory.
+func (c *Client) ListCertificates(ctx context.Context, q url.Values) (*apiv1.CertificateList, error) {
+	var out apiv1.CertificateList
+	p := "/v1/certificates"
+	if len(q) > 0 {
+		p += "?" + q.Encode()
+	}
+	return &out, c.Do(ctx, "GET", p, nil, &out)
+}
+
+// GetCertificate shows one certificate.
+func (c *Client) GetCertificate(ctx context.Context, serial string) (*apiv1.CertificateDetail, error) {
+	var out apiv1.CertificateDetail
+	return &out, c.Do(ctx, "GET", "/v1/certificates/"+esc(serial), nil, &out)
+}
+
+// ImportCertificate adds an external certificate to the inventory.
+func (c *Client) ImportCertificate(ctx context.Context, certPEM string) (*apiv1.Certificate, error) {
+	var out apiv1.Certificate
+	return &out, c.Do(ctx, "POST", "/v1/certificates/import", apiv1.ImportCertificateRequest{CertificatePEM: certPEM}, &out)
+}

@@ -1,0 +1,341 @@
+package api
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/trustgate/trustgate/internal/apiv1"
+	"github.com/trustgate/trustgate/internal/ca"
+	"github.com/trustgate/trustgate/internal/fault"
+	"github.com/trustgate/trustgate/internal/inventory"
+	"github.com/trustgate/trustgate/internal/store"
+)
+
+// Route is one entry of the route table: the pattern, its documentation and
+// its handler. The OpenAPI document is generated from these fields, so a
+// route cannot exist undocumented.
+type Route struct {
+	Method  string
+	Path    string // a net/http ServeMux pattern path, e.g. /v1/cas/{name}
+	Summary string
+	// Public routes need no credentials.
+	Public bool
+	// Request and Response are zero values of the wire types (nil for none).
+	Request  any
+	Response any
+	// Status is the success status; default 200.
+	Status int
+	// Query documents query parameters.
+	Query []Param
+	// ContentType is set for routes that answer with something other than JSON.
+	ContentType string
+	handle      func(*request) (*result, error)
+}
+
+// Param documents a query parameter.
+type Param struct {
+	Name, Description string
+}
+
+// Routes returns the route table. Every route the server answers is here.
+func Routes() []Route {
+	return []Route{
+		{Method: "GET", Path: "/healthz", Summary: "Readiness: 200 when the server is ready.", Public: true,
+			Response: apiv1.Health{}, handle: healthz},
+		{Method: "GET", Path: "/ca/{file}", Summary: "A CA certificate as PEM ({name}.pem); ?chain=1 adds its parents up to the root.",
+			Public: true, ContentType: "application/x-pem-file", Query: []Param{{"chain", "1 to return the chain"}}, handle: caPEM},
+		{Method: "GET", Path: "/v1/openapi.json", Summary: "This API's OpenAPI 3 document.", Public: true, handle: openapiDoc},
+
+		{Method: "POST", Path: "/v1/cas", Summary: "Create a root CA, an intermediate under a parent, or an intermediate awaiting an external parent (its CSR is in csr_pem).",
+			Request: apiv1.CreateCARequest{}, Response: apiv1.CA{}, Status: 201, handle: createCA},
+		{Method: "GET", Path: "/v1/cas", Summary: "List CAs.", Response: apiv1.CAList{}, handle: listCAs},
+		{Method: "GET", Path: "/v1/cas/{name}", Summary: "Show a CA.", Response: apiv1.CA{}, handle: getCA},
+		{Method: "POST", Path: "/v1/cas/{name}/certificate", Summary: "Activate a pending CA with the certificate its external parent signed.",
+			Request: apiv1.ImportCACertRequest{}, Response: apiv1.CA{}, handle: importCACert},
+		{Method: "POST", Path: "/v1/cas/{name}/disable", Summary: "Stop a CA from issuing.", Response: apiv1.CA{}, handle: setEnabled(false)},
+		{Method: "POST", Path: "/v1/cas/{name}/enable", Summary: "Let a disabled CA issue again.", Response: apiv1.CA{}, handle: setEnabled(true)},
+		{Method: "POST", Path: "/v1/cas/{name}/export-key", Summary: "Export a root CA's key once, as encrypted PKCS#8 PEM.",
+			Request: apiv1.ExportCAKeyRequest{}, Response: apiv1.ExportCAKeyResponse{}, handle: exportKey},
+		{Method: "POST", Path: "/v1/cas/{name}/offline", Summary: "Remove an exported root CA's key from the server.", Response: apiv1.CA{}, handle: offline},
+
+		{Method: "POST", Path: "/v1/certificates", Summary: "Issue a certificate from a CSR or with a server-generated key (returned once, never stored).",
+			Request: apiv1.IssueRequest{}, Response: apiv1.IssueResponse{}, Status: 201, handle: issue},
+		{Method: "GET", Path: "/v1/certificates", Summary: "Search the inventory with cursor pagination.", Response: apiv1.CertificateList{},
+			Query: []Param{{"ca", "CA name"}, {"status", "active, revoked or expired"}, {"expiring_within", "duration, e.g. 30d"},
+				{"san_contains", "substring of any SAN"}, {"cursor", "the next value of the previous page"}, {"limit", "page size, at most 1000"}},
+			handle: listCerts},
+		{Method: "GET", Path: "/v1/certificates/{serial}", Summary: "Show a certificate with its PEM and chain.", Response: apiv1.CertificateDetail{}, handle: getCert},
+		{Method: "POST", Path: "/v1/certificates/import", Summary: "Add an external certificate to the inventory for tracking.",
+			Request: apiv1.ImportCertificateRequest{}, Response: apiv1.Certificate{}, Status: 201, handle: importCert},
+	}
+}
+
+func healthz(r *request) (*result, error) {
+	if r.h.cfg.Ready != nil && !r.h.cfg.Ready() {
+		return nil, fault.New(fault.Unavailable, "not ready")
+	}
+	return ok(apiv1.Health{Status: "ok"})
+}
+
+func caPEM(r *request) (*result, error) {
+	name, found := strings.CutSuffix(r.PathValue("file"), ".pem")
+	if !found {
+		return nil, fault.New(fault.NotFound, "CA certificates are served as /ca/{name}.pem")
+	}
+	c, err := r.h.cfg.CA.GetCA(r.Context(), name)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.CertDER) == 0 {
+		return nil, fault.New(fault.NotFound, "CA %q has no certificate yet", name)
+	}
+	ders := [][]byte{c.CertDER}
+	if r.URL.Query().Get("chain") == "1" {
+		if ders, err = r.h.cfg.CA.Chain(r.Context(), c); err != nil {
+			return nil, err
+		}
+	}
+	return &result{status: 200, raw: []byte(inventory.EncodePEM(ders...)), contentType: "application/x-pem-file"}, nil
+}
+
+func (h *Handler) caView(r *request, c *store.CA) apiv1.CA {
+	v := apiv1.CA{
+		ID: c.ID, Name: c.Name, ExternalParent: c.ExternalParent, State: string(c.State), KeyType: c.KeyType,
+		Subject: c.Subject, Depth: c.Depth, KeyExported: c.KeyExported, CreatedAt: c.CreatedAt,
+	}
+	if c.PathLen >= 0 {
+		pl := c.PathLen
+		v.PathLen = &pl
+	}
+	if c.ParentID != "" && h.cfg.CAByID != nil {
+		if p, err := h.cfg.CAByID(r.Context(), c.ParentID); err == nil {
+			v.Parent = p.Name
+		}
+	}
+	if len(c.CertDER) > 0 {
+		nb, na := c.NotBefore, c.NotAfter
+		v.NotBefore, v.NotAfter = &nb, &na
+		v.CertificatePEM = inventory.EncodePEM(c.CertDER)
+		if cert, err := x509.ParseCertificate(c.CertDER); err == nil {
+			v.Serial = strings.ToLower(cert.SerialNumber.Text(16))
+		}
+	}
+	if len(c.CSRDER) > 0 && c.State == store.CAPending {
+		v.CSRPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: c.CSRDER}))
+	}
+	return v
+}
+
+func createCA(r *request) (*result, error) {
+	var in apiv1.CreateCARequest
+	if err := r.decode(&in); err != nil {
+		return nil, err
+	}
+	c, err := r.h.cfg.CA.CreateCA(r.Context(), ca.CreateRequest{
+		Name: in.Name, Parent: in.Parent, ExternalParent: in.ExternalParent, KeyType: in.KeyType,
+		Subject: in.Subject, Validity: in.Validity, PathLen: in.PathLen,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return created(r.h.caView(r, c))
+}
+
+func listCAs(r *request) (*result, error) {
+	cs, err := r.h.cfg.CA.ListCAs(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	out := apiv1.CAList{CAs: []apiv1.CA{}}
+	for _, c := range cs {
+		out.CAs = append(out.CAs, r.h.caView(r, c))
+	}
+	return ok(out)
+}
+
+func getCA(r *request) (*result, error) {
+	c, err := r.h.cfg.CA.GetCA(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return nil, err
+	}
+	return ok(r.h.caView(r, c))
+}
+
+func importCACert(r *request) (*result, error) {
+	var in apiv1.ImportCACertRequest
+	if err := r.decode(&in); err != nil {
+		return nil, err
+	}
+	c, err := r.h.cfg.CA.ImportCACert(r.Context(), r.PathValue("name"), []byte(in.CertificatePEM))
+	if err != nil {
+		return nil, err
+	}
+	return ok(r.h.caView(r, c))
+}
+
+func setEnabled(enabled bool) func(*request) (*result, error) {
+	return func(r *request) (*result, error) {
+		c, err := r.h.cfg.CA.SetEnabled(r.Context(), r.PathValue("name"), enabled)
+		if err != nil {
+			return nil, err
+		}
+		return ok(r.h.caView(r, c))
+	}
+}
+
+func exportKey(r *request) (*result, error) {
+	var in apiv1.ExportCAKeyRequest
+	if err := r.decode(&in); err != nil {
+		return nil, err
+	}
+	out, err := r.h.cfg.CA.ExportKey(r.Context(), r.PathValue("name"), []byte(in.Passphrase))
+	if err != nil {
+		return nil, err
+	}
+	return ok(apiv1.ExportCAKeyResponse{EncryptedKeyPEM: string(out)})
+}
+
+func offline(r *request) (*result, error) {
+	c, err := r.h.cfg.CA.TakeOffline(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return nil, err
+	}
+	return ok(r.h.caView(r, c))
+}
+
+func issue(r *request) (*result, error) {
+	var in apiv1.IssueRequest
+	if err := r.decode(&in); err != nil {
+		return nil, err
+	}
+	if in.PKCS12Passphrase != "" && in.CSR != "" {
+		return nil, fault.New(fault.Invalid, "pkcs12_passphrase applies only to a server-generated key; a CSR's key is not ours to package")
+	}
+	is, err := r.h.cfg.CA.Issue(r.Context(), ca.IssueRequest{
+		CA: in.CA, Profile: in.Profile, CSR: []byte(in.CSR), CommonName: in.CommonName, KeyType: in.KeyType,
+		DNS: in.DNS, IP: in.IP, URI: in.URI, Email: in.Email, Validity: in.Validity, Managed: in.Managed,
+		Requester: r.principal,
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := apiv1.IssueResponse{
+		Certificate:    certView(is.Record, in.CA, r.h.cfg.Now()),
+		CertificatePEM: inventory.EncodePEM(is.Cert.Raw),
+		ChainPEM:       inventory.EncodePEM(is.Chain...),
+	}
+	if is.Key != nil {
+		if in.PKCS12Passphrase != "" {
+			if out.PKCS12, err = inventory.EncodePKCS12(is.Key, is.Cert.Raw, is.Chain, in.PKCS12Passphrase); err != nil {
+				return nil, err
+			}
+		} else if out.PrivateKeyPEM, err = inventory.EncodeKeyPEM(is.Key); err != nil {
+			return nil, err
+		}
+	}
+	r.w.Header().Set("Cache-Control", "no-store")
+	return created(out)
+}
+
+func certView(c *store.Certificate, caName string, now time.Time) apiv1.Certificate {
+	v := apiv1.Certificate{
+		Serial: c.Serial, CA: caName, Subject: c.Subject, SANs: c.SANs, Profile: c.Profile, KeyType: c.KeyType,
+		NotBefore: c.NotBefore, NotAfter: c.NotAfter, Fingerprint: c.Fingerprint, Status: inventory.Status(c, now),
+		Requester: c.Requester, Imported: c.Imported, Managed: c.Managed, CreatedAt: c.CreatedAt,
+	}
+	if v.SANs == nil {
+		v.SANs = []string{}
+	}
+	if !c.RevokedAt.IsZero() {
+		t := c.RevokedAt
+		v.RevokedAt = &t
+	}
+	return v
+}
+
+// caNames resolves CA IDs to names once per request.
+type caNames struct {
+	r     *request
+	names map[string]string
+}
+
+func (n *caNames) name(id string) string {
+	if id == "" || n.r.h.cfg.CAByID == nil {
+		return ""
+	}
+	if v, ok := n.names[id]; ok {
+		return v
+	}
+	if n.names == nil {
+		n.names = map[string]string{}
+	}
+	c, err := n.r.h.cfg.CAByID(n.r.Context(), id)
+	if err != nil {
+		return ""
+	}
+	n.names[id] = c.Name
+	return c.Name
+}
+
+func listCerts(r *request) (*result, error) {
+	q := r.URL.Query()
+	iq := inventory.Query{CA: q.Get("ca"), Status: q.Get("status"), SANContains: q.Get("san_contains"), Cursor: q.Get("cursor")}
+	if v := q.Get("expiring_within"); v != "" {
+		d, err := apiv1.ParseDuration(v)
+		if err != nil {
+			return nil, fault.New(fault.Invalid, "expiring_within: %v", err)
+		}
+		iq.ExpiringWithin = d
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return nil, fault.New(fault.Invalid, "limit %q must be a positive integer", v)
+		}
+		iq.Limit = n
+	}
+	certs, next, err := r.h.cfg.Inventory.List(r.Context(), iq)
+	if err != nil {
+		return nil, err
+	}
+	names := &caNames{r: r}
+	now := r.h.cfg.Now()
+	out := apiv1.CertificateList{Certificates: make([]apiv1.Certificate, 0, len(certs)), Next: next}
+	for _, c := range certs {
+		out.Certificates = append(out.Certificates, certView(c, names.name(c.CAID), now))
+	}
+	return ok(out)
+}
+
+func getCert(r *request) (*result, error) {
+	c, err := r.h.cfg.Inventory.Get(r.Context(), r.PathValue("serial"))
+	if err != nil {
+		return nil, err
+	}
+	chain, err := r.h.cfg.Inventory.Chain(r.Context(), c)
+	if err != nil {
+		return nil, err
+	}
+	names := &caNames{r: r}
+	return ok(apiv1.CertificateDetail{
+		Certificate:    certView(c, names.name(c.CAID), r.h.cfg.Now()),
+		CertificatePEM: inventory.EncodePEM(c.DER),
+		ChainPEM:       inventory.EncodePEM(chain...),
+	})
+}
+
+func importCert(r *request) (*result, error) {
+	var in apiv1.ImportCertificateRequest
+	if err := r.decode(&in); err != nil {
+		return nil, err
+	}
+	c, err := r.h.cfg.Inventory.Import(r.Context(), []byte(in.CertificatePEM), r.principal)
+	if err != nil {
+		return nil, err
+	}
+	names := &caNames{r: r}
+	return created(certView(c, names.name(c.CAID), r.h.cfg.Now()))
+}

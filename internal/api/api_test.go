@@ -37,13 +37,23 @@ var (
 )
 
 type env struct {
-	t     *testing.T
-	srv   *httptest.Server
-	st    store.Store
-	token string
+	t       *testing.T
+	srv     *httptest.Server
+	handler http.Handler
+	st      store.Store
+	token   string
 }
 
 func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := buildEnv(t, t.TempDir())
+	t.Cleanup(func() { e.srv.Close(); e.st.Close() })
+	return e
+}
+
+// buildEnv assembles the real services on a SQLite store in dir, behind a
+// TLS test server on loopback. The caller closes it.
+func buildEnv(t *testing.T, dir string) *env {
 	t.Helper()
 	linterOnce.Do(func() {
 		var err error
@@ -51,11 +61,10 @@ func newEnv(t *testing.T) *env {
 			t.Fatal(err)
 		}
 	})
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "tg.db"))
+	st, err := sqlite.Open(filepath.Join(dir, "tg.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
 	mk := make([]byte, 32)
 	rand.Read(mk)
 	sealer, _ := keystore.New(mk)
@@ -70,9 +79,7 @@ func newEnv(t *testing.T) *env {
 	}
 	h := api.New(api.Config{CA: casvc, Inventory: inventory.New(inventory.Config{Store: st}), Auth: tokens,
 		CAByID: st.GetCAByID, MaxBodyBytes: 64 << 10})
-	srv := httptest.NewTLSServer(h)
-	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, st: st, token: tok}
+	return &env{t: t, srv: httptest.NewTLSServer(h), handler: h, st: st, token: tok}
 }
 
 // call sends a request and decodes the JSON answer into out (when non-nil).
@@ -123,11 +130,7 @@ func (e *env) mustCreateCA(r apiv1.CreateCARequest) apiv1.CA {
 
 func (e *env) certCount() int64 {
 	e.t.Helper()
-	n, err := e.st.ListCertificates(context.Background(), store.CertFilter{Limit: 1000})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return int64(len(n))
+	return (&fuzzState{st: e.st}).count(e.t)
 }
 
 func csrPEM(t *testing.T, key crypto.Signer, cn string, dns ...string) string {

@@ -112,8 +112,11 @@ type CertFilter struct {
 	Expired     bool       // only certificates with NotAfter <= Now
 	NotExpired  bool       // only certificates with NotAfter > Now
 	ExpiresBy   time.Time  // when non-zero, only NotAfter <= ExpiresBy
+	// SANContains is a literal, case-sensitive substring of one SAN (typed
+	// string); it is never a pattern, so % _ and quotes are plain characters.
 	SANContains string
-	Now         time.Time
+	// Now is the time Expired, NotExpired are judged at; zero means the store's clock.
+	Now time.Time
 	// After is the cursor: only entries with Seq > After.
 	After int64
 	// Limit caps the result; the store applies its own maximum.
@@ -131,8 +134,12 @@ type Token struct {
 }
 
 // Store is the persistence contract. Implementations are safe for concurrent
-// use, honour ctx, return errors wrapping ErrNotFound, ErrConflict or
-// ErrUnavailable where those apply, and are durable when a write returns nil.
+// use, honour ctx (a cancelled context fails with an error wrapping
+// context.Canceled and writes nothing), return errors wrapping ErrNotFound,
+// ErrConflict or ErrUnavailable where those apply, and are durable when a
+// write returns nil. A ParentID or CAID that names no CA is ErrNotFound.
+// Times come back in UTC, exact to at least the microsecond, valid through
+// year 9999; nil and empty blobs come back distinct.
 type Store interface {
 	// CreateCA inserts a CA; a taken name or ID is ErrConflict.
 	CreateCA(ctx context.Context, ca *CA) error
@@ -155,7 +162,8 @@ type Store interface {
 	GetCertificate(ctx context.Context, serial string) (*Certificate, error)
 	// ListCertificates returns up to f.Limit entries with Seq > f.After in Seq order.
 	ListCertificates(ctx context.Context, f CertFilter) ([]*Certificate, error)
-	// CountCertificates returns how many certificates a CA has recorded.
+	// CountCertificates returns how many certificates a CA has recorded;
+	// caID "" counts imported certificates of issuers Trustgate does not hold.
 	CountCertificates(ctx context.Context, caID string) (int64, error)
 
 	// CreateToken stores an API credential.

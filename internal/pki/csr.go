@@ -72,7 +72,7 @@ func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
 	}
 	var outer asn1.RawValue
 	if rest, err := asn1.Unmarshal(der, &outer); err == nil && len(rest) > 0 {
-		return nil, invalidf("CSR has %d bytes of trailing data after its DER encoding", len(rest))
+		return nil, invalidf("CSR has trailing data after its DER encoding")
 	}
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {

@@ -107,7 +107,7 @@ func TestParseCSR(t *testing.T) {
 		"fail/md5":                    {in: resignCSR(t, makeCSR(t, rsaKey, 0), rsaKey, crypto.MD5, asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 4}), kind: pki.ErrInvalid, err: "CSR is signed with MD5-RSA, which is not accepted"},
 		"fail/too large":              {in: bytes.Repeat([]byte{'A'}, pki.MaxCSRSize+1), kind: pki.ErrTooLarge, err: "pki: CSR of 32769 bytes exceeds the limit of 32768 bytes"},
 		"fail/too large pem":          {in: append(csrPEM("CERTIFICATE REQUEST", ec), bytes.Repeat([]byte{'\n'}, pki.MaxCSRSize)...), kind: pki.ErrTooLarge, err: "exceeds the limit"},
-		"fail/trailing der":           {in: append(bytes.Clone(ec), 0x00), kind: pki.ErrInvalid, err: "pki: CSR has 1 bytes of trailing data after its DER encoding"},
+		"fail/trailing der":           {in: append(bytes.Clone(ec), 0x00), kind: pki.ErrInvalid, err: "pki: CSR has trailing data after its DER encoding"},
 		"fail/trailing pem":           {in: append(csrPEM("CERTIFICATE REQUEST", ec), "junk"...), kind: pki.ErrInvalid, err: "pki: CSR has data after the PEM block"},
 		"fail/two pem blocks":         {in: append(csrPEM("CERTIFICATE REQUEST", ec), csrPEM("CERTIFICATE REQUEST", ec)...), kind: pki.ErrInvalid, err: "CSR has data after the PEM block"},
 		"fail/text before pem":        {in: append([]byte("Certificate Request:\n"), csrPEM("CERTIFICATE REQUEST", ec)...), kind: pki.ErrInvalid, err: "pki: CSR has data before the PEM block"},

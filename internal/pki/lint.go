@@ -180,7 +180,8 @@ func (l *Linter) lint(c *zx509.Certificate) error {
 // (for a root, its own; CA/B Forum BR section 7.1.2.1.3). Before linting it
 // checks what would make the certificate unusable: a parent that is not a
 // CA or whose path length forbids issuing a CA, a certificate that would
-// outlive its issuer, a root whose key is not the signer's.
+// outlive its issuer, a root whose key is not the signer's, and keys that
+// [KeyTypeOf] rejects.
 //
 // The template is not modified. Sign is safe for concurrent use.
 func (l *Linter) Sign(template, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) ([]byte, error) {
@@ -190,6 +191,9 @@ func (l *Linter) Sign(template, parent *x509.Certificate, pub crypto.PublicKey, 
 	alg, signerType, err := signatureAlgorithmFor(signer.Public())
 	if err != nil {
 		return nil, invalidWrap(err, "CA key is not usable")
+	}
+	if _, err := KeyTypeOf(pub); err != nil {
+		return nil, invalidWrap(err, "subject key is not usable")
 	}
 	selfSigned := parent == template
 	tmpl := *template

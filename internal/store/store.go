@@ -106,12 +106,12 @@ type Certificate struct {
 
 // CertFilter selects inventory entries. The zero value selects everything.
 type CertFilter struct {
-	CAID        string
-	Serial      string
-	Status      CertStatus // "" for any; see Expired
-	Expired     bool       // only certificates with NotAfter <= Now
-	NotExpired  bool       // only certificates with NotAfter > Now
-	ExpiresBy   time.Time  // when non-zero, only NotAfter <= ExpiresBy
+	CAID       string
+	Serial     string
+	Status     CertStatus // "" for any; see Expired
+	Expired    bool       // only certificates with NotAfter <= Now
+	NotExpired bool       // only certificates with NotAfter > Now
+	ExpiresBy  time.Time  // when non-zero, only NotAfter <= ExpiresBy
 	// SANContains is a literal, case-sensitive substring of one SAN (typed
 	// string); it is never a pattern, so % _ and quotes are plain characters.
 	SANContains string

@@ -35,6 +35,9 @@ type CreateCARequest struct {
 	// PathLen limits the CA levels below this one; nil is the default
 	// (unconstrained for a root, 0 for an intermediate).
 	PathLen *int `json:"path_len,omitempty"`
+	// CRLPartitions > 1 spreads the CA's certificates over that many CRLs
+	// (/crl/{name}/{n}.crl), so that no CRL grows without bound.
+	CRLPartitions int `json:"crl_partitions,omitempty"`
 }
 
 // CA is a certificate authority as the API shows it. It never includes key material.
@@ -52,6 +55,7 @@ type CA struct {
 	NotBefore      *time.Time `json:"not_before,omitempty"`
 	NotAfter       *time.Time `json:"not_after,omitempty"`
 	KeyExported    bool       `json:"key_exported,omitempty"`
+	CRLPartitions  int        `json:"crl_partitions,omitempty"`
 	CertificatePEM string     `json:"certificate_pem,omitempty"`
 	CSRPEM         string     `json:"csr_pem,omitempty"`
 	CreatedAt      time.Time  `json:"created_at"`
@@ -129,6 +133,16 @@ type Certificate struct {
 	Managed     bool       `json:"managed,omitempty"`
 	CreatedAt   time.Time  `json:"created_at"`
 	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	// RevocationReason is the RFC 5280 reason name, when revoked.
+	RevocationReason string `json:"revocation_reason,omitempty"`
+}
+
+// RevokeRequest revokes a certificate. Reason is an RFC 5280 reason name
+// (unspecified, keyCompromise, cACompromise, affiliationChanged, superseded,
+// cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise);
+// default unspecified. Only certificateHold can be released.
+type RevokeRequest struct {
+	Reason string `json:"reason,omitempty"`
 }
 
 // CertificateList is one page of the inventory. Next, when set, is the

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/trustgate/trustgate/internal/pki"
 )
@@ -61,4 +62,44 @@ func TestParseSubject(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzParseSubject checks that an accepted subject has only non-empty
+// values free of control characters, within the RFC 5280 bounds, and a
+// two-letter upper-case country.
+func FuzzParseSubject(f *testing.F) {
+	for _, s := range []string{"CN=api", "cn=a, o=b, c=us", `CN=a\,b\+c`, "CN=a+O=b", "/CN=x", "C=USA", "CN=\xff", "O=A,O=B,OU=\\ x\\ "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := pki.ParseSubject(s)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "pki: ") {
+				t.Fatalf("error without pki prefix: %v", err)
+			}
+			return
+		}
+		values := append([]string{n.CommonName, n.SerialNumber}, n.Organization...)
+		values = append(values, n.OrganizationalUnit...)
+		values = append(values, n.Province...)
+		values = append(values, n.Locality...)
+		for _, v := range values {
+			for _, r := range v {
+				if r < 0x20 || r == 0x7f {
+					t.Fatalf("value %q has a control character", v)
+				}
+			}
+		}
+		if len(n.ToRDNSequence()) == 0 {
+			t.Fatal("accepted an empty subject")
+		}
+		if utf8.RuneCountInString(n.CommonName) > 64 {
+			t.Fatalf("CN %q over 64 characters", n.CommonName)
+		}
+		for _, c := range n.Country {
+			if len(c) != 2 || c != strings.ToUpper(c) {
+				t.Fatalf("country %q is not two upper-case letters", c)
+			}
+		}
+	})
 }

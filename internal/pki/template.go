@@ -225,10 +225,13 @@ func mustOID(oid x509.OID, err error) x509.OID {
 // keyCertSign, cRLSign and digitalSignature (critical; digitalSignature
 // lets the CA key sign OCSP responses, RFC 6960 section 4.2.2.2), the
 // subject key identifier, CRL distribution points and authority
-// information access from r.URLs. A subordinate CA (one with URLs) also
-// asserts anyPolicy (RFC 5280 section 4.2.1.4), so that it does not
-// restrict policy processing below it. The subject must have a common
-// name.
+// information access from r.URLs. A CA with URLs is taken to be a
+// subordinate CA (a root has nobody to point at) and asserts anyPolicy
+// alone (RFC 5280 section 4.2.1.4): the CA/B Forum BRs (section 7.1.2.10.5,
+// zlint e_sub_ca_certificate_policies_missing) require a policies
+// extension in subordinate CAs, and anyPolicy is the one that claims
+// nothing and restricts nothing below it; a root asserts none (BR
+// 7.1.2.1.2 advises against it). The subject must have a common name.
 func CATemplate(r CARequest) (*x509.Certificate, error) {
 	if strings.TrimSpace(r.Subject.CommonName) == "" {
 		return nil, invalidf("CA subject %q has no common name (CN)", r.Subject.String())

@@ -40,6 +40,8 @@ type CAService interface {
 	ExportKey(ctx context.Context, name string, passphrase []byte) ([]byte, error)
 	TakeOffline(ctx context.Context, name string) (*store.CA, error)
 	Issue(ctx context.Context, r ca.IssueRequest) (*ca.Issued, error)
+	Revoke(ctx context.Context, serial string, reason int, requester string) (*store.Certificate, error)
+	Unhold(ctx context.Context, serial, requester string) (*store.Certificate, error)
 }
 
 // Inventory is what the handlers need from the inventory.
@@ -139,6 +141,16 @@ func (r *request) decode(v any) error {
 	return nil
 }
 
+// decodeOptional is decode for routes whose body may be omitted entirely.
+func (r *request) decodeOptional(v any) error {
+	if err := r.decode(v); !errors.Is(err, errEmptyBody) {
+		return err
+	}
+	return nil
+}
+
+var errEmptyBody = errors.New("a JSON object is required")
+
 func decodeError(err error) error {
 	var mbe *http.MaxBytesError
 	var se *json.SyntaxError
@@ -147,7 +159,7 @@ func decodeError(err error) error {
 	case errors.As(err, &mbe):
 		return fault.New(fault.TooLarge, "request body is over the limit of %d bytes", mbe.Limit)
 	case errors.Is(err, io.EOF):
-		return fault.New(fault.Invalid, "request body is empty; a JSON object is required")
+		return &fault.Error{Kind: fault.Invalid, Msg: "request body is empty", Err: errEmptyBody}
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return fault.New(fault.Invalid, "request body is truncated JSON")
 	case errors.As(err, &se):

@@ -11,6 +11,7 @@ import (
 	"github.com/trustgate/trustgate/internal/ca"
 	"github.com/trustgate/trustgate/internal/fault"
 	"github.com/trustgate/trustgate/internal/inventory"
+	"github.com/trustgate/trustgate/internal/pki"
 	"github.com/trustgate/trustgate/internal/store"
 )
 
@@ -68,6 +69,9 @@ func Routes() []Route {
 				{"san_contains", "substring of any SAN"}, {"cursor", "the next value of the previous page"}, {"limit", "page size, at most 1000"}},
 			handle: listCerts},
 		{Method: "GET", Path: "/v1/certificates/{serial}", Summary: "Show a certificate with its PEM and chain.", Response: apiv1.CertificateDetail{}, handle: getCert},
+		{Method: "POST", Path: "/v1/certificates/{serial}/revoke", Summary: "Revoke a certificate with an RFC 5280 reason; only certificateHold can be released. Already revoked: 409 stating the original reason and time.",
+			Request: apiv1.RevokeRequest{}, Response: apiv1.Certificate{}, handle: revoke},
+		{Method: "POST", Path: "/v1/certificates/{serial}/unhold", Summary: "Release a certificate on hold (certificateHold).", Response: apiv1.Certificate{}, handle: unhold},
 		{Method: "POST", Path: "/v1/certificates/import", Summary: "Add an external certificate to the inventory for tracking.",
 			Request: apiv1.ImportCertificateRequest{}, Response: apiv1.Certificate{}, Status: 201, handle: importCert},
 	}
@@ -104,7 +108,7 @@ func caPEM(r *request) (*result, error) {
 func (h *Handler) caView(r *request, c *store.CA) apiv1.CA {
 	v := apiv1.CA{
 		ID: c.ID, Name: c.Name, ExternalParent: c.ExternalParent, State: string(c.State), KeyType: c.KeyType,
-		Subject: c.Subject, Depth: c.Depth, KeyExported: c.KeyExported, CreatedAt: c.CreatedAt,
+		Subject: c.Subject, Depth: c.Depth, KeyExported: c.KeyExported, CreatedAt: c.CreatedAt, CRLPartitions: c.CRLPartitions,
 	}
 	if c.PathLen >= 0 {
 		pl := c.PathLen
@@ -136,7 +140,7 @@ func createCA(r *request) (*result, error) {
 	}
 	c, err := r.h.cfg.CA.CreateCA(r.Context(), ca.CreateRequest{
 		Name: in.Name, Parent: in.Parent, ExternalParent: in.ExternalParent, KeyType: in.KeyType,
-		Subject: in.Subject, Validity: in.Validity, PathLen: in.PathLen,
+		Subject: in.Subject, Validity: in.Validity, PathLen: in.PathLen, CRLPartitions: in.CRLPartitions,
 	})
 	if err != nil {
 		return nil, err
@@ -249,9 +253,10 @@ func certView(c *store.Certificate, caName string, now time.Time) apiv1.Certific
 	if v.SANs == nil {
 		v.SANs = []string{}
 	}
-	if !c.RevokedAt.IsZero() {
+	if c.Status == store.CertRevoked {
 		t := c.RevokedAt
 		v.RevokedAt = &t
+		v.RevocationReason = pki.ReasonName(c.Reason)
 	}
 	return v
 }
@@ -338,4 +343,33 @@ func importCert(r *request) (*result, error) {
 	}
 	names := &caNames{r: r}
 	return created(certView(c, names.name(c.CAID), r.h.cfg.Now()))
+}
+
+func revoke(r *request) (*result, error) {
+	var in apiv1.RevokeRequest
+	if err := r.decodeOptional(&in); err != nil {
+		return nil, err
+	}
+	reason := 0
+	if in.Reason != "" {
+		var err error
+		if reason, err = pki.ParseReason(in.Reason); err != nil {
+			return nil, fault.New(fault.Invalid, "%v", err)
+		}
+	}
+	c, err := r.h.cfg.CA.Revoke(r.Context(), r.PathValue("serial"), reason, r.principal)
+	if err != nil {
+		return nil, err
+	}
+	names := &caNames{r: r}
+	return ok(certView(c, names.name(c.CAID), r.h.cfg.Now()))
+}
+
+func unhold(r *request) (*result, error) {
+	c, err := r.h.cfg.CA.Unhold(r.Context(), r.PathValue("serial"), r.principal)
+	if err != nil {
+		return nil, err
+	}
+	names := &caNames{r: r}
+	return ok(certView(c, names.name(c.CAID), r.h.cfg.Now()))
 }

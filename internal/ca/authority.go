@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/trustgate/trustgate/internal/apiv1"
 	"github.com/trustgate/trustgate/internal/fault"
 	"github.com/trustgate/trustgate/internal/keystore"
 	"github.com/trustgate/trustgate/internal/pki"
@@ -24,7 +25,13 @@ type CreateRequest struct {
 	Subject        string // default CN=<Name>
 	Validity       string // default 10y for a root, 5y for an intermediate (never past the parent)
 	PathLen        *int   // nil: unconstrained for a root, 0 for an intermediate
+	// CRLPartitions > 1 spreads the CA's certificates over that many CRLs.
+	CRLPartitions int
 }
+
+// MaxCRLPartitions bounds partitioning; beyond it relying parties would
+// fetch too many CRLs to learn anything.
+const MaxCRLPartitions = 1024
 
 // CreateCA creates a root, an intermediate under a Trustgate parent, or (with
 // ExternalParent) an intermediate in state pending-certificate with a CSR.
@@ -56,10 +63,13 @@ func (s *Service) CreateCA(ctx context.Context, r CreateRequest) (*store.CA, err
 	if r.PathLen != nil && (*r.PathLen < 0 || *r.PathLen > MaxDepth) {
 		return nil, fault.New(fault.Invalid, "path length %d is out of range 0..%d", *r.PathLen, MaxDepth)
 	}
+	if r.CRLPartitions < 0 || r.CRLPartitions > MaxCRLPartitions {
+		return nil, fault.New(fault.Invalid, "crl_partitions %d is out of range 0..%d", r.CRLPartitions, MaxCRLPartitions)
+	}
 	var validity time.Duration
 	if r.Validity != "" {
-		if validity, err = pki.ParseDuration(r.Validity); err != nil {
-			return nil, invalid(err)
+		if validity, err = apiv1.ParseDuration(r.Validity); err != nil {
+			return nil, fault.New(fault.Invalid, "validity: %v", err)
 		}
 	}
 	if _, err := s.cfg.Store.GetCA(ctx, r.Name); err == nil {
@@ -76,6 +86,7 @@ func (s *Service) CreateCA(ctx context.Context, r CreateRequest) (*store.CA, err
 		KeyType:        string(kt),
 		Subject:        pkixString(subject),
 		PathLen:        -1,
+		CRLPartitions:  r.CRLPartitions,
 		CreatedAt:      now,
 		UpdatedAt:      now,
 	}
@@ -166,7 +177,7 @@ func (s *Service) CreateCA(ctx context.Context, r CreateRequest) (*store.CA, err
 		MaxPathLen: rec.PathLen,
 	}
 	if parent != nil {
-		req.URLs = s.urls(parent.Name)
+		req.URLs = s.urls(parent.Name, parent.CRLPartitions, partition(serial, parent.CRLPartitions))
 	}
 	tmpl, err := pki.CATemplate(req)
 	if err != nil {
@@ -198,7 +209,7 @@ func (s *Service) CreateCA(ctx context.Context, r CreateRequest) (*store.CA, err
 	// An intermediate's certificate is also an issued certificate of its
 	// parent: it belongs in the parent's inventory (and later on its CRL).
 	if parent != nil {
-		if err := s.record(ctx, parent, cert, "subordinate-ca", "", false); err != nil {
+		if err := s.record(ctx, parent, cert, "subordinate-ca", "trustgate", false); err != nil {
 			return nil, err
 		}
 	}
@@ -289,6 +300,15 @@ func (s *Service) SetEnabled(ctx context.Context, name string, enabled bool) (*s
 	c, err := s.GetCA(ctx, name)
 	if err != nil {
 		return nil, err
+	}
+	if enabled && c.State == store.CADisabled {
+		revoked, err := s.caRevoked(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("enable CA %q: %w", name, err)
+		}
+		if revoked {
+			return nil, fault.New(fault.Conflict, "the certificate of CA %q is revoked; it cannot issue again", name)
+		}
 	}
 	switch {
 	case enabled && c.State == store.CADisabled:

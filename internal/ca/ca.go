@@ -54,6 +54,10 @@ type Config struct {
 	// Rand is the randomness for serials; default crypto/rand.
 	Rand   io.Reader
 	Logger *slog.Logger
+	// Revocations, when set, learns of every status change.
+	Revocations RevocationNotifier
+	// Issuances, when set, learns of every issued certificate.
+	Issuances IssueNotifier
 }
 
 // Service creates CAs and issues certificates. It is safe for concurrent use.
@@ -119,13 +123,21 @@ func invalid(err error) error {
 	return err
 }
 
-func (s *Service) urls(caName string) pki.URLs {
+// urls are the public URLs a certificate issued by the named CA carries:
+// AIA caIssuers and OCSP, and the CRL of its partition (partitions > 1) or
+// the CA's single CRL.
+func (s *Service) urls(caName string, partitions, part int) pki.URLs {
 	if s.cfg.PublicBaseURL == "" {
 		return pki.URLs{}
 	}
+	crl := s.cfg.PublicBaseURL + "/crl/" + caName + ".crl"
+	if partitions > 1 {
+		crl = fmt.Sprintf("%s/crl/%s/%d.crl", s.cfg.PublicBaseURL, caName, part)
+	}
 	return pki.URLs{
 		IssuingCA: []string{s.cfg.PublicBaseURL + "/ca/" + caName + ".pem"},
-		CRL:       []string{s.cfg.PublicBaseURL + "/crl/" + caName + ".crl"},
+		CRL:       []string{crl},
+		OCSP:      []string{s.cfg.PublicBaseURL + "/ocsp/" + caName},
 	}
 }
 

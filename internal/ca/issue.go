@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/trustgate/trustgate/internal/apiv1"
 	"github.com/trustgate/trustgate/internal/fault"
 	"github.com/trustgate/trustgate/internal/inventory"
 	"github.com/trustgate/trustgate/internal/pki"
@@ -132,9 +133,9 @@ func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 	// Validity: explicit requests outside the limits are errors, never cut.
 	var notAfter time.Time
 	if r.Validity != "" {
-		d, err := pki.ParseDuration(r.Validity)
+		d, err := apiv1.ParseDuration(r.Validity)
 		if err != nil {
-			return nil, invalid(err)
+			return nil, fault.New(fault.Invalid, "validity: %v", err)
 		}
 		if err := prof.CheckValidity(d); err != nil {
 			return nil, invalid(err)
@@ -158,6 +159,7 @@ func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serial: %w", err)
 	}
+	part := partition(serial, issuer.CRLPartitions)
 	var tmpl *x509.Certificate
 	if prof.IsCA {
 		if issuer.PathLen == 0 {
@@ -169,13 +171,13 @@ func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 		tmpl, err = pki.CATemplate(pki.CARequest{
 			Subject: subject, PublicKey: pub, Serial: serial,
 			NotBefore: now.Add(-s.cfg.Backdate), NotAfter: notAfter,
-			MaxPathLen: 0, URLs: s.urls(issuer.Name),
+			MaxPathLen: 0, URLs: s.urls(issuer.Name, issuer.CRLPartitions, part),
 		})
 	} else {
 		tmpl, err = pki.LeafTemplate(pki.LeafRequest{
 			Profile: prof, Subject: subject, SANs: sans, PublicKey: pub, Serial: serial,
 			NotBefore: now.Add(-s.cfg.Backdate), NotAfter: notAfter,
-			URLs: s.urls(issuer.Name),
+			URLs: s.urls(issuer.Name, issuer.CRLPartitions, part),
 		})
 	}
 	if err != nil {
@@ -196,6 +198,7 @@ func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 	rec := inventory.NewRecord(cert, issuer.ID, prof.Name, r.Requester, now)
 	rec.KeyType = string(kt)
 	rec.Managed = r.Managed
+	rec.Partition = part
 	if err := s.cfg.Store.InsertCertificate(ctx, rec); err != nil {
 		// Nothing is returned that is not recorded: a certificate that
 		// exists can always be found and revoked.
@@ -204,6 +207,9 @@ func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 	chain, err := s.Chain(ctx, issuer)
 	if err != nil {
 		return nil, err
+	}
+	if s.cfg.Issuances != nil {
+		s.cfg.Issuances.Issued(issuer.ID, rec.Serial)
 	}
 	s.cfg.Logger.Info("certificate issued", "ca", issuer.Name, "serial", rec.Serial, "profile", prof.Name,
 		"subject", rec.Subject, "not_after", cert.NotAfter, "requester", r.Requester)
@@ -215,6 +221,7 @@ func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 func (s *Service) record(ctx context.Context, issuer *store.CA, cert *x509.Certificate, profile, requester string, managed bool) error {
 	rec := inventory.NewRecord(cert, issuer.ID, profile, requester, s.cfg.Now().UTC())
 	rec.Managed = managed
+	rec.Partition = partition(cert.SerialNumber, issuer.CRLPartitions)
 	if err := s.cfg.Store.InsertCertificate(ctx, rec); err != nil {
 		return fmt.Errorf("record certificate %s: %w", rec.Serial, err)
 	}

@@ -51,6 +51,7 @@ type Server struct {
 	API           API    `yaml:"api"`
 	Public        Public `yaml:"public"`
 	Issuance      Issue  `yaml:"issuance"`
+	Revocation    Revoke `yaml:"revocation"`
 	Log           Log    `yaml:"log"`
 }
 
@@ -82,6 +83,18 @@ type Issue struct {
 	Backdate Duration `yaml:"backdate"`
 }
 
+// Revoke holds revocation publishing settings.
+type Revoke struct {
+	// CRLValidity is a CRL's nextUpdate - thisUpdate; a new CRL is
+	// published at the latest at half of it, and within a second of a change.
+	CRLValidity Duration `yaml:"crl_validity"`
+	// OCSPValidity is an OCSP answer's nextUpdate - thisUpdate.
+	OCSPValidity Duration `yaml:"ocsp_validity"`
+	// KeepExpiredOnCRL keeps expired certificates on CRLs; by default they
+	// leave after they expire (RFC 5280 §3.3).
+	KeepExpiredOnCRL bool `yaml:"keep_expired_on_crl"`
+}
+
 // Log configures structured logs.
 type Log struct {
 	// Level is debug, info, warn or error.
@@ -98,7 +111,11 @@ func Default(dataDir string) Server {
 		API:      API{Listen: "127.0.0.1:9443", MaxBodyBytes: 1 << 20},
 		Public:   Public{Listen: "127.0.0.1:9080"},
 		Issuance: Issue{Backdate: Duration(time.Minute)},
-		Log:      Log{Level: "info", Format: "json"},
+		Revocation: Revoke{
+			CRLValidity:  Duration(7 * 24 * time.Hour),
+			OCSPValidity: Duration(time.Hour),
+		},
+		Log: Log{Level: "info", Format: "json"},
 	}
 }
 
@@ -184,6 +201,12 @@ func (c Server) Validate() error {
 	}
 	if c.Issuance.Backdate < 0 || time.Duration(c.Issuance.Backdate) > time.Hour {
 		errs = append(errs, errors.New("issuance.backdate must be between 0 and 1h"))
+	}
+	if d := time.Duration(c.Revocation.CRLValidity); d < 10*time.Minute || d > 365*24*time.Hour {
+		errs = append(errs, fmt.Errorf("revocation.crl_validity %s is outside 10m..365d", d))
+	}
+	if d := time.Duration(c.Revocation.OCSPValidity); d < time.Minute || d > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("revocation.ocsp_validity %s is outside 1m..7d", d))
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -63,10 +63,15 @@ type CA struct {
 	Depth       int // 0 for a root; a child's is its parent's + 1
 	PathLen     int // -1 when unconstrained
 	KeyExported bool
-	NotBefore   time.Time
-	NotAfter    time.Time
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// CRLPartitions is how many partition CRLs the CA publishes: 0 or 1
+	// means one CRL for all its certificates; N > 1 spreads certificates
+	// over N CRLs at issuance (Certificate.Partition), so no CRL grows
+	// without bound. Fixed at creation.
+	CRLPartitions int
+	NotBefore     time.Time
+	NotAfter      time.Time
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // CertStatus is the stored status of a certificate. Expiry is not stored: it
@@ -102,6 +107,20 @@ type Certificate struct {
 	CreatedAt   time.Time
 	RevokedAt   time.Time // zero unless revoked
 	Reason      int       // RFC 5280 CRLReason, meaningful when revoked
+	// Partition is the CRL partition the certificate belongs to (0 for a
+	// CA without partitions).
+	Partition int
+}
+
+// ReasonCertificateHold is the RFC 5280 CRLReason that alone can be released.
+const ReasonCertificateHold = 6
+
+// RevokedEntry is one entry of a CRL.
+type RevokedEntry struct {
+	Serial    string // lower-case hex
+	RevokedAt time.Time
+	Reason    int
+	NotAfter  time.Time
 }
 
 // CertFilter selects inventory entries. The zero value selects everything.
@@ -162,6 +181,28 @@ type Store interface {
 	GetCertificate(ctx context.Context, serial string) (*Certificate, error)
 	// ListCertificates returns up to f.Limit entries with Seq > f.After in Seq order.
 	ListCertificates(ctx context.Context, f CertFilter) ([]*Certificate, error)
+	// GetCertificateByCA returns the certificate a CA issued with serial.
+	GetCertificateByCA(ctx context.Context, caID, serial string) (*Certificate, error)
+
+	// RevokeCertificate marks the certificate (caID, serial) revoked with
+	// reason at time at, durably, and returns the record after the change.
+	// A missing certificate is ErrNotFound. A certificate already revoked is
+	// ErrConflict and the existing record is returned with the error, except
+	// that a certificate on hold (ReasonCertificateHold) may be revoked
+	// finally with another reason (RFC 5280 §5.3.1), keeping its revocation time.
+	RevokeCertificate(ctx context.Context, caID, serial string, reason int, at time.Time) (*Certificate, error)
+	// ReleaseHold returns a certificate on hold to active and returns it. A
+	// certificate not on hold is ErrConflict (with the record); missing is ErrNotFound.
+	ReleaseHold(ctx context.Context, caID, serial string) (*Certificate, error)
+	// ListRevoked calls fn for each revoked certificate of a CA whose
+	// NotAfter is after expiresAfter (zero: all), in one partition when
+	// partition >= 0 or in all when partition < 0. It streams: it does not
+	// hold the whole list in memory. An error from fn stops it and is returned.
+	ListRevoked(ctx context.Context, caID string, partition int, expiresAfter time.Time, fn func(RevokedEntry) error) error
+	// NextCRLNumber increments and returns the CRL number of (caID,
+	// partition), durably: numbers only ever increase, across restarts.
+	NextCRLNumber(ctx context.Context, caID string, partition int) (int64, error)
+
 	// CountCertificates returns how many certificates a CA has recorded;
 	// caID "" counts imported certificates of issuers Trustgate does not hold.
 	CountCertificates(ctx context.Context, caID string) (int64, error)

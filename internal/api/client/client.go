@@ -215,3 +215,15 @@ func (c *Client) ImportCertificate(ctx context.Context, certPEM string) (*apiv1.
 	var out apiv1.Certificate
 	return &out, c.Do(ctx, "POST", "/v1/certificates/import", apiv1.ImportCertificateRequest{CertificatePEM: certPEM}, &out)
 }
+
+// Revoke revokes a certificate with an RFC 5280 reason name.
+func (c *Client) Revoke(ctx context.Context, serial, reason string) (*apiv1.Certificate, error) {
+	var out apiv1.Certificate
+	return &out, c.Do(ctx, "POST", "/v1/certificates/"+esc(serial)+"/revoke", apiv1.RevokeRequest{Reason: reason}, &out)
+}
+
+// Unhold releases a certificate on hold.
+func (c *Client) Unhold(ctx context.Context, serial string) (*apiv1.Certificate, error) {
+	var out apiv1.Certificate
+	return &out, c.Do(ctx, "POST", "/v1/certificates/"+esc(serial)+"/unhold", nil, &out)
+}

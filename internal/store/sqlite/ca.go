@@ -6,16 +6,17 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/trustgate/trustgate/internal/fault"
 	"github.com/trustgate/trustgate/internal/store"
 )
 
 const caColumns = `id, name, parent_id, external_parent, state, key_type,
 	sealed_key, csr_der, cert_der, chain_der, subject, depth, path_len,
-	key_exported, not_before, not_after, created_at, updated_at`
+	key_exported, not_before, not_after, created_at, updated_at, crl_partitions`
 
 const (
 	selectCASQL = "SELECT " + caColumns + " FROM cas"
-	insertCASQL = "INSERT INTO cas (" + caColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	insertCASQL = "INSERT INTO cas (" + caColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 	// updateCASQL sets the fields UpdateCA documents as mutable.
 	updateCASQL = `UPDATE cas SET state = ?, sealed_key = ?, csr_der = ?,
 	cert_der = ?, chain_der = ?, subject = ?, not_before = ?, not_after = ?,
@@ -24,11 +25,14 @@ const (
 
 // CreateCA inserts ca. A taken name or ID is an error wrapping
 // store.ErrConflict; a ParentID that names no CA is an error wrapping
-// store.ErrNotFound.
+// store.ErrNotFound; a negative CRLPartitions is a fault.Invalid error.
 func (d *DB) CreateCA(ctx context.Context, ca *store.CA) error {
 	op := fmt.Sprintf("create ca %q", ca.Name)
 	if err := d.begin(ctx, op); err != nil {
 		return err
+	}
+	if ca.CRLPartitions < 0 {
+		return fmt.Errorf("sqlite: %s: %w", op, fault.New(fault.Invalid, "negative CRL partition count %d", ca.CRLPartitions))
 	}
 	nb, err1 := encodeTime(ca.NotBefore)
 	na, err2 := encodeTime(ca.NotAfter)
@@ -41,7 +45,7 @@ func (d *DB) CreateCA(ctx context.Context, ca *store.CA) error {
 		ca.ID, ca.Name, nullString(ca.ParentID), boolInt(ca.ExternalParent),
 		string(ca.State), ca.KeyType, ca.SealedKey, ca.CSRDER, ca.CertDER,
 		ca.ChainDER, ca.Subject, ca.Depth, ca.PathLen, boolInt(ca.KeyExported),
-		nb, na, ct, ut)
+		nb, na, ct, ut, ca.CRLPartitions)
 	if isForeignKey(err) {
 		return fmt.Errorf("sqlite: %s: parent ca %q does not exist: %w", op, ca.ParentID, store.ErrNotFound)
 	}
@@ -54,7 +58,9 @@ func (d *DB) CreateCA(ctx context.Context, ca *store.CA) error {
 // UpdateCA replaces the mutable fields of the CA with ca.ID (state, sealed
 // key, CSR, certificate, chain, subject, validity, key-exported flag) and sets
 // UpdatedAt, in the database and in ca, to Config.Now. The other fields are
-// left as stored. A missing CA is an error wrapping store.ErrNotFound.
+// left as stored, CRLPartitions among them: certificates already issued keep
+// their partitions, so the count cannot change. A missing CA is an error
+// wrapping store.ErrNotFound.
 func (d *DB) UpdateCA(ctx context.Context, ca *store.CA) error {
 	op := fmt.Sprintf("update ca %q", ca.ID)
 	if err := d.begin(ctx, op); err != nil {
@@ -156,7 +162,7 @@ func scanCA(s scanner) (*store.CA, error) {
 	err := s.Scan(&ca.ID, &ca.Name, nullStr{&ca.ParentID}, &extParent, &state,
 		&ca.KeyType, blob{&ca.SealedKey}, blob{&ca.CSRDER}, blob{&ca.CertDER},
 		blob{&ca.ChainDER}, &ca.Subject, &ca.Depth, &ca.PathLen, &keyExported,
-		&notBefore, &notAfter, &ct, &ut)
+		&notBefore, &notAfter, &ct, &ut, &ca.CRLPartitions)
 	if err != nil {
 		return nil, err
 	}

@@ -8,16 +8,17 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/trustgate/trustgate/internal/fault"
 	"github.com/trustgate/trustgate/internal/store"
 )
 
 const certColumns = `issuer_key, serial, ca_id, subject, sans, profile,
 	key_type, not_before, not_after, fingerprint, status, der, requester,
-	imported, managed, created_at, revoked_at, reason`
+	imported, managed, created_at, revoked_at, reason, crl_partition`
 
 const (
 	selectCertSQL = "SELECT seq, " + certColumns + " FROM certificates"
-	insertCertSQL = "INSERT INTO certificates (" + certColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	insertCertSQL = "INSERT INTO certificates (" + certColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 // The states of an insertReq. Only the transitions queued→taken (by the
@@ -44,7 +45,9 @@ type insertResult struct {
 
 // InsertCertificate records c and sets c.Seq. A duplicate (IssuerKey, Serial)
 // is an error wrapping store.ErrConflict; a CAID that names no CA, one
-// wrapping store.ErrNotFound.
+// wrapping store.ErrNotFound; a negative Partition is a fault.Invalid error.
+// The store does not check Partition against the CA's CRLPartitions: the
+// issuer assigns it.
 //
 // Concurrent calls are committed together, in one transaction and one
 // fsync. A nil return means the row is durable. Once the writer has taken
@@ -106,6 +109,9 @@ func certOp(issuerKey, serial string) string {
 
 // certArgs returns the arguments of insertCertSQL for c.
 func certArgs(c *store.Certificate) ([]any, error) {
+	if c.Partition < 0 {
+		return nil, fault.New(fault.Invalid, "negative CRL partition %d", c.Partition)
+	}
 	sans, err := encodeSANs(c.SANs)
 	if err != nil {
 		return nil, err
@@ -121,6 +127,7 @@ func certArgs(c *store.Certificate) ([]any, error) {
 		c.IssuerKey, c.Serial, nullString(c.CAID), c.Subject, sans, c.Profile,
 		c.KeyType, nb, na, c.Fingerprint, string(c.Status), c.DER, c.Requester,
 		boolInt(c.Imported), boolInt(c.Managed), ct, rt, int64(c.Reason),
+		int64(c.Partition),
 	}, nil
 }
 
@@ -445,11 +452,11 @@ func scanCert(s scanner) (*store.Certificate, error) {
 		sans, status      string
 		nb, na, ct, rt    string
 		imported, managed int64
-		reason            int64
+		reason, partition int64
 	)
 	err := s.Scan(&c.Seq, &c.IssuerKey, &c.Serial, nullStr{&c.CAID}, &c.Subject,
 		&sans, &c.Profile, &c.KeyType, &nb, &na, &c.Fingerprint, &status,
-		blob{&c.DER}, &c.Requester, &imported, &managed, &ct, &rt, &reason)
+		blob{&c.DER}, &c.Requester, &imported, &managed, &ct, &rt, &reason, &partition)
 	if err != nil {
 		return nil, err
 	}
@@ -457,6 +464,7 @@ func scanCert(s scanner) (*store.Certificate, error) {
 	c.Imported = imported != 0
 	c.Managed = managed != 0
 	c.Reason = int(reason)
+	c.Partition = int(partition)
 	var errs [5]error
 	c.SANs, errs[0] = decodeSANs(sans)
 	c.NotBefore, errs[1] = decodeTime(nb)

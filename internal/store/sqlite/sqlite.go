@@ -17,6 +17,14 @@
 // own SAVEPOINT so that a duplicate fails only its own caller. See
 // DB.InsertCertificate for how this interacts with ctx.
 //
+// Revocation writes (RevokeCertificate, ReleaseHold, NextCRLNumber) are rare
+// and their callers need the outcome of a conditional change, so each is its
+// own transaction on the writer connection rather than a row in a batch; the
+// shared connection orders them with the batches. ListRevoked streams a CRL's
+// entries from a partial, covering index of revoked certificates, so building
+// a CRL costs the revoked entries only, never the active inventory, and never
+// holds them all in memory.
+//
 // # Schema
 //
 // The schema is versioned: the embedded migrations/NNNN_*.sql files are
@@ -116,8 +124,13 @@ type DB struct {
 	// Statements on w.
 	insCA, updCA, insCert, insToken, putMeta *sql.Stmt
 	spSave, spRelease, spRollback            *sql.Stmt
+	// getCertByCAw is getCertByCA on w, to read inside a write transaction.
+	revokeCert, releaseHold, getCertByCAw, nextCRL *sql.Stmt
 	// Statements on r.
 	getCA, getCAByID, listCAs, getCert, countCerts, countImports, getToken, getMeta *sql.Stmt
+	getCertByCA                                                                     *sql.Stmt
+	// listRevoked holds the ListRevoked query of each revokedShape.
+	listRevoked [numRevokedShapes]*sql.Stmt
 
 	// listStmts caches the prepared ListCertificates query of each filter shape.
 	listMu    sync.Mutex
@@ -260,6 +273,10 @@ func (d *DB) prepare(ctx context.Context) error {
 		{d.w, &d.spSave, "SAVEPOINT cert"},
 		{d.w, &d.spRelease, "RELEASE cert"},
 		{d.w, &d.spRollback, "ROLLBACK TO cert"},
+		{d.w, &d.revokeCert, revokeCertSQL},
+		{d.w, &d.releaseHold, releaseHoldSQL},
+		{d.w, &d.getCertByCAw, getCertByCASQL},
+		{d.w, &d.nextCRL, nextCRLNumberSQL},
 		{d.r, &d.getCA, selectCASQL + " WHERE name = ?"},
 		{d.r, &d.getCAByID, selectCASQL + " WHERE id = ?"},
 		{d.r, &d.listCAs, selectCASQL + " ORDER BY created_at, rowid"},
@@ -268,6 +285,11 @@ func (d *DB) prepare(ctx context.Context) error {
 		{d.r, &d.countImports, "SELECT count(*) FROM certificates WHERE ca_id IS NULL"},
 		{d.r, &d.getToken, selectTokenSQL + " WHERE hash = ?"},
 		{d.r, &d.getMeta, "SELECT value FROM meta WHERE key = ?"},
+		{d.r, &d.getCertByCA, getCertByCASQL},
+		{d.r, &d.listRevoked[0], listRevokedSQL(0)},
+		{d.r, &d.listRevoked[revokedInPartition], listRevokedSQL(revokedInPartition)},
+		{d.r, &d.listRevoked[revokedExpiresAfter], listRevokedSQL(revokedExpiresAfter)},
+		{d.r, &d.listRevoked[revokedInPartition|revokedExpiresAfter], listRevokedSQL(revokedInPartition | revokedExpiresAfter)},
 	} {
 		s, err := p.db.PrepareContext(ctx, p.query)
 		if err != nil {
@@ -307,11 +329,14 @@ func (d *DB) closeHandles() error {
 	}
 	d.listStmts = nil
 	d.listMu.Unlock()
-	for _, s := range []*sql.Stmt{
+	stmts := []*sql.Stmt{
 		d.insCA, d.updCA, d.insCert, d.insToken, d.putMeta,
 		d.spSave, d.spRelease, d.spRollback,
+		d.revokeCert, d.releaseHold, d.getCertByCAw, d.nextCRL,
 		d.getCA, d.getCAByID, d.listCAs, d.getCert, d.countCerts, d.countImports, d.getToken, d.getMeta,
-	} {
+		d.getCertByCA,
+	}
+	for _, s := range append(stmts, d.listRevoked[:]...) {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}

@@ -50,6 +50,9 @@ func caCases() []testCase {
 	offline.ChainDER = []byte("chain\x00with\x00nuls")
 	offline.KeyExported = true
 
+	partitioned := caFixture("ca-partitioned", "partitioned")
+	partitioned.CRLPartitions = 64
+
 	zone := time.FixedZone("UTC+05:30", 5*3600+1800)
 	local := caFixture("ca-local", "local")
 	local.NotBefore = local.NotBefore.In(zone)
@@ -62,6 +65,7 @@ func caCases() []testCase {
 		{"ok/pending-external-parent", roundTrip(pending)},
 		{"ok/nil-and-empty-blobs", roundTrip(offline)},
 		{"ok/non-utc-times", roundTrip(local)},
+		{"ok/crl-partitions", roundTrip(partitioned, caFixture("ca-one-crl", "one-crl"))},
 		{"ok/list-empty", func(t *testing.T, s store.Store) {
 			cas, err := s.ListCAs(ctx(t))
 			must(t, err, "ListCAs")
@@ -108,6 +112,7 @@ func caCases() []testCase {
 			upd.KeyType = "rsa-4096"
 			upd.Depth = 7
 			upd.PathLen = 3
+			upd.CRLPartitions = 16
 			upd.CreatedAt = t0.Add(-time.Hour)
 			upd.UpdatedAt = time.Time{}
 

@@ -14,7 +14,9 @@ func certCases() []testCase {
 	// roundTrip stores c under a CA (unless it is an import) and reads it back.
 	roundTrip := func(mod func(c *store.Certificate)) func(t *testing.T, s store.Store) {
 		return func(t *testing.T, s store.Store) {
-			ca := createCA(t, s, caFixture("ca-1", "one"))
+			ca := caFixture("ca-1", "one")
+			ca.CRLPartitions = 64
+			createCA(t, s, ca)
 			c := certFixture(ca.ID, "1f")
 			mod(c)
 			want := clone(c)
@@ -31,6 +33,11 @@ func certCases() []testCase {
 				t.Fatalf("ListCertificates(Serial %q): got %d, want 1", c.Serial, len(list))
 			}
 			checkEqual(t, "ListCertificates", want, list[0])
+			if c.CAID != "" {
+				got, err := s.GetCertificateByCA(ctx(t), c.CAID, c.Serial)
+				must(t, err, "GetCertificateByCA(%q, %q)", c.CAID, c.Serial)
+				checkEqual(t, "GetCertificateByCA", want, got)
+			}
 		}
 	}
 
@@ -55,6 +62,11 @@ func certCases() []testCase {
 			c.Subject = ""
 		})},
 		{"ok/nil-der", roundTrip(func(c *store.Certificate) { c.DER = nil })},
+		{"ok/partition", roundTrip(func(c *store.Certificate) { c.Partition = 63 })},
+		{"ok/on-hold-partition", roundTrip(func(c *store.Certificate) {
+			c.Status, c.Reason, c.RevokedAt = store.CertRevoked, store.ReasonCertificateHold, t0
+			c.Partition = 2
+		})},
 		{"ok/odd-sans", roundTrip(func(c *store.Certificate) {
 			c.SANs = []string{"dns:*.example", "uri:https://x/%41?a=1&b='2'", `email:"q\"uote"@example`, "dns:ünïcode.example", ""}
 		})},

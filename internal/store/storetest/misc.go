@@ -141,6 +141,17 @@ func contextCases() []testCase {
 			if c.Seq != 0 {
 				t.Errorf("cancelled InsertCertificate set Seq to %d", c.Seq)
 			}
+			held := insertCert(t, s, certFixture(ca.ID, "03"))
+			_, err := s.RevokeCertificate(ctx(t), ca.ID, held.Serial, store.ReasonCertificateHold, t0)
+			must(t, err, "RevokeCertificate(hold)")
+			_, err = s.RevokeCertificate(cancelled(), ca.ID, "01", 1, t0)
+			wantCanceled(t, err, "RevokeCertificate")
+			_, err = s.RevokeCertificate(cancelled(), ca.ID, held.Serial, 1, t0)
+			wantCanceled(t, err, "RevokeCertificate(held)")
+			_, err = s.ReleaseHold(cancelled(), ca.ID, held.Serial)
+			wantCanceled(t, err, "ReleaseHold")
+			_, err = s.NextCRLNumber(cancelled(), ca.ID, 0)
+			wantCanceled(t, err, "NextCRLNumber")
 			wantCanceled(t, s.CreateToken(cancelled(), tokenFixture("tok-1", "secret")), "CreateToken")
 			wantCanceled(t, s.PutMeta(cancelled(), "k", []byte("after")), "PutMeta")
 			wantCanceled(t, s.PutMeta(cancelled(), "new", []byte("x")), "PutMeta(new)")
@@ -151,11 +162,22 @@ func contextCases() []testCase {
 			got, err := s.GetCAByID(ctx(t), ca.ID)
 			must(t, err, "GetCAByID")
 			checkEqual(t, "CA after a cancelled UpdateCA", ca, got)
+			c1, err := s.GetCertificateByCA(ctx(t), ca.ID, "01")
+			if err != nil || c1.Status != store.CertActive {
+				t.Errorf("certificate 01 after a cancelled RevokeCertificate: %+v, %v; want active", c1, err)
+			}
+			c3, err := s.GetCertificateByCA(ctx(t), ca.ID, held.Serial)
+			if err != nil || c3.Status != store.CertRevoked || c3.Reason != store.ReasonCertificateHold {
+				t.Errorf("held certificate after a cancelled RevokeCertificate and ReleaseHold: %+v, %v; want on hold", c3, err)
+			}
+			if n, err := s.NextCRLNumber(ctx(t), ca.ID, 0); err != nil || n != 1 {
+				t.Errorf("NextCRLNumber after a cancelled call = %d, %v; want 1", n, err)
+			}
 			if _, err := s.GetCertificate(ctx(t), "02"); !store.IsNotFound(err) {
 				t.Errorf("cancelled InsertCertificate left a certificate (err = %v)", err)
 			}
-			if n, err := s.CountCertificates(ctx(t), ca.ID); err != nil || n != 1 {
-				t.Errorf("CountCertificates = %d, %v; want 1", n, err)
+			if n, err := s.CountCertificates(ctx(t), ca.ID); err != nil || n != 2 {
+				t.Errorf("CountCertificates = %d, %v; want 2", n, err)
 			}
 			if _, err := s.GetTokenByHash(ctx(t), tokenFixture("", "secret").Hash); !store.IsNotFound(err) {
 				t.Errorf("cancelled CreateToken left a token (err = %v)", err)
@@ -170,6 +192,9 @@ func contextCases() []testCase {
 		{"fail/reads", func(t *testing.T, s store.Store) {
 			ca := createCA(t, s, caFixture("ca-1", "one"))
 			insertCert(t, s, certFixture(ca.ID, "01"))
+			rev := certFixture(ca.ID, "02")
+			rev.Status, rev.Reason, rev.RevokedAt = store.CertRevoked, 1, t0
+			insertCert(t, s, rev)
 			tok := tokenFixture("tok-1", "secret")
 			must(t, s.CreateToken(ctx(t), tok), "CreateToken")
 			must(t, s.PutMeta(ctx(t), "k", []byte("v")), "PutMeta")
@@ -186,6 +211,17 @@ func contextCases() []testCase {
 			wantCanceled(t, err, "ListCertificates")
 			_, err = s.CountCertificates(cancelled(), ca.ID)
 			wantCanceled(t, err, "CountCertificates")
+			_, err = s.GetCertificateByCA(cancelled(), ca.ID, "01")
+			wantCanceled(t, err, "GetCertificateByCA")
+			called := false
+			err = s.ListRevoked(cancelled(), ca.ID, -1, time.Time{}, func(store.RevokedEntry) error {
+				called = true
+				return nil
+			})
+			wantCanceled(t, err, "ListRevoked")
+			if called {
+				t.Error("ListRevoked with a cancelled context called fn")
+			}
 			_, err = s.GetTokenByHash(cancelled(), tok.Hash)
 			wantCanceled(t, err, "GetTokenByHash")
 			_, err = s.GetMeta(cancelled(), "k")

@@ -18,6 +18,17 @@
 //   - CertFilter.Limit <= 0 means DefaultListLimit.
 //   - A method called with an already cancelled context fails with an error
 //     wrapping context.Canceled and writes nothing.
+//   - GetCertificateByCA, RevokeCertificate and ReleaseHold find only
+//     certificates recorded under that CA: imports (CAID "") are never found.
+//     A missing certificate is ErrNotFound with a nil record; a refused
+//     transition is ErrConflict with the record as stored. A certificate
+//     inserted already revoked behaves as one revoked through the store.
+//   - ListRevoked lists certificates on hold too; expiresAfter is strict
+//     (NotAfter == expiresAfter is left out); an unknown CA, or a partition
+//     the CA does not have, lists nothing without an error; the order of the
+//     walk is not specified; fn's error comes back as is or wrapped.
+//   - NextCRLNumber starts each (CA, partition) at 1 and counts up by one per
+//     call, concurrent calls included; a CA that does not exist is ErrNotFound.
 package storetest
 
 import (
@@ -50,6 +61,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CA", caCases()},
 		{"Certificate", certCases()},
 		{"ListCertificates", listCases()},
+		{"Revocation", revokeCases()},
+		{"CRL", crlCases()},
 		{"Token", tokenCases()},
 		{"Meta", metaCases()},
 		{"Context", contextCases()},

@@ -1,0 +1,303 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/trustgate/trustgate/internal/fault"
+	"github.com/trustgate/trustgate/internal/store"
+)
+
+// certByCAWhere selects the certificate CA ?1 issued with serial ?2 through
+// the unique (issuer_key, serial) index: a CA's certificates carry its ID as
+// issuer key. ca_id = ?1 keeps imports, whose issuer key is "ext:...", out.
+const certByCAWhere = " WHERE issuer_key = ?1 AND ca_id = ?1 AND serial = ?2"
+
+const (
+	getCertByCASQL = selectCertSQL + certByCAWhere
+
+	// revokeCertSQL revokes an active certificate, or finally revokes one on
+	// hold (?5) with another reason, keeping its revocation time. It changes
+	// no row, and returns none, when the certificate is missing or the
+	// transition is not allowed. Expressions in SET see the row as it was.
+	revokeCertSQL = `UPDATE certificates SET
+	status = 'revoked',
+	reason = ?3,
+	revoked_at = CASE status WHEN 'revoked' THEN revoked_at ELSE ?4 END` +
+		certByCAWhere + `
+	AND (status = 'active' OR (status = 'revoked' AND reason = ?5 AND ?3 <> ?5))
+	RETURNING seq, ` + certColumns
+
+	// releaseHoldSQL returns a certificate on hold (?4) to active; ?3 is the
+	// stored zero time.
+	releaseHoldSQL = `UPDATE certificates SET status = 'active', reason = 0, revoked_at = ?3` +
+		certByCAWhere + ` AND status = 'revoked' AND reason = ?4
+	RETURNING seq, ` + certColumns
+
+	nextCRLNumberSQL = `INSERT INTO crl_numbers (ca_id, partition, number) VALUES (?, ?, 1)
+	ON CONFLICT (ca_id, partition) DO UPDATE SET number = number + 1
+	RETURNING number`
+)
+
+// revokedShape is the set of optional ListRevoked conditions in use; each
+// shape has its own prepared query, indexing DB.listRevoked.
+type revokedShape uint8
+
+const (
+	revokedInPartition revokedShape = 1 << iota
+	revokedExpiresAfter
+	numRevokedShapes = 1 << iota
+)
+
+// listRevokedSQL returns the ListRevoked query of a shape. Its arguments are
+// the CA ID, then the partition and the expiry bound when their bits are set.
+//
+// status = 'revoked' is a literal so that the partial index applies, and
+// INDEXED BY makes a schema change that loses the index an error rather than
+// a silent full scan. The index covers every column read and is in (partition,
+// serial) order, so the query neither reads the table nor sorts: it streams.
+func listRevokedSQL(shape revokedShape) string {
+	q := `SELECT serial, revoked_at, reason, not_after
+	FROM certificates INDEXED BY certificates_revoked
+	WHERE ca_id = ? AND status = 'revoked'`
+	if shape&revokedInPartition != 0 {
+		q += " AND crl_partition = ?"
+	}
+	if shape&revokedExpiresAfter != 0 {
+		q += " AND not_after > ?"
+	}
+	return q + " ORDER BY crl_partition, serial"
+}
+
+// zeroTime is the stored form of the zero time.Time: RevokedAt of a
+// certificate that is not revoked.
+var zeroTime, _ = encodeTime(time.Time{})
+
+// GetCertificateByCA returns the certificate the CA with caID issued with
+// serial, or an error wrapping store.ErrNotFound. Imports (caID "") are never
+// found.
+func (d *DB) GetCertificateByCA(ctx context.Context, caID, serial string) (*store.Certificate, error) {
+	op := fmt.Sprintf("get certificate (ca %q, serial %q)", caID, serial)
+	if err := d.begin(ctx, op); err != nil {
+		return nil, err
+	}
+	c, err := scanCert(d.getCertByCA.QueryRowContext(ctx, caID, serial))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sqlite: %s: %w", op, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, wrapErr("sqlite: "+op, err)
+	}
+	return c, nil
+}
+
+// RevokeCertificate revokes the certificate (caID, serial) with reason at
+// time at and returns the record as committed. An active certificate is
+// revoked; one on hold (store.ReasonCertificateHold) is revoked finally with
+// another reason and keeps its revocation time. Anything else already revoked
+// is an error wrapping store.ErrConflict, returned with the record as stored;
+// a missing certificate is one wrapping store.ErrNotFound. A reason that is
+// not an RFC 5280 CRLReason a CRL entry can carry (0-6, 9, 10), or a zero at,
+// is a fault.Invalid error.
+//
+// The change is one conditional UPDATE in its own transaction on the writer
+// connection, so concurrent revocations of one certificate serialize and
+// exactly one of them succeeds. It bypasses the InsertCertificate queue (one
+// caller's commit, not a batch's) but not the writer: the connection is
+// shared, so it waits for a batch in progress and the next batch waits for it.
+func (d *DB) RevokeCertificate(ctx context.Context, caID, serial string, reason int, at time.Time) (*store.Certificate, error) {
+	op := fmt.Sprintf("revoke certificate (ca %q, serial %q)", caID, serial)
+	if err := d.begin(ctx, op); err != nil {
+		return nil, err
+	}
+	if err := checkReason(reason); err != nil {
+		return nil, fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	if at.IsZero() {
+		return nil, fmt.Errorf("sqlite: %s: %w", op, fault.New(fault.Invalid, "zero revocation time"))
+	}
+	rt, err := encodeTime(at)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	return d.transition(ctx, op, caID, serial, "already revoked", func(tx *sql.Tx) *sql.Row {
+		return tx.StmtContext(ctx, d.revokeCert).QueryRowContext(ctx,
+			caID, serial, int64(reason), rt, int64(store.ReasonCertificateHold))
+	})
+}
+
+// ReleaseHold returns the certificate (caID, serial), on hold, to active,
+// clearing its revocation time and reason, and returns the record as
+// committed. A certificate not on hold is an error wrapping
+// store.ErrConflict, returned with the record as stored; a missing one is an
+// error wrapping store.ErrNotFound. Like RevokeCertificate, it is one
+// conditional UPDATE in its own transaction on the writer connection.
+func (d *DB) ReleaseHold(ctx context.Context, caID, serial string) (*store.Certificate, error) {
+	op := fmt.Sprintf("release hold (ca %q, serial %q)", caID, serial)
+	if err := d.begin(ctx, op); err != nil {
+		return nil, err
+	}
+	return d.transition(ctx, op, caID, serial, "not on hold", func(tx *sql.Tx) *sql.Row {
+		return tx.StmtContext(ctx, d.releaseHold).QueryRowContext(ctx,
+			caID, serial, zeroTime, int64(store.ReasonCertificateHold))
+	})
+}
+
+// transition runs update, a conditional UPDATE ... RETURNING of the
+// certificate (caID, serial), in a write transaction. When update returns no
+// row it reads the certificate in the same transaction: missing is
+// store.ErrNotFound; present, the transition was refused, and the record is
+// returned with an error wrapping store.ErrConflict that says why.
+func (d *DB) transition(ctx context.Context, op, caID, serial, refused string, update func(*sql.Tx) *sql.Row) (*store.Certificate, error) {
+	var c *store.Certificate
+	err := d.inWriteTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		c, err = scanCert(update(tx))
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		c, err = scanCert(tx.StmtContext(ctx, d.getCertByCAw).QueryRowContext(ctx, caID, serial))
+		if err == nil {
+			err = errRefused // roll back, though nothing was written
+		}
+		return err
+	})
+	switch {
+	case err == nil:
+		return c, nil
+	case errors.Is(err, errRefused):
+		return c, fmt.Errorf("sqlite: %s: %s: %w", op, refused, store.ErrConflict)
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("sqlite: %s: %w", op, store.ErrNotFound)
+	}
+	return nil, wrapErr("sqlite: "+op, err)
+}
+
+// errRefused tells transition that the certificate exists but its UPDATE
+// matched nothing. It never leaves the package.
+var errRefused = errors.New("transition refused")
+
+// checkReason accepts the RFC 5280 section 5.3.1 CRLReason values a stored
+// revocation can carry: 7 is unassigned, and removeFromCRL (8) only marks an
+// entry of a delta CRL, never a certificate's state.
+func checkReason(reason int) error {
+	if reason < 0 || reason > 10 || reason == 7 || reason == 8 {
+		return fault.New(fault.Invalid, "%d is not a revocation reason (RFC 5280 CRLReason 0-6, 9, 10)", reason)
+	}
+	return nil
+}
+
+// ListRevoked calls fn, in (partition, serial) order, with each revoked
+// certificate (on hold included) of the CA with caID whose NotAfter is after
+// expiresAfter, or every one when expiresAfter is zero; in one partition, or
+// in all when partition < 0. An unknown CA has none. An error from fn stops
+// the walk and is returned as it is.
+//
+// It streams from one read transaction: memory does not grow with the number
+// of entries, and fn sees one consistent snapshot however long it runs. fn
+// may call other methods of d; it holds one read connection meanwhile, and a
+// long walk keeps the WAL from being checkpointed past its snapshot.
+func (d *DB) ListRevoked(ctx context.Context, caID string, partition int, expiresAfter time.Time, fn func(store.RevokedEntry) error) error {
+	op := fmt.Sprintf("list revoked of ca %q", caID)
+	if err := d.begin(ctx, op); err != nil {
+		return err
+	}
+	var shape revokedShape
+	args := []any{caID}
+	if partition >= 0 {
+		shape |= revokedInPartition
+		args = append(args, int64(partition))
+	}
+	if !expiresAfter.IsZero() {
+		after, err := encodeTime(expiresAfter)
+		if err != nil {
+			return fmt.Errorf("sqlite: %s: %w", op, err)
+		}
+		shape |= revokedExpiresAfter
+		args = append(args, after)
+	}
+	rows, err := d.listRevoked[shape].QueryContext(ctx, args...)
+	if err != nil {
+		return wrapErr("sqlite: "+op, err)
+	}
+	defer rows.Close()
+	var (
+		e      store.RevokedEntry
+		rt, na string
+		reason int64
+	)
+	for rows.Next() {
+		if err := rows.Scan(&e.Serial, &rt, &reason, &na); err != nil {
+			return wrapErr("sqlite: "+op, err)
+		}
+		var err1, err2 error
+		e.RevokedAt, err1 = decodeTime(rt)
+		e.NotAfter, err2 = decodeTime(na)
+		if err := errors.Join(err1, err2); err != nil {
+			return fmt.Errorf("sqlite: %s: serial %s: %w", op, e.Serial, err)
+		}
+		e.Reason = int(reason)
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return wrapErr("sqlite: "+op, err)
+	}
+	return nil
+}
+
+// NextCRLNumber increments and returns the CRL number of (caID, partition),
+// starting at 1. A nil return means the number is committed, so no later call,
+// after a restart included, returns it or a smaller one. A caID that names no
+// CA is an error wrapping store.ErrNotFound; a negative partition is a
+// fault.Invalid error (the number belongs to one CRL, not to "all").
+func (d *DB) NextCRLNumber(ctx context.Context, caID string, partition int) (int64, error) {
+	op := fmt.Sprintf("next crl number (ca %q, partition %d)", caID, partition)
+	if err := d.begin(ctx, op); err != nil {
+		return 0, err
+	}
+	if partition < 0 {
+		return 0, fmt.Errorf("sqlite: %s: %w", op, fault.New(fault.Invalid, "negative CRL partition"))
+	}
+	var n int64
+	err := d.inWriteTx(ctx, func(tx *sql.Tx) error {
+		return tx.StmtContext(ctx, d.nextCRL).QueryRowContext(ctx, caID, int64(partition)).Scan(&n)
+	})
+	if isForeignKey(err) {
+		return 0, fmt.Errorf("sqlite: %s: ca %q does not exist: %w", op, caID, store.ErrNotFound)
+	}
+	if err != nil {
+		return 0, wrapErr("sqlite: "+op, err)
+	}
+	return n, nil
+}
+
+// inWriteTx runs fn in a transaction on the writer connection and commits it,
+// or rolls it back when fn fails. A done ctx rolls it back too, and the error
+// then wraps ctx.Err(): a nil return means committed and durable.
+func (d *DB) inWriteTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
+	tx, err := d.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the writer DSN sets _txlock
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		if cerr := ctx.Err(); cerr != nil && errors.Is(err, sql.ErrTxDone) {
+			// database/sql rolled back when ctx ended.
+			return fmt.Errorf("commit: %w", cerr)
+		}
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}

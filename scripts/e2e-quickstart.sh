@@ -56,10 +56,25 @@ serial=$(curl -sf --cacert "$TRUSTGATE_CACERT" -H "Authorization: Bearer $TRUSTG
   "$TRUSTGATE_ADDR/v1/certificates" | jq -r .certificate.serial)
 [ -n "$serial" ] && [ "$serial" != null ] || fail "issue over curl"
 "$tg" cert show "$serial" | grep -q web.payments.internal || fail "cert show"
-[ "$("$tg" cert list --ca payments -o json | jq '.certificates | length')" = 3 ] || fail "cert list --ca payments"
+[ "$("$tg" cert list --ca payments -o json | jq '[.certificates[] | select(.profile != "ocsp-responder")] | length')" = 3 ] || fail "cert list --ca payments"
 "$tg" cert list --expiring-within 30d -o json | jq -e '.certificates | length >= 3' >/dev/null || fail "expiring-within"
 "$tg" cert export "$serial" | openssl x509 -noout -serial | grep -qi "$serial" || fail "cert export"
 curl -sf "http://127.0.0.1:$PUB_PORT/ca/payments.pem?chain=1" | openssl x509 -noout -subject | grep -q "Payments CA" || fail "public CA PEM"
+
+# Revocation reaches OCSP and the CRL within a second.
+curl -sf "http://127.0.0.1:$PUB_PORT/ca/payments.pem" > payments.pem
+ocsp() { openssl ocsp -issuer payments.pem -cert web.pem -url "http://127.0.0.1:$PUB_PORT/ocsp/payments" -CAfile data/dev/root.pem 2>&1; }
+ocsp | grep -q "web.pem: good" || fail "OCSP good"
+"$tg" cert revoke "$(openssl x509 -in web.pem -noout -serial | cut -d= -f2)" --reason keyCompromise >/dev/null
+sleep 1
+ocsp | grep -q "web.pem: revoked" || fail "OCSP revoked"
+ocsp | grep -q "Reason: keyCompromise" || fail "OCSP reason"
+curl -sf "http://127.0.0.1:$PUB_PORT/crl/payments.pem" > payments-crl.pem
+openssl crl -in payments-crl.pem -noout -CAfile web-chain.pem 2>&1 | grep -q "verify OK" || fail "CRL signature"
+if openssl verify -crl_check -CRLfile payments-crl.pem -CAfile data/dev/root.pem -untrusted web-chain.pem web.pem >/dev/null 2>&1; then
+  fail "openssl verify -crl_check accepted a revoked certificate"
+fi
+openssl verify -crl_check -CRLfile payments-crl.pem -CAfile data/dev/root.pem -untrusted web-chain.pem svc-a.pem | grep -q OK || fail "crl_check of a good certificate"
 
 # Exit codes scripts rely on.
 set +e

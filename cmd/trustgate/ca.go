@@ -67,6 +67,7 @@ func caCreateCmd(g *globals) *cobra.Command {
 	f.StringVar(&r.KeyType, "key-type", "ec-p256", "ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519")
 	f.StringVar(&r.Subject, "subject", "", `subject DN, e.g. "CN=Payments CA,O=Example" (default CN=<name>)`)
 	f.StringVar(&r.Validity, "validity", "", "validity, e.g. 10y, 5y, 365d (default 10y root, 5y intermediate, never past the parent)")
+	f.IntVar(&r.CRLPartitions, "crl-partitions", 0, "spread this CA's certificates over N partition CRLs (/crl/NAME/{n}.crl); 0 or 1: one CRL")
 	f.IntVar(&pathLen, "path-len", -1, "maximum number of CA levels below this one (default: none for a root, 0 for an intermediate)")
 	return cmd
 }

@@ -10,12 +10,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trustgate/trustgate/internal/api/client"
 	"github.com/trustgate/trustgate/internal/apiv1"
 )
 
 func newCertCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "cert", Short: "Issue, search, show, export and import certificates", Args: argsUsage(cobra.NoArgs)}
-	cmd.AddCommand(certIssueCmd(g), certListCmd(g), certShowCmd(g), certExportCmd(g), certImportCmd(g))
+	cmd.AddCommand(certIssueCmd(g), certListCmd(g), certShowCmd(g), certExportCmd(g), certImportCmd(g), certRevokeCmd(g), certUnholdCmd(g))
 	return cmd
 }
 
@@ -217,6 +218,9 @@ func certShowCmd(g *globals) *cobra.Command {
 				d.Serial, d.CA, d.Status, d.Profile, d.Subject, strings.Join(d.SANs, ", "), d.KeyType,
 				d.NotBefore.Format("2006-01-02T15:04:05Z07:00"), d.NotAfter.Format("2006-01-02T15:04:05Z07:00"), d.Fingerprint, d.Requester,
 				d.CreatedAt.Format("2006-01-02T15:04:05Z07:00"))
+			if d.RevokedAt != nil {
+				fmt.Fprintf(w, "Revoked:     %s (%s)\n", d.RevokedAt.Format("2006-01-02T15:04:05Z07:00"), d.RevocationReason)
+			}
 			return nil
 		},
 	}
@@ -268,4 +272,60 @@ func certImportCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func certRevokeCmd(g *globals) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "revoke SERIAL [--reason R]",
+		Short: "Revoke a certificate; CRLs and OCSP answers follow within a second",
+		Long: `revoke marks a certificate revoked with an RFC 5280 reason: unspecified,
+keyCompromise, cACompromise, affiliationChanged, superseded,
+cessationOfOperation, certificateHold, privilegeWithdrawn or aACompromise.
+Only certificateHold can be released (cert unhold); every other reason is
+final. Revoking a subordinate CA's certificate also stops that CA issuing.`,
+		Args: argsUsage(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return certStatusChange(cmd, g, func(c *client.Client) (*apiv1.Certificate, error) {
+				return c.Revoke(cmd.Context(), args[0], reason)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "unspecified", "RFC 5280 reason name")
+	return cmd
+}
+
+func certUnholdCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use: "unhold SERIAL", Short: "Release a certificate on hold (revoked with certificateHold)",
+		Args: argsUsage(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return certStatusChange(cmd, g, func(c *client.Client) (*apiv1.Certificate, error) {
+				return c.Unhold(cmd.Context(), args[0])
+			})
+		},
+	}
+}
+
+func certStatusChange(cmd *cobra.Command, g *globals, call func(*client.Client) (*apiv1.Certificate, error)) error {
+	if err := g.checkOutput(); err != nil {
+		return err
+	}
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	x, err := call(c)
+	if err != nil {
+		return err
+	}
+	if g.json() {
+		return printJSON(cmd.OutOrStdout(), x)
+	}
+	if x.Status == "revoked" {
+		fmt.Fprintf(cmd.OutOrStdout(), "revoked %s (%s) at %s\n", x.Serial, x.RevocationReason, x.RevokedAt.Format("2006-01-02T15:04:05Z07:00"))
+	} else {
+		fmt.Fprintf(cmd.OutOrStdout(), "%s is %s\n", x.Serial, x.Status)
+	}
+	return nil
 }

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Day and Year are the calendar-free units of [ParseDuration]: 24 hours and
+// Day and Year are the calendar-free units of the API's durations (apiv1.ParseDuration): 24 hours and
 // 365 days. Certificate lifetimes are counted in them throughout Trustgate.
 const (
 	Day  = 24 * time.Hour

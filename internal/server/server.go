@@ -1,7 +1,7 @@
 // Package server assembles the control plane: it opens the store, checks the
 // master key, builds the CA, inventory and token services, and serves the
 // authenticated HTTPS API and the public plain-HTTP endpoints (CA
-// certificates, health, metrics) until its context ends.
+// certificates, CRLs, OCSP, health, metrics) until its context ends.
 package server
 
 import (
@@ -28,6 +28,7 @@ import (
 	"github.com/trustgate/trustgate/internal/inventory"
 	"github.com/trustgate/trustgate/internal/keystore"
 	"github.com/trustgate/trustgate/internal/pki"
+	"github.com/trustgate/trustgate/internal/revocation"
 	"github.com/trustgate/trustgate/internal/store"
 	"github.com/trustgate/trustgate/internal/store/sqlite"
 )
@@ -40,13 +41,14 @@ var ErrNotInitialized = errors.New("the data directory is not initialized (run `
 
 // Server is an assembled control plane.
 type Server struct {
-	Config    config.Server
-	Store     store.Store
-	CA        *ca.Service
-	Inventory *inventory.Service
-	Tokens    *authz.Tokens
-	Logger    *slog.Logger
-	Registry  *prometheus.Registry
+	Config     config.Server
+	Store      store.Store
+	CA         *ca.Service
+	Inventory  *inventory.Service
+	Tokens     *authz.Tokens
+	Revocation *revocation.Service
+	Logger     *slog.Logger
+	Registry   *prometheus.Registry
 
 	ready atomic.Bool
 }
@@ -101,22 +103,40 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The CA service tells the revocation service of every change, and the
+	// revocation service signs with the CA service's keys: rev is set
+	// before either is used.
+	var rev *revocation.Service
 	casvc, err := ca.New(ca.Config{
 		Store: st, Sealer: sealer, Linter: linter, PublicBaseURL: cfg.Public.BaseURL,
 		Backdate: time.Duration(cfg.Issuance.Backdate), Now: opts.Now, Logger: log.With("component", "ca"),
+		Revocations: ca.NotifyFunc(func(caID string, at time.Time) { rev.Notify(caID, at) }),
+		Issuances:   ca.IssuedFunc(func(caID, serial string) { rev.Issued(caID, serial) }),
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	rev, err = revocation.New(revocation.Config{
+		Store: st, Keys: casvc, Responders: casvc, BaseURL: cfg.Public.BaseURL,
+		CRLValidity:  time.Duration(cfg.Revocation.CRLValidity),
+		OCSPValidity: time.Duration(cfg.Revocation.OCSPValidity),
+		KeepExpired:  cfg.Revocation.KeepExpiredOnCRL,
+		Now:          opts.Now, Logger: log.With("component", "revocation"), Registerer: reg,
 	})
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
 	return &Server{
-		Config:    cfg,
-		Store:     st,
-		CA:        casvc,
-		Inventory: inventory.New(inventory.Config{Store: st, Now: opts.Now}),
-		Tokens:    authz.NewTokens(st, opts.Now),
-		Logger:    log,
-		Registry:  reg,
+		Config:     cfg,
+		Store:      st,
+		CA:         casvc,
+		Inventory:  inventory.New(inventory.Config{Store: st, Now: opts.Now}),
+		Tokens:     authz.NewTokens(st, opts.Now),
+		Revocation: rev,
+		Logger:     log,
+		Registry:   reg,
 	}, nil
 }
 
@@ -162,20 +182,29 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
 	mux.Handle("/", h)
-	return mux
+	rev := s.Revocation.Handler()
+	// CRL and OCSP paths go to the revocation handler before ServeMux,
+	// whose path cleaning would redirect the "//" an OCSP GET's base64 may hold.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/crl/") || strings.HasPrefix(r.URL.Path, "/ocsp/") {
+			rev.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // publicHandler serves only the routes marked public, over plain HTTP.
 func publicHandler(all http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
-		if p == "/healthz" || p == "/metrics" || strings.HasPrefix(p, "/ca/") {
+		if p == "/healthz" || p == "/metrics" || strings.HasPrefix(p, "/ca/") || strings.HasPrefix(p, "/crl/") || strings.HasPrefix(p, "/ocsp/") {
 			all.ServeHTTP(w, r)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)
-		fmt.Fprintf(w, `{"error":{"code":"not_found","message":"the public listener serves /ca/, /healthz and /metrics; the API is on HTTPS"}}`+"\n")
+		fmt.Fprintf(w, `{"error":{"code":"not_found","message":"the public listener serves /ca/, /crl/, /ocsp/, /healthz and /metrics; the API is on HTTPS"}}`+"\n")
 	})
 }
 
@@ -217,8 +246,17 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 			ErrorLog: slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),
 		})
 	}
-	errc := make(chan error, len(servers))
+	errc := make(chan error, len(servers)+1)
 	var wg sync.WaitGroup
+	rctx, stopRev := context.WithCancel(ctx)
+	defer stopRev()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.Revocation.Run(rctx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("revocation publisher: %w", err)
+		}
+	}()
 	for i, srv := range servers {
 		wg.Add(1)
 		go func(i int, srv *http.Server) {
@@ -250,6 +288,7 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 	for _, srv := range servers {
 		srv.Shutdown(sctx)
 	}
+	stopRev()
 	wg.Wait()
 	s.Logger.Info("control plane stopped")
 	return runErr

@@ -1,0 +1,187 @@
+package revocation
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/trustgate/trustgate/internal/store"
+)
+
+// fillRevoked inserts n revoked certificates of ca straight into the
+// store (already revoked: one write each, batched by the store's group
+// commit) and returns how long it took.
+func fillRevoked(b *testing.B, e *env, ca *testCA, n int) time.Duration {
+	b.Helper()
+	start := time.Now()
+	now := e.clock.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for range 64 {
+		wg.Go(func() {
+			buf := make([]byte, 20)
+			for next.Add(1) <= int64(n) {
+				rand.Read(buf)
+				buf[0] = buf[0]&0x7f | 0x01
+				c := &store.Certificate{
+					Serial: hex.EncodeToString(buf), CAID: ca.id(), IssuerKey: ca.id(),
+					Subject: "CN=x", Profile: "server", KeyType: "ec-p256",
+					NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour), Fingerprint: hex.EncodeToString(buf),
+					Status: store.CertRevoked, DER: buf, CreatedAt: now,
+					RevokedAt: now.Add(-time.Minute), Reason: int(buf[1] % 6),
+				}
+				if err := e.st.InsertCertificate(context.Background(), c); err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+// genStore streams n generated revoked entries for every CA, for
+// benchmarks at sizes the real store takes too long to fill.
+type genStore struct {
+	Store
+	serials []string
+	at      time.Time
+}
+
+func (g *genStore) ListRevoked(ctx context.Context, caID string, partition int, expiresAfter time.Time, fn func(store.RevokedEntry) error) error {
+	for i, s := range g.serials {
+		if err := fn(store.RevokedEntry{Serial: s, RevokedAt: g.at, Reason: i % 6, NotAfter: g.at.Add(90 * 24 * time.Hour)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// benchCRL builds the full CRL of a: "first" without a previous CRL (the
+// buffer grows by doubling), "republish" with one (its size is the hint).
+func benchCRL(b *testing.B, e *env, a *authority) {
+	b.Helper()
+	var prev *crl
+	for _, name := range []string{"first", "republish"} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			var c *crl
+			for b.Loop() {
+				var err error
+				c, err = e.svc.newCRL(e.ctx, a, a.scopes[0], e.clock.Now(), prev, false)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(c.der)), "DER-bytes")
+			b.ReportMetric(float64(c.entries), "entries")
+			prev = c
+		})
+	}
+}
+
+// BenchmarkCRL1M builds one CRL of a million entries. By default the
+// entries stream from a generated source; TRUSTGATE_BENCH_SQLITE=1 fills
+// the real SQLite store first (about a minute) and streams from it.
+func BenchmarkCRL1M(b *testing.B) {
+	const n = 1_000_000
+	e := newEnv(b, envOptions{})
+	if os.Getenv("TRUSTGATE_BENCH_SQLITE") != "" {
+		d := fillRevoked(b, e, e.sub, n)
+		b.Logf("filled SQLite with %d revoked certificates in %s", n, d)
+	} else {
+		g := &genStore{Store: e.st, at: e.clock.Now().Add(-time.Hour)}
+		buf := make([]byte, 20)
+		for range n {
+			rand.Read(buf)
+			buf[0] &= 0x7f
+			g.serials = append(g.serials, hex.EncodeToString(buf))
+		}
+		e.cfg.Store = g
+		e.svc = e.newService()
+		e.svc.cfg.Store = g
+	}
+	a, err := e.svc.authorityByID(e.ctx, e.sub.id())
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchCRL(b, e, a)
+}
+
+// BenchmarkCRLSQLite100k builds a CRL of 100,000 entries streamed from the
+// real SQLite store.
+func BenchmarkCRLSQLite100k(b *testing.B) {
+	e := newEnv(b, envOptions{})
+	d := fillRevoked(b, e, e.sub, 100_000)
+	b.Logf("filled SQLite with 100000 revoked certificates in %s", d)
+	a, err := e.svc.authorityByID(e.ctx, e.sub.id())
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchCRL(b, e, a)
+}
+
+// discard is a reusable http.ResponseWriter that keeps nothing.
+type discard struct {
+	h    http.Header
+	code int
+}
+
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) WriteHeader(code int)        { d.code = code }
+func (d *discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// BenchmarkOCSPCached serves cached GET answers through Handler() from
+// parallel goroutines: a map lookup and a write per request, no signature.
+func BenchmarkOCSPCached(b *testing.B) {
+	e := newEnv(b, envOptions{})
+	h := e.svc.Handler()
+	var paths []string
+	for i := range 64 {
+		c := e.issue(e.sub, "c"+strconv.Itoa(i)+".example")
+		paths = append(paths, "/ocsp/sub/"+base64.StdEncoding.EncodeToString(ocspRequestFor(b, c, e.sub.cert, crypto.SHA1)))
+	}
+	for _, p := range paths { // fill the cache
+		r, _ := http.NewRequest(http.MethodGet, p, nil)
+		h.ServeHTTP(&discard{h: http.Header{}}, r)
+	}
+	if n := e.svc.cacheEntries.Load(); n != int64(len(paths)) {
+		b.Fatalf("%d cached answers, want %d", n, len(paths))
+	}
+	var worker atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(worker.Add(1))
+		reqs := make([]*http.Request, len(paths))
+		for j, p := range paths {
+			reqs[j], _ = http.NewRequest(http.MethodGet, p, nil)
+		}
+		w := &discard{h: http.Header{}}
+		for pb.Next() {
+			clear(w.h)
+			h.ServeHTTP(w, reqs[i%len(reqs)])
+			if w.code != http.StatusOK {
+				panic(fmt.Sprintf("HTTP %d", w.code))
+			}
+			i++
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "responses/s")
+}

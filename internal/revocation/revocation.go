@@ -1,0 +1,441 @@
+// Package revocation publishes revocation status: an X.509 v2 CRL per CA
+// (or per CRL partition) signed by the CA's own key (RFC 5280 §5), and an
+// OCSP responder (RFC 6960, RFC 5019 profile) whose answers are pre-signed
+// by a delegated responder certificate and cached, so that serving one
+// costs no signature. A status change is published within a second.
+package revocation
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trustgate/trustgate/internal/store"
+)
+
+// Store is what the service reads and counts.
+type Store interface {
+	GetCAByID(ctx context.Context, id string) (*store.CA, error)
+	GetCA(ctx context.Context, name string) (*store.CA, error)
+	ListCAs(ctx context.Context) ([]*store.CA, error)
+	GetCertificateByCA(ctx context.Context, caID, serial string) (*store.Certificate, error)
+	ListRevoked(ctx context.Context, caID string, partition int, expiresAfter time.Time, fn func(store.RevokedEntry) error) error
+	NextCRLNumber(ctx context.Context, caID string, partition int) (int64, error)
+}
+
+// Keys hands out CA signing keys; the CA service satisfies it. Signer fails
+// for a CA that cannot sign (pending, offline).
+type Keys interface {
+	Signer(ctx context.Context, caID string) (crypto.Signer, *x509.Certificate, error)
+}
+
+// ResponderIssuer issues a CA's delegated OCSP responder certificate for
+// the key pub (RFC 6960 §4.2.2.2: EKU id-kp-OCSPSigning, id-pkix-ocsp-nocheck),
+// valid from now for validity; the CA service satisfies it.
+type ResponderIssuer interface {
+	IssueOCSPResponder(ctx context.Context, caID string, pub crypto.PublicKey, validity time.Duration) (*x509.Certificate, error)
+}
+
+// Defaults of the Config durations.
+const (
+	DefaultCRLValidity       = 7 * 24 * time.Hour
+	DefaultOCSPValidity      = time.Hour
+	DefaultResponderValidity = 2 * 24 * time.Hour
+	DefaultCoalesce          = 100 * time.Millisecond
+	DefaultMaxAge            = 5 * time.Minute
+)
+
+// Config configures a Service.
+type Config struct {
+	Store      Store
+	Keys       Keys
+	Responders ResponderIssuer
+	// BaseURL is the public base URL, the one issued certificates name
+	// their CRLs under. A partition CRL names BaseURL/crl/{ca}/{n}.crl
+	// in its Issuing Distribution Point (critical, RFC 5280 §5.2.5); the
+	// full CRL BaseURL/crl/{ca}.crl is complete and carries none. Empty
+	// means partition CRLs are not published: without URLs no
+	// certificate can name them.
+	BaseURL string
+	// CRLValidity is nextUpdate - thisUpdate; default 7 days. A new CRL is
+	// published at the latest at half of it.
+	CRLValidity time.Duration
+	// KeepExpired keeps expired certificates on CRLs. By default one
+	// leaves once it has been expired for a CRLValidity: RFC 5280 §3.3
+	// keeps it until it has been on one CRL issued after its expiry.
+	KeepExpired bool
+	// OCSPValidity is nextUpdate - thisUpdate of OCSP answers; default 1 hour.
+	OCSPValidity time.Duration
+	// ResponderValidity is the lifetime of responder certificates; default
+	// 2 days, rotated at half.
+	ResponderValidity time.Duration
+	// Coalesce is how long the publisher waits after a change to gather a
+	// burst into one CRL; default 100 ms.
+	Coalesce time.Duration
+	// MaxAge caps the Cache-Control max-age of CRLs and of OCSP answers to
+	// GET, which is otherwise the time left to nextUpdate: an HTTP cache
+	// then asks again (cheaply, with If-None-Match) at least this often
+	// and sees a revocation within MaxAge. Default 5 minutes.
+	MaxAge     time.Duration
+	Now        func() time.Time
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// setDefaults fills in the zero fields of c.
+func (c *Config) setDefaults() {
+	if c.CRLValidity == 0 {
+		c.CRLValidity = DefaultCRLValidity
+	}
+	if c.OCSPValidity == 0 {
+		c.OCSPValidity = DefaultOCSPValidity
+	}
+	if c.ResponderValidity == 0 {
+		c.ResponderValidity = DefaultResponderValidity
+	}
+	if c.Coalesce == 0 {
+		c.Coalesce = DefaultCoalesce
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultMaxAge
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
+}
+
+// validate reports what is wrong with a defaulted c; it changes nothing.
+func (c *Config) validate() error {
+	var errs []error
+	if c.Store == nil {
+		errs = append(errs, errors.New("Store is required"))
+	}
+	if c.Keys == nil {
+		errs = append(errs, errors.New("Keys is required"))
+	}
+	if c.Responders == nil {
+		errs = append(errs, errors.New("Responders is required"))
+	}
+	if c.BaseURL != "" {
+		u, err := url.Parse(c.BaseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			errs = append(errs, fmt.Errorf("BaseURL %q must be an absolute http:// URL", c.BaseURL))
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"CRLValidity", c.CRLValidity}, {"OCSPValidity", c.OCSPValidity}, {"ResponderValidity", c.ResponderValidity}, {"Coalesce", c.Coalesce}, {"MaxAge", c.MaxAge}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %s is negative", d.name, d.v))
+		}
+	}
+	// Answers must not outlive the responder certificate that signs them;
+	// they are capped at its notAfter, so they need room under it.
+	if c.ResponderValidity < time.Second || c.CRLValidity < time.Second || c.OCSPValidity < time.Second {
+		errs = append(errs, errors.New("CRLValidity, OCSPValidity and ResponderValidity must be at least one second"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("revocation: config: %w", err)
+	}
+	return nil
+}
+
+// Attribute keys of the log records, defined once.
+const (
+	logCA        = "ca"
+	logPartition = "partition"
+	logNumber    = "crl_number"
+	logEntries   = "entries"
+	logSerial    = "serial"
+	logErr       = "err"
+)
+
+// maxPendingTimes bounds the change times kept per CA between two
+// publications; past it, a burst still publishes once but stops adding
+// propagation samples.
+const maxPendingTimes = 4096
+
+// Service builds, signs and serves CRLs and OCSP answers. Build one with
+// [New]; run its background work with [Service.Run] and serve
+// [Service.Handler]. All methods are safe for concurrent use.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+	met *metrics
+
+	wake    chan struct{}     // capacity 1: a change is pending
+	issued  chan issuedSerial // pre-signing requests
+	running atomic.Bool
+
+	mu      sync.Mutex
+	pending map[string]*pendingChange // by CA ID
+
+	// byID and byName map CA IDs and names to *authority. Authorities are
+	// created once, on first sight, and never removed: a CA's ID, name,
+	// certificate and partition count do not change once it has a
+	// certificate.
+	byID, byName sync.Map
+	addMu        sync.Mutex // serializes creating authorities
+
+	cacheEntries atomic.Int64
+
+	// lookupMax is how many cached answers of a CA a refresh checks one
+	// by one in the store; beyond it, it reads the CA's revoked list once.
+	lookupMax int
+}
+
+// pendingChange holds the times of the changes of one CA that are not
+// served yet, per kind of publication.
+type pendingChange struct {
+	crl, ocsp []time.Time
+}
+
+type issuedSerial struct{ caID, serial string }
+
+// New checks cfg, fills in its defaults and returns a Service. It
+// registers the service's metrics with cfg.Registerer when one is set.
+func New(cfg Config) (*Service, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Service{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		wake:      make(chan struct{}, 1),
+		issued:    make(chan issuedSerial, 4096),
+		pending:   map[string]*pendingChange{},
+		lookupMax: 1024,
+	}
+	met, err := newMetrics(cfg.Registerer, &s.cacheEntries)
+	if err != nil {
+		return nil, err
+	}
+	s.met = met
+	return s, nil
+}
+
+func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
+
+// Notify records that a certificate of the CA caID changed status at at
+// (the time of the revocation or release). It never blocks: the new CRL
+// and OCSP answers are published by [Service.Run] within about a second,
+// a burst of changes in one CRL.
+func (s *Service) Notify(caID string, at time.Time) {
+	if a, ok := s.byID.Load(caID); ok {
+		// Answers being signed from a status read before this change
+		// must not enter the cache.
+		a.(*authority).gen.Add(1)
+	}
+	s.mu.Lock()
+	p := s.pending[caID]
+	if p == nil {
+		p = &pendingChange{}
+		s.pending[caID] = p
+	}
+	if len(p.crl) < maxPendingTimes {
+		p.crl = append(p.crl, at)
+	}
+	if len(p.ocsp) < maxPendingTimes {
+		p.ocsp = append(p.ocsp, at)
+	}
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Issued asks for the "good" OCSP answer of a certificate just issued to
+// be signed ahead of its first request. It never blocks; when the queue is
+// full the hint is dropped and the first request signs instead.
+func (s *Service) Issued(caID, serial string) {
+	select {
+	case s.issued <- issuedSerial{caID, serial}:
+	default:
+	}
+}
+
+// Run publishes until ctx ends, then returns nil: it builds every CA's
+// CRLs at start, publishes changes reported by [Service.Notify],
+// republishes CRLs at half their validity, re-signs cached OCSP answers at
+// half theirs, rotates responder certificates at half their lifetime and
+// pre-signs answers of issued certificates. Run may be called once at a time.
+func (s *Service) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("revocation: Run is already running")
+	}
+	defer s.running.Store(false)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.presignLoop(ctx) })
+	s.publishLoop(ctx)
+	wg.Wait()
+	return nil
+}
+
+// tickInterval is how often the sweep runs: an eighth of the shortest
+// validity, between one second and one minute.
+func (s *Service) tickInterval() time.Duration {
+	d := min(s.cfg.CRLValidity, s.cfg.OCSPValidity, s.cfg.ResponderValidity) / 8
+	return min(max(d, time.Second), time.Minute)
+}
+
+func (s *Service) publishLoop(ctx context.Context) {
+	s.sweep(ctx, s.now())
+	tick := time.NewTicker(s.tickInterval())
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			s.sweep(ctx, s.now())
+		case <-s.wake:
+			// Gather the rest of a burst into one publication.
+			t := time.NewTimer(s.cfg.Coalesce)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			s.flush(ctx)
+		}
+	}
+}
+
+func (s *Service) presignLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case is := <-s.issued:
+			s.presign(ctx, is.caID, is.serial)
+		}
+	}
+}
+
+// flush publishes every pending change: OCSP answers first (cheap, and
+// what most relying parties ask), then CRLs. A change whose publication
+// failed for a reason that may pass (the store) stays pending for the
+// next sweep.
+func (s *Service) flush(ctx context.Context) {
+	s.mu.Lock()
+	pending := s.pending
+	s.pending = map[string]*pendingChange{}
+	s.mu.Unlock()
+	for caID, p := range pending {
+		if ctx.Err() != nil {
+			s.requeue(caID, p)
+			continue
+		}
+		a, err := s.authorityByID(ctx, caID)
+		if err != nil {
+			if !errors.Is(err, errNoCA) {
+				s.log.Warn("revocation: cannot publish a change", logCA, caID, logErr, err)
+				s.requeue(caID, p)
+			}
+			continue
+		}
+		var retry pendingChange
+		if len(p.ocsp) > 0 {
+			if err := s.refreshAnswers(ctx, a, s.now(), refreshAll); err != nil {
+				s.log.Warn("revocation: cannot refresh OCSP answers", logCA, a.name, logErr, err)
+				retry.ocsp = p.ocsp
+			} else {
+				s.observe(kindOCSP, p.ocsp)
+			}
+		}
+		if len(p.crl) > 0 {
+			if err := s.buildCRLs(ctx, a, s.now(), buildIfChanged); err != nil {
+				if errors.Is(err, errCannotSign) {
+					// Logged by buildScope; the last CRL stays.
+				} else {
+					s.log.Warn("revocation: cannot publish CRL", logCA, a.name, logErr, err)
+					retry.crl = p.crl
+				}
+			} else {
+				s.observe(kindCRL, p.crl)
+			}
+		}
+		if len(retry.crl)+len(retry.ocsp) > 0 {
+			s.requeue(caID, &retry)
+		}
+	}
+}
+
+// requeue puts back changes that could not be published, without waking
+// the loop: the next sweep retries them.
+func (s *Service) requeue(caID string, p *pendingChange) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.pending[caID]
+	if q == nil {
+		s.pending[caID] = p
+		return
+	}
+	q.crl = append(p.crl, q.crl...)[:min(len(p.crl)+len(q.crl), maxPendingTimes)]
+	q.ocsp = append(p.ocsp, q.ocsp...)[:min(len(p.ocsp)+len(q.ocsp), maxPendingTimes)]
+}
+
+// observe records, for each change time, how long it took to be served.
+func (s *Service) observe(kind int, ats []time.Time) {
+	now := s.now()
+	h := s.met.propagation[kind]
+	for _, at := range ats {
+		h.Observe(max(now.Sub(at), 0).Seconds())
+	}
+}
+
+// sweep does the periodic work at now: retry failed publications, build
+// missing CRLs and republish those at half their validity, rotate
+// responder certificates at half their lifetime, and re-sign cached OCSP
+// answers at half theirs.
+func (s *Service) sweep(ctx context.Context, now time.Time) {
+	s.mu.Lock()
+	retry := len(s.pending) > 0
+	s.mu.Unlock()
+	if retry {
+		s.flush(ctx)
+	}
+	cas, err := s.cfg.Store.ListCAs(ctx)
+	if err != nil {
+		s.log.Warn("revocation: cannot list CAs", logErr, err)
+		return
+	}
+	for _, c := range cas {
+		if ctx.Err() != nil {
+			return
+		}
+		if len(c.CertDER) == 0 {
+			continue // pending: nothing issued, nothing to publish
+		}
+		a, err := s.authorityFor(c)
+		if err != nil {
+			s.log.Warn("revocation: unusable CA certificate", logCA, c.Name, logErr, err)
+			continue
+		}
+		if err := s.buildCRLs(ctx, a, now, buildIfDue); err != nil && !errors.Is(err, errCannotSign) {
+			s.log.Warn("revocation: cannot publish CRL", logCA, a.name, logErr, err)
+		}
+		s.rotateResponder(ctx, a, now)
+		if err := s.refreshAnswers(ctx, a, now, refreshDue); err != nil {
+			s.log.Warn("revocation: cannot refresh OCSP answers", logCA, a.name, logErr, err)
+		}
+	}
+}

@@ -97,7 +97,7 @@ CLI commands read TRUSTGATE_ADDR, TRUSTGATE_TOKEN and TRUSTGATE_CACERT
 	pf.StringVar(&g.cacert, "cacert", os.Getenv("TRUSTGATE_CACERT"), "PEM file that verifies the API's certificate (env TRUSTGATE_CACERT)")
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	root.AddCommand(
-		newDevCmd(g), newInitCmd(g), newServerCmd(g),
+		newDevCmd(g), newInitCmd(g), newServerCmd(g), newGatewayCmd(g),
 		newCACmd(g), newCertCmd(g), newVersionCmd(g),
 	)
 	return root

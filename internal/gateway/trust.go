@@ -1,0 +1,347 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trustgate/trustgate/internal/truststore/verify"
+)
+
+// TrustSource yields the compiled trust store of a verify listener. The
+// file source below reads a CA bundle and CRL files and fetches CRL URLs;
+// a control-plane source (later) will long-poll the API for snapshots.
+//
+// Load returns the current Verifier and a version string that changes
+// exactly when the trust state does. The gateway calls Load once when it
+// starts (an error there stops the start), then every poll interval and on
+// Reload, never concurrently for one source. When the version is unchanged
+// it keeps the Verifier it has; when Load fails it keeps the last good one
+// and logs the error, so a source may return its current Verifier together
+// with an error (a CRL refresh that failed). Load must honour ctx.
+type TrustSource interface {
+	Load(ctx context.Context) (v *verify.Verifier, version string, err error)
+}
+
+// Invalidator is an optional TrustSource capability: Invalidate makes the
+// next Load re-read everything, as on SIGHUP, even if nothing seems changed.
+type Invalidator interface {
+	Invalidate()
+}
+
+var (
+	_ TrustSource = (*FileSource)(nil)
+	_ Invalidator = (*FileSource)(nil)
+)
+
+// MaxCRLBytes bounds a CRL fetched over HTTP (a 1,000,000-entry CRL is
+// about 35 MB).
+const MaxCRLBytes = 256 << 20
+
+// FileSource is a trust store made of local files and CRL URLs. Files are
+// re-read when their modification time, size or inode changes; a CRL URL
+// is fetched at the first Load, then again after Refresh or at 90% of the
+// way from its thisUpdate to its nextUpdate, whichever is first, and a
+// failed fetch is retried after min(Refresh, 30s) while the last good CRL
+// stays in use. Its zero value is not usable: set CAFile.
+type FileSource struct {
+	// CAFile is a PEM bundle of CA certificates.
+	CAFile string
+	// CRLFiles are CRLs in DER or PEM.
+	CRLFiles []string
+	// CRLURLs are CRLs fetched over HTTP(S), in DER or PEM.
+	CRLURLs []string
+	// Refresh is the longest time between two fetches of a CRL URL; 0 means 5m.
+	Refresh time.Duration
+	// Options are the verification options compiled in.
+	Options verify.Options
+	// Client fetches CRL URLs; nil means a client with a 30 s timeout.
+	Client *http.Client
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	mu      sync.Mutex
+	stamps  map[string]stamp
+	urls    map[string]*fetched
+	v       *verify.Verifier
+	version string
+	force   bool
+}
+
+// fetched is the last good copy of a CRL URL.
+type fetched struct {
+	der       []byte
+	next      time.Time // when to fetch again
+	lastError string
+}
+
+// Invalidate makes the next Load re-read the files and re-fetch the URLs.
+func (s *FileSource) Invalidate() {
+	s.mu.Lock()
+	s.force = true
+	s.mu.Unlock()
+}
+
+func (s *FileSource) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *FileSource) refresh() time.Duration {
+	if s.Refresh > 0 {
+		return s.Refresh
+	}
+	return 5 * time.Minute
+}
+
+// Load implements TrustSource.
+func (s *FileSource) Load(ctx context.Context) (*verify.Verifier, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	force := s.force || s.v == nil
+	s.force = false
+	if s.stamps == nil {
+		s.stamps = map[string]stamp{}
+		s.urls = map[string]*fetched{}
+	}
+	changed := force
+	newStamps := map[string]stamp{}
+	for _, p := range append([]string{s.CAFile}, s.CRLFiles...) {
+		st, err := statFile(p)
+		if err != nil {
+			return s.v, s.version, fmt.Errorf("trust store: %w", err)
+		}
+		newStamps[p] = st
+		if !st.same(s.stamps[p]) {
+			changed = true
+		}
+	}
+	var fetchErrs []error
+	now := s.now()
+	for _, u := range s.CRLURLs {
+		f := s.urls[u]
+		if f != nil && !force && now.Before(f.next) {
+			continue
+		}
+		der, next, err := s.fetch(ctx, u, now)
+		if err != nil {
+			if f == nil {
+				// Nothing to fall back on: the issuer would go unchecked.
+				return s.v, s.version, fmt.Errorf("trust store: CRL %s: %w", u, err)
+			}
+			f.next = now.Add(min(s.refresh(), 30*time.Second))
+			fetchErrs = append(fetchErrs, fmt.Errorf("trust store: CRL %s (keeping the copy fetched before): %w", u, err))
+			continue
+		}
+		if f == nil || !bytes.Equal(f.der, der) {
+			changed = true
+		}
+		s.urls[u] = &fetched{der: der, next: next}
+	}
+	if !changed {
+		return s.v, s.version, errors.Join(fetchErrs...)
+	}
+	// The stamps are kept even when compiling fails, so that a broken file
+	// is compiled again when it changes, not at every poll.
+	s.stamps = newStamps
+	v, version, err := s.compile()
+	if err != nil {
+		return s.v, s.version, errors.Join(append(fetchErrs, err)...)
+	}
+	if version != s.version {
+		s.v, s.version = v, version
+	}
+	return s.v, s.version, errors.Join(fetchErrs...)
+}
+
+// compile reads the files and compiles them with the fetched CRLs.
+func (s *FileSource) compile() (*verify.Verifier, string, error) {
+	h := sha256.New()
+	caPEM, err := os.ReadFile(s.CAFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("trust store: %w", err)
+	}
+	roots, err := parseCertsPEM(caPEM)
+	if err != nil {
+		return nil, "", fmt.Errorf("trust store %s: %w", s.CAFile, err)
+	}
+	h.Write(caPEM)
+	var crls [][]byte
+	for _, p := range s.CRLFiles {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, "", fmt.Errorf("trust store: %w", err)
+		}
+		der, err := crlDER(b)
+		if err != nil {
+			return nil, "", fmt.Errorf("trust store: CRL %s: %w", p, err)
+		}
+		crls = append(crls, der)
+	}
+	for _, u := range s.CRLURLs {
+		crls = append(crls, s.urls[u].der)
+	}
+	for _, c := range crls {
+		sum := sha256.Sum256(c)
+		h.Write(sum[:])
+	}
+	v, err := verify.CompileDER(roots, crls, s.Options)
+	if err != nil {
+		return nil, "", fmt.Errorf("trust store: %w", err)
+	}
+	return v, hex.EncodeToString(h.Sum(nil)[:12]), nil
+}
+
+// fetch downloads one CRL and works out when to fetch it again.
+func (s *FileSource) fetch(ctx context.Context, url string, now time.Time) ([]byte, time.Time, error) {
+	client := s.Client
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, time.Time{}, fmt.Errorf("HTTP %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxCRLBytes+1))
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	if len(body) > MaxCRLBytes {
+		return nil, time.Time{}, fmt.Errorf("larger than %d bytes", MaxCRLBytes)
+	}
+	der, err := crlDER(body)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	hdr, err := verify.ParseCRLHeader(der)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	next := now.Add(s.refresh())
+	if !hdr.NextUpdate.IsZero() {
+		// Well before nextUpdate: at 90% of the CRL's validity.
+		early := hdr.ThisUpdate.Add(hdr.NextUpdate.Sub(hdr.ThisUpdate) * 9 / 10)
+		if early.Before(next) {
+			next = early
+		}
+		if next.Before(now.Add(time.Second)) {
+			next = now.Add(min(s.refresh(), 30*time.Second))
+		}
+	}
+	return der, next, nil
+}
+
+// crlDER accepts a CRL in DER or PEM ("X509 CRL").
+func crlDER(b []byte) ([]byte, error) {
+	trimmed := bytes.TrimSpace(b)
+	if !bytes.HasPrefix(trimmed, []byte("-----BEGIN")) {
+		return b, nil
+	}
+	block, _ := pem.Decode(trimmed)
+	if block == nil || block.Type != "X509 CRL" {
+		return nil, errors.New("not a PEM X509 CRL")
+	}
+	return block.Bytes, nil
+}
+
+// parseCertsPEM reads every CERTIFICATE block of a PEM bundle.
+func parseCertsPEM(b []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for len(b) > 0 {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d: %w", len(out), err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PEM CERTIFICATE block")
+	}
+	return out, nil
+}
+
+// trustState holds a verify listener's current Verifier and refreshes it
+// from its source. current is lock-free; refresh is serialized.
+type trustState struct {
+	listener string
+	src      TrustSource
+	cur      atomic.Pointer[verify.Verifier]
+
+	mu      sync.Mutex
+	version string
+	lastErr string
+}
+
+func newTrustState(ctx context.Context, listener string, src TrustSource) (*trustState, error) {
+	t := &trustState{listener: listener, src: src}
+	v, version, err := src.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, errors.New("trust store: the source returned no verifier")
+	}
+	t.cur.Store(v)
+	t.version = version
+	return t, nil
+}
+
+func (t *trustState) current() *verify.Verifier { return t.cur.Load() }
+
+// refresh loads from the source and swaps in a new Verifier when the
+// version changed. It returns the version now in use, whether it swapped,
+// and an error the first time it is seen (repeats return nil, to keep
+// polling quiet).
+func (t *trustState) refresh(ctx context.Context, force bool) (string, bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if force {
+		if inv, ok := t.src.(Invalidator); ok {
+			inv.Invalidate()
+		}
+	}
+	v, version, err := t.src.Load(ctx)
+	swapped := false
+	if v != nil && version != t.version {
+		t.cur.Store(v)
+		t.version, swapped = version, true
+	}
+	if err != nil {
+		if err.Error() == t.lastErr && !force {
+			return t.version, swapped, nil
+		}
+		t.lastErr = err.Error()
+		return t.version, swapped, err
+	}
+	t.lastErr = ""
+	return t.version, swapped, nil
+}

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 API_PORT=${API_PORT:-19443}
 PUB_PORT=${PUB_PORT:-19080}
+GW_PORT=${GW_PORT:-18443}
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
@@ -16,7 +17,7 @@ go build -o "$work/trustgate" ./cmd/trustgate
 tg=$work/trustgate
 
 start() {
-  "$tg" dev --data "$work/data" --api-listen 127.0.0.1:$API_PORT --public-listen 127.0.0.1:$PUB_PORT >"$work/dev.out" 2>"$work/dev.log" &
+  "$tg" dev --data "$work/data" --api-listen 127.0.0.1:$API_PORT --public-listen 127.0.0.1:$PUB_PORT --gateway-listen 127.0.0.1:$GW_PORT >"$work/dev.out" 2>"$work/dev.log" &
   pid=$!
   for _ in $(seq 1 100); do
     curl -sf --cacert "$work/data/dev/root.pem" "https://127.0.0.1:$API_PORT/healthz" >/dev/null 2>&1 && return 0
@@ -75,6 +76,13 @@ if openssl verify -crl_check -CRLfile payments-crl.pem -CAfile data/dev/root.pem
   fail "openssl verify -crl_check accepted a revoked certificate"
 fi
 openssl verify -crl_check -CRLfile payments-crl.pem -CAfile data/dev/root.pem -untrusted web-chain.pem svc-a.pem | grep -q OK || fail "crl_check of a good certificate"
+
+# The gateway: a verified client's identity reaches the backend; no certificate, no entry.
+gw() { curl -s --cacert data/dev/root.pem "$@" "https://127.0.0.1:$GW_PORT/"; }
+gw --cert data/dev/client.pem --key data/dev/client.key | jq -e '.headers["X-Amzn-Mtls-Clientcert-Subject"] == "CN=demo-client"' >/dev/null || fail "gateway identity"
+if gw >/dev/null 2>&1; then fail "gateway let in a client without a certificate"; fi
+curl -s --cacert data/dev/root.pem --cert data/dev/client.pem --key data/dev/client.key -H "X-Amzn-Mtls-Clientcert-Subject: CN=admin" "https://127.0.0.1:$GW_PORT/" \
+  | jq -e '.headers["X-Amzn-Mtls-Clientcert-Subject"] == "CN=demo-client"' >/dev/null || fail "spoofed identity header reached the backend"
 
 # Exit codes scripts rely on.
 set +e

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,12 +36,19 @@ func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); retur
 // the API address and the data directory.
 func startDev(t *testing.T) (addr, dir string) {
 	t.Helper()
+	addr, _, dir = startDevGateway(t)
+	return addr, dir
+}
+
+// startDevGateway is startDev that also returns the gateway's address.
+func startDevGateway(t *testing.T) (addr, gw, dir string) {
+	t.Helper()
 	dir = t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &lockedBuffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"dev", "--data", dir, "--api-listen", "127.0.0.1:0", "--public-listen", "127.0.0.1:0"}, out, &lockedBuffer{})
+		done <- run(ctx, []string{"dev", "--data", dir, "--api-listen", "127.0.0.1:0", "--public-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0"}, out, &lockedBuffer{})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -52,10 +62,11 @@ func startDev(t *testing.T) (addr, dir string) {
 		}
 	})
 	re := regexp.MustCompile(`API:\s+https://(\S+)`)
+	reGW := regexp.MustCompile(`Gateway:\s+https://(\S+)`)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if m := re.FindStringSubmatch(out.String()); m != nil {
-			return "https://" + m[1], dir
+		if m, g := re.FindStringSubmatch(out.String()), reGW.FindStringSubmatch(out.String()); m != nil && g != nil {
+			return "https://" + m[1], g[1], dir
 		}
 		select {
 		case code := <-done:
@@ -64,7 +75,7 @@ func startDev(t *testing.T) (addr, dir string) {
 		}
 	}
 	t.Fatalf("dev did not start: %s", out.String())
-	return "", ""
+	return "", "", ""
 }
 
 // cli runs one CLI command in-process and returns its exit code and output.
@@ -183,5 +194,81 @@ func TestHelpEverywhere(t *testing.T) {
 	walk(newRootCmd(&bytes.Buffer{}, &bytes.Buffer{}))
 	if n < 15 {
 		t.Fatalf("only %d commands", n)
+	}
+}
+
+// The dev gateway forwards a verified client's identity, refuses a client
+// without a certificate, and refuses a revoked one within a few seconds.
+func TestDevGateway(t *testing.T) {
+	addr, gw, dir := startDevGateway(t)
+	dev := filepath.Join(dir, "dev")
+	rootPEM, _ := os.ReadFile(filepath.Join(dev, "root.pem"))
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(rootPEM)
+	get := func(cert *tls.Certificate) (*http.Response, error) {
+		tc := &tls.Config{RootCAs: pool, ServerName: "localhost"}
+		if cert != nil {
+			tc.Certificates = []tls.Certificate{*cert}
+		}
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}}
+		return c.Get("https://" + gw + "/hello")
+	}
+	client, err := tls.LoadX509KeyPair(filepath.Join(dev, "client.pem"), filepath.Join(dev, "client.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := get(&client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var echo struct {
+		Path    string
+		Headers map[string]string
+	}
+	json.NewDecoder(resp.Body).Decode(&echo)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || echo.Path != "/hello" || echo.Headers["X-Amzn-Mtls-Clientcert-Subject"] != "CN=demo-client" {
+		t.Fatalf("identity: %d %+v", resp.StatusCode, echo)
+	}
+	if _, err := get(nil); err == nil {
+		t.Fatal("a client without a certificate got through")
+	}
+
+	// A freshly issued client, revoked: refused within a few seconds.
+	work := t.TempDir()
+	cert, key := filepath.Join(work, "c.pem"), filepath.Join(work, "c.key")
+	code, _, errs := cli(t, addr, dir, "cert", "issue", "--ca", "demo-intermediate", "--profile", "client", "--cn", "doomed", "--out", cert, "--key-out", key, "--chain-out", filepath.Join(work, "chain.pem"))
+	if code != 0 {
+		t.Fatalf("issue: %s", errs)
+	}
+	leafPEM, _ := os.ReadFile(cert)
+	interPEM, _ := os.ReadFile(filepath.Join(work, "chain.pem"))
+	os.WriteFile(cert, append(leafPEM, interPEM...), 0o644)
+	doomed, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := get(&doomed); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("before revoke: %v", err)
+	}
+	serial := regexp.MustCompile(`serial ([0-9a-f]+)`).FindStringSubmatch(errs)[1]
+	if code, _, errs := cli(t, addr, dir, "cert", "revoke", serial, "--reason", "keyCompromise"); code != 0 {
+		t.Fatalf("revoke: %s", errs)
+	}
+	revokedAt := time.Now()
+	for {
+		resp, err := get(&doomed)
+		if err != nil {
+			break
+		}
+		resp.Body.Close()
+		if time.Since(revokedAt) > 10*time.Second {
+			t.Fatal("the gateway still accepts a revoked certificate after 10 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The demo client is unaffected.
+	if resp, err := get(&client); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("demo client after another's revoke: %v", err)
 	}
 }

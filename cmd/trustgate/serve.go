@@ -18,7 +18,7 @@ func atomicWrite(path string, data []byte, mode os.FileMode) error {
 }
 
 func newDevCmd(g *globals) *cobra.Command {
-	var dataDir, apiListen, publicListen string
+	var dataDir, apiListen, publicListen, gatewayListen string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run everything on this machine with a demo CA (SQLite, no other service)",
@@ -26,7 +26,9 @@ func newDevCmd(g *globals) *cobra.Command {
 demo root and intermediate CAs on first start (and reuses them afterwards),
 issues a server and a client certificate, and writes into DIR/dev:
 root.pem, chain.pem, server.pem, server.key, client.pem, client.key,
-admin.token and env.sh. Stop it with Ctrl-C.`,
+admin.token and env.sh. It also runs the mTLS gateway in verify mode on
+--gateway-listen in front of a built-in echo backend that answers with the
+identity headers it received. Stop it with Ctrl-C.`,
 		Args: argsUsage(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := server.DevConfig(dataDir, apiListen, publicListen)
@@ -37,25 +39,32 @@ admin.token and env.sh. Stop it with Ctrl-C.`,
 			}
 			defer s.Close()
 			out := cmd.OutOrStdout()
-			return s.Run(cmd.Context(), func(apiAddr, publicAddr string) {
+			return server.RunDev(cmd.Context(), s, files, gatewayListen, func(a server.DevAddrs) {
 				fmt.Fprintf(out, `
 Trustgate is running (Ctrl-C to stop).
   API:       https://%s   (GET /healthz, /v1/openapi.json)
-  Public:    http://%s    (CA certificates: /ca/%s.pem)
-  Files:     %s
+  Public:    http://%s    (/ca/%s.pem, /crl/%s.crl, /ocsp/%s)
+`, a.API, a.Public, server.DemoIntermediate, server.DemoIntermediate, server.DemoIntermediate)
+				if a.Gateway != "" {
+					fmt.Fprintf(out, "  Gateway:   https://%s   (mTLS verify, in front of an echo backend)\n", a.Gateway)
+				}
+				fmt.Fprintf(out, `  Files:     %s
 
 Next, in another shell:
   source %s
   go run ./cmd/trustgate ca list
   curl --cacert "$TRUSTGATE_CACERT" -H "Authorization: Bearer $TRUSTGATE_TOKEN" "$TRUSTGATE_ADDR/v1/certificates"
-  openssl verify -CAfile %s -untrusted %s %s
-`, apiAddr, publicAddr, server.DemoIntermediate, files.Dir, files.Env, files.Root, files.Chain, files.ClientCert)
+`, files.Dir, files.Env)
+				if a.Gateway != "" {
+					fmt.Fprintf(out, "  curl --cacert %s --cert %s --key %s https://%s/\n", files.Root, files.ClientCert, files.ClientKey, a.Gateway)
+				}
 			})
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data", "./trustgate-data", "data directory")
 	cmd.Flags().StringVar(&apiListen, "api-listen", "127.0.0.1:9443", "address of the HTTPS API")
-	cmd.Flags().StringVar(&publicListen, "public-listen", "127.0.0.1:9080", "address of the public HTTP endpoints (CA certificates, CRLs)")
+	cmd.Flags().StringVar(&publicListen, "public-listen", "127.0.0.1:9080", "address of the public HTTP endpoints (CA certificates, CRLs, OCSP)")
+	cmd.Flags().StringVar(&gatewayListen, "gateway-listen", "127.0.0.1:8443", "address of the demo mTLS gateway; empty disables it")
 	return cmd
 }
 

@@ -430,8 +430,8 @@ func (m GatewayMTLS) validate(p string) []error {
 				add(fmt.Sprintf("%s.trust_store.crl_files[%d]", p, k), "is empty")
 			}
 		}
-		if d := time.Duration(ts.CRLRefresh); d < 10*time.Second || d > 7*24*time.Hour {
-			add(p+".trust_store.crl_refresh", "%s is outside 10s..7d", d)
+		if d := time.Duration(ts.CRLRefresh); d < time.Second || d > 7*24*time.Hour {
+			add(p+".trust_store.crl_refresh", "%s is outside 1s..7d", d)
 		}
 		switch ts.StaleCRLPolicy {
 		case StaleCRLFailClosed, StaleCRLFailOpen:

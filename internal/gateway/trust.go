@@ -82,6 +82,7 @@ type FileSource struct {
 // fetched is the last good copy of a CRL URL.
 type fetched struct {
 	der       []byte
+	etag      string    // the server's validator, sent back as If-None-Match
 	next      time.Time // when to fetch again
 	lastError string
 }
@@ -136,7 +137,7 @@ func (s *FileSource) Load(ctx context.Context) (*verify.Verifier, string, error)
 		if f != nil && !force && now.Before(f.next) {
 			continue
 		}
-		der, next, err := s.fetch(ctx, u, now)
+		der, etag, next, err := s.fetch(ctx, u, f, now)
 		if err != nil {
 			if f == nil {
 				// Nothing to fall back on: the issuer would go unchecked.
@@ -149,7 +150,7 @@ func (s *FileSource) Load(ctx context.Context) (*verify.Verifier, string, error)
 		if f == nil || !bytes.Equal(f.der, der) {
 			changed = true
 		}
-		s.urls[u] = &fetched{der: der, next: next}
+		s.urls[u] = &fetched{der: der, etag: etag, next: next}
 	}
 	if !changed {
 		return s.v, s.version, errors.Join(fetchErrs...)
@@ -205,40 +206,49 @@ func (s *FileSource) compile() (*verify.Verifier, string, error) {
 	return v, hex.EncodeToString(h.Sum(nil)[:12]), nil
 }
 
-// fetch downloads one CRL and works out when to fetch it again.
-func (s *FileSource) fetch(ctx context.Context, url string, now time.Time) ([]byte, time.Time, error) {
+// fetch downloads one CRL, conditionally on the copy held (prev, may be
+// nil) so that an unchanged CRL costs a 304, and works out when to fetch
+// it again.
+func (s *FileSource) fetch(ctx context.Context, url string, prev *fetched, now time.Time) (der []byte, etag string, next time.Time, err error) {
 	client := s.Client
 	if client == nil {
 		client = &http.Client{Timeout: 30 * time.Second}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, "", time.Time{}, err
+	}
+	if prev != nil && prev.etag != "" {
+		req.Header.Set("If-None-Match", prev.etag)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, "", time.Time{}, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, time.Time{}, fmt.Errorf("HTTP %s", resp.Status)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxCRLBytes+1))
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	if len(body) > MaxCRLBytes {
-		return nil, time.Time{}, fmt.Errorf("larger than %d bytes", MaxCRLBytes)
-	}
-	der, err := crlDER(body)
-	if err != nil {
-		return nil, time.Time{}, err
+	switch {
+	case resp.StatusCode == http.StatusNotModified && prev != nil:
+		der, etag = prev.der, prev.etag
+	case resp.StatusCode != http.StatusOK:
+		return nil, "", time.Time{}, fmt.Errorf("HTTP %s", resp.Status)
+	default:
+		body, err := io.ReadAll(io.LimitReader(resp.Body, MaxCRLBytes+1))
+		if err != nil {
+			return nil, "", time.Time{}, err
+		}
+		if len(body) > MaxCRLBytes {
+			return nil, "", time.Time{}, fmt.Errorf("larger than %d bytes", MaxCRLBytes)
+		}
+		if der, err = crlDER(body); err != nil {
+			return nil, "", time.Time{}, err
+		}
+		etag = resp.Header.Get("ETag")
 	}
 	hdr, err := verify.ParseCRLHeader(der)
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, "", time.Time{}, err
 	}
-	next := now.Add(s.refresh())
+	next = now.Add(s.refresh())
 	if !hdr.NextUpdate.IsZero() {
 		// Well before nextUpdate: at 90% of the CRL's validity.
 		early := hdr.ThisUpdate.Add(hdr.NextUpdate.Sub(hdr.ThisUpdate) * 9 / 10)
@@ -249,7 +259,7 @@ func (s *FileSource) fetch(ctx context.Context, url string, now time.Time) ([]by
 			next = now.Add(min(s.refresh(), 30*time.Second))
 		}
 	}
-	return der, next, nil
+	return der, etag, next, nil
 }
 
 // crlDER accepts a CRL in DER or PEM ("X509 CRL").

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trustgate/trustgate/internal/api/client"
 	"github.com/trustgate/trustgate/internal/apiv1"
 )
 
@@ -70,6 +71,26 @@ func caCreateCmd(g *globals) *cobra.Command {
 	f.IntVar(&r.CRLPartitions, "crl-partitions", 0, "spread this CA's certificates over N partition CRLs (/crl/NAME/{n}.crl); 0 or 1: one CRL")
 	f.IntVar(&pathLen, "path-len", -1, "maximum number of CA levels below this one (default: none for a root, 0 for an intermediate)")
 	return cmd
+}
+
+// caResult runs one API call that answers with a CA and prints the CA.
+func caResult(cmd *cobra.Command, g *globals, call func(*client.Client) (*apiv1.CA, error)) error {
+	if err := g.checkOutput(); err != nil {
+		return err
+	}
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	out, err := call(c)
+	if err != nil {
+		return err
+	}
+	if g.json() {
+		return printJSON(cmd.OutOrStdout(), out)
+	}
+	printCA(cmd, out)
+	return nil
 }
 
 func printCA(cmd *cobra.Command, c *apiv1.CA) {
@@ -136,22 +157,7 @@ func caShowCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use: "show NAME", Short: "Show a CA", Args: argsUsage(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.checkOutput(); err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			out, err := c.GetCA(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if g.json() {
-				return printJSON(cmd.OutOrStdout(), out)
-			}
-			printCA(cmd, out)
-			return nil
+			return caResult(cmd, g, func(c *client.Client) (*apiv1.CA, error) { return c.GetCA(cmd.Context(), args[0]) })
 		},
 	}
 }
@@ -172,19 +178,7 @@ func caImportCertCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			out, err := c.ImportCACert(cmd.Context(), args[0], string(b))
-			if err != nil {
-				return err
-			}
-			if g.json() {
-				return printJSON(cmd.OutOrStdout(), out)
-			}
-			printCA(cmd, out)
-			return nil
+			return caResult(cmd, g, func(c *client.Client) (*apiv1.CA, error) { return c.ImportCACert(cmd.Context(), args[0], string(b)) })
 		},
 	}
 	cmd.Flags().StringVar(&certFile, "cert", "", "PEM file: the CA certificate, optionally followed by its chain")
@@ -228,22 +222,7 @@ func caActionCmd(g *globals, action, short string) *cobra.Command {
 	return &cobra.Command{
 		Use: action + " NAME", Short: short, Args: argsUsage(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.checkOutput(); err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			out, err := c.CAAction(cmd.Context(), args[0], action)
-			if err != nil {
-				return err
-			}
-			if g.json() {
-				return printJSON(cmd.OutOrStdout(), out)
-			}
-			printCA(cmd, out)
-			return nil
+			return caResult(cmd, g, func(c *client.Client) (*apiv1.CA, error) { return c.CAAction(cmd.Context(), args[0], action) })
 		},
 	}
 }

@@ -74,7 +74,8 @@ func newInitCmd(g *globals) *cobra.Command {
 		Use:   "init",
 		Short: "Create a data directory for production: master key, database, API identity, admin token",
 		Long: `init creates the data directory (0700), a master key file (32 random bytes, 0600)
-unless TRUSTGATE_MASTER_KEY_FILE names an existing one, the database, the API's
+unless TRUSTGATE_MASTER_KEY_FILE names an existing one, the database (SQLite
+in DIR, or the PostgreSQL database of TRUSTGATE_STORE), the API's
 TLS identity from its own CA (api.pem, api.key, api-ca.pem), and an admin API
 token, printed once: only its hash is stored.`,
 		Args: argsUsage(cobra.NoArgs),
@@ -83,7 +84,12 @@ token, printed once: only its hash is stored.`,
 				return usageError{fmt.Errorf("--data is required")}
 			}
 			log := newLogger(cmd.ErrOrStderr(), "warn", "text")
-			tok, err := server.Init(cmd.Context(), dataDir, os.Getenv("TRUSTGATE_MASTER_KEY_FILE"), server.Options{Logger: log})
+			cfg := config.Default(dataDir)
+			if err := config.ApplyEnv(&cfg, nil); err != nil {
+				return usageError{err}
+			}
+			cfg.DataDir = dataDir
+			tok, err := server.Init(cmd.Context(), cfg, server.Options{Logger: log})
 			if err != nil {
 				return err
 			}

@@ -44,7 +44,8 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 type Server struct {
 	// DataDir holds the database, the master key and the API's TLS identity.
 	DataDir string `yaml:"data_dir"`
-	// Store is "sqlite" (a file in DataDir) or "sqlite:PATH".
+	// Store is "sqlite" (a file in DataDir), "sqlite:PATH", or a
+	// PostgreSQL URL "postgres://user@host:5432/db" for several nodes.
 	Store string `yaml:"store"`
 	// MasterKeyFile is the 32-byte key that seals CA keys; default DataDir/master.key.
 	MasterKeyFile string `yaml:"master_key_file"`
@@ -160,16 +161,36 @@ func (c *Server) Fill() {
 	}
 }
 
-// StorePath returns the SQLite file the Store setting names.
-func (c *Server) StorePath() (string, error) {
+// Store kinds.
+const (
+	StoreSQLite   = "sqlite"
+	StorePostgres = "postgres"
+)
+
+// StoreLocation returns the kind of store the Store setting names and its
+// target: the SQLite file, or the PostgreSQL URL.
+func (c *Server) StoreLocation() (kind, target string, err error) {
 	switch {
 	case c.Store == "" || c.Store == "sqlite":
-		return filepath.Join(c.DataDir, "trustgate.db"), nil
+		return StoreSQLite, filepath.Join(c.DataDir, "trustgate.db"), nil
 	case strings.HasPrefix(c.Store, "sqlite:"):
-		return strings.TrimPrefix(c.Store, "sqlite:"), nil
+		return StoreSQLite, strings.TrimPrefix(c.Store, "sqlite:"), nil
+	case strings.HasPrefix(c.Store, "postgres://"), strings.HasPrefix(c.Store, "postgresql://"):
+		return StorePostgres, c.Store, nil
 	default:
-		return "", fmt.Errorf("store %q is not supported: use sqlite or sqlite:PATH", c.Store)
+		return "", "", fmt.Errorf("store %q is not supported: use sqlite, sqlite:PATH or postgres://", redactURL(c.Store))
 	}
+}
+
+// redactURL hides a password in a store URL before it reaches a message.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			return u.String()
+		}
+	}
+	return s
 }
 
 // Validate reports every problem with the configuration; it changes nothing.
@@ -178,7 +199,7 @@ func (c Server) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir is required"))
 	}
-	if _, err := c.StorePath(); err != nil {
+	if _, _, err := c.StoreLocation(); err != nil {
 		errs = append(errs, err)
 	}
 	if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {

@@ -69,6 +69,8 @@ func TestValidate(t *testing.T) {
 		{"ok/defaults", func(*Server) {}, ""},
 		{"fail/listen", func(c *Server) { c.API.Listen = "nowhere" }, "api.listen"},
 		{"fail/store", func(c *Server) { c.Store = "mysql://x" }, "not supported"},
+		{"fail/store hides password", func(c *Server) { c.Store = "mysql://u:hunter2@x/db" }, "u:xxxxx@x"},
+		{"ok/postgres", func(c *Server) { c.Store = "postgres://127.0.0.1:5432/test" }, ""},
 		{"fail/level", func(c *Server) { c.Log.Level = "loud" }, "log.level"},
 		{"fail/base url", func(c *Server) { c.Public.BaseURL = "ftp://x" }, "base_url"},
 	}

@@ -166,7 +166,7 @@ func TestGatewayValidate(t *testing.T) {
 		{"fail/verify-without-ca", func(g *Gateway) { g.Listeners[0].MTLS.TrustStore.CAFile = "" }, []string{"listeners[0].mtls.trust_store.ca_file"}},
 		{"fail/trust-store-fields", func(g *Gateway) {
 			ts := &g.Listeners[0].MTLS.TrustStore
-			ts.CRLURLs, ts.CRLRefresh, ts.StaleCRLPolicy = []string{"ftp://x/y.crl"}, Duration(500 * time.Millisecond), "maybe"
+			ts.CRLURLs, ts.CRLRefresh, ts.StaleCRLPolicy = []string{"ftp://x/y.crl"}, Duration(500*time.Millisecond), "maybe"
 		}, []string{"trust_store.crl_urls[0]", "trust_store.crl_refresh", "trust_store.stale_crl_policy"}},
 		{"fail/limits", func(g *Gateway) {
 			g.Listeners[0].MTLS.MaxChainDepth, g.Listeners[0].MTLS.MaxCertSize, g.Listeners[0].MTLS.Headers = 11, 100, "json"

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/trustgate/trustgate/internal/atomicfile"
@@ -21,18 +22,21 @@ const APICAName = "trustgate-api"
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // Init prepares a data directory for production: directory (0700), master
-// key file (unless one is given), database with its canary, the API's TLS
-// identity from its own CA, and an admin token, which it returns; only its
-// hash is stored.
-func Init(ctx context.Context, dataDir string, masterKeyFile string, opts Options) (adminToken string, err error) {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+// key file (unless cfg names one that exists), database with its canary,
+// the API's TLS identity from its own CA, and an admin token, which it
+// returns; only its hash is stored. An initialized store is refused.
+func Init(ctx context.Context, cfg config.Server, opts Options) (adminToken string, err error) {
+	cfg.Fill()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return "", fmt.Errorf("create data directory: %w", err)
 	}
-	cfg := configFor(dataDir, masterKeyFile)
-	if path, _ := cfg.StorePath(); fileExists(path) {
-		return "", fmt.Errorf("%s is already initialized (database %s exists)", dataDir, path)
+	if err := cfg.Validate(); err != nil {
+		return "", fmt.Errorf("configuration: %w", err)
 	}
-	if masterKeyFile == "" {
+	if kind, target, _ := cfg.StoreLocation(); kind == config.StoreSQLite && fileExists(target) {
+		return "", fmt.Errorf("%s is already initialized (database %s exists)", cfg.DataDir, target)
+	}
+	if !fileExists(cfg.MasterKeyFile) {
 		if err := keystore.CreateMasterKeyFile(cfg.MasterKeyFile); err != nil {
 			return "", err
 		}
@@ -43,6 +47,9 @@ func Init(ctx context.Context, dataDir string, masterKeyFile string, opts Option
 		return "", err
 	}
 	defer s.Close()
+	if _, err := s.CA.GetCA(ctx, APICAName); err == nil {
+		return "", fmt.Errorf("the store is already initialized (CA %q exists)", APICAName)
+	}
 	if _, err := s.CA.CreateCA(ctx, ca.CreateRequest{Name: APICAName, Subject: "CN=Trustgate API CA"}); err != nil {
 		return "", fmt.Errorf("create API CA: %w", err)
 	}
@@ -77,7 +84,7 @@ func (s *Server) EnsureAPIIdentity(ctx context.Context, caName string, dns, ips 
 		return err
 	}
 	root := is.Chain[len(is.Chain)-1]
-	return atomicfile.WriteFile(s.Config.DataDir+"/api-ca.pem", []byte(inventory.EncodePEM(root)), 0o644)
+	return atomicfile.WriteFile(filepath.Join(s.Config.DataDir, "api-ca.pem"), []byte(inventory.EncodePEM(root)), 0o644)
 }
 
 // fresh reports whether the PEM certificate at path is inside the first two
@@ -97,12 +104,4 @@ func fresh(path string, now time.Time) bool {
 	}
 	life := c.NotAfter.Sub(c.NotBefore)
 	return now.Before(c.NotBefore.Add(life * 2 / 3))
-}
-
-// configFor returns the default configuration of a data directory.
-func configFor(dataDir, masterKeyFile string) config.Server {
-	cfg := config.Default(dataDir)
-	cfg.MasterKeyFile = masterKeyFile
-	cfg.Fill()
-	return cfg
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/trustgate/trustgate/internal/pki"
 	"github.com/trustgate/trustgate/internal/revocation"
 	"github.com/trustgate/trustgate/internal/store"
+	"github.com/trustgate/trustgate/internal/store/postgres"
 	"github.com/trustgate/trustgate/internal/store/sqlite"
 )
 
@@ -81,16 +82,9 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 	if err != nil {
 		return nil, err
 	}
-	path, err := cfg.StorePath()
+	st, err := openStore(ctx, cfg, opts.Create)
 	if err != nil {
 		return nil, err
-	}
-	if !opts.Create && !fileExists(path) {
-		return nil, fmt.Errorf("%w: no database at %s", ErrNotInitialized, path)
-	}
-	st, err := sqlite.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
 	}
 	if err := checkCanary(ctx, st, sealer, opts.Create); err != nil {
 		st.Close()
@@ -138,6 +132,32 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 		Logger:     log,
 		Registry:   reg,
 	}, nil
+}
+
+// openStore opens the configured store. Without create, a SQLite file
+// must already exist; a PostgreSQL database is judged by its canary.
+func openStore(ctx context.Context, cfg config.Server, create bool) (store.Store, error) {
+	kind, target, err := cfg.StoreLocation()
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
+	case config.StorePostgres:
+		st, err := postgres.Open(ctx, target)
+		if err != nil {
+			return nil, fmt.Errorf("open PostgreSQL store: %w", err)
+		}
+		return st, nil
+	default:
+		if !create && !fileExists(target) {
+			return nil, fmt.Errorf("%w: no database at %s", ErrNotInitialized, target)
+		}
+		st, err := sqlite.Open(target)
+		if err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+		return st, nil
+	}
 }
 
 // checkCanary proves the master key opens this database before anything is

@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/trustgate/trustgate/internal/ca"
+	"github.com/trustgate/trustgate/internal/config"
 	"github.com/trustgate/trustgate/internal/keystore"
 	"github.com/trustgate/trustgate/internal/pki"
 )
@@ -142,7 +143,7 @@ func TestMasterKeyChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	dbPath, _ := cfg.StorePath()
+	_, dbPath, _ := cfg.StoreLocation()
 	before := fileHash(t, dbPath)
 
 	wrong := filepath.Join(t.TempDir(), "wrong.key")
@@ -190,7 +191,7 @@ func fileHash(t *testing.T, p string) [32]byte {
 
 func TestInit(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	tok, err := Init(context.Background(), dir, "", Options{})
+	tok, err := Init(context.Background(), configFor(dir, ""), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +207,7 @@ func TestInit(t *testing.T) {
 			t.Errorf("%s mode %o, want %o", f, st.Mode().Perm(), mode)
 		}
 	}
-	if _, err := Init(context.Background(), dir, "", Options{}); err == nil || !strings.Contains(err.Error(), "already initialized") {
+	if _, err := Init(context.Background(), configFor(dir, ""), Options{}); err == nil || !strings.Contains(err.Error(), "already initialized") {
 		t.Fatalf("second init: %v", err)
 	}
 	cfg := configFor(dir, "")
@@ -237,4 +238,12 @@ func TestInit(t *testing.T) {
 	if ents, _ := os.ReadDir(empty); len(ents) != 1 {
 		t.Fatalf("Open created files in an uninitialized directory: %v", ents)
 	}
+}
+
+// configFor returns the default configuration of a data directory.
+func configFor(dataDir, masterKeyFile string) config.Server {
+	cfg := config.Default(dataDir)
+	cfg.MasterKeyFile = masterKeyFile
+	cfg.Fill()
+	return cfg
 }

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/trustgate/trustgate/internal/fault"
@@ -28,18 +29,35 @@ type TokenStore interface {
 	GetTokenByHash(ctx context.Context, hash []byte) (*store.Token, error)
 }
 
-// Tokens creates and checks API tokens.
+// Tokens creates and checks API tokens. It is safe for concurrent use.
 type Tokens struct {
 	st  TokenStore
 	now func() time.Time
+
+	mu    sync.Mutex
+	cache map[[sha256.Size]byte]cachedToken
 }
+
+// cachedToken is a successful lookup, reused for tokenTTL so that a busy
+// client does not cost a store read per request.
+type cachedToken struct {
+	rec  *store.Token
+	read time.Time
+}
+
+// tokenTTL bounds how long a revoked token can still be used on a node
+// that looked it up just before.
+const tokenTTL = time.Second
+
+// maxCachedTokens bounds the cache; past it, it is emptied.
+const maxCachedTokens = 10000
 
 // NewTokens returns a Tokens over a store; now may be nil.
 func NewTokens(st TokenStore, now func() time.Time) *Tokens {
 	if now == nil {
 		now = time.Now
 	}
-	return &Tokens{st: st, now: now}
+	return &Tokens{st: st, now: now, cache: map[[sha256.Size]byte]cachedToken{}}
 }
 
 // HashToken returns the stored form of a token secret.
@@ -83,7 +101,7 @@ func (t *Tokens) Authenticate(ctx context.Context, secret string) (string, error
 		return "", fault.New(fault.Unauthenticated, "the bearer token is not a Trustgate API token")
 	}
 	h := HashToken(secret)
-	rec, err := t.st.GetTokenByHash(ctx, h)
+	rec, err := t.lookup(ctx, h)
 	if store.IsNotFound(err) {
 		return "", fault.New(fault.Unauthenticated, "the bearer token is unknown")
 	}
@@ -100,4 +118,28 @@ func (t *Tokens) Authenticate(ctx context.Context, secret string) (string, error
 		return "", fault.New(fault.Unauthenticated, "the bearer token expired at %s", rec.ExpiresAt.Format(time.RFC3339))
 	}
 	return rec.Principal, nil
+}
+
+// lookup reads a token record by hash, through a short-lived cache of
+// successful lookups (failures are never cached, so a new token works at once).
+func (t *Tokens) lookup(ctx context.Context, h []byte) (*store.Token, error) {
+	key := [sha256.Size]byte(h)
+	now := time.Now()
+	t.mu.Lock()
+	c, ok := t.cache[key]
+	t.mu.Unlock()
+	if ok && now.Sub(c.read) < tokenTTL {
+		return c.rec, nil
+	}
+	rec, err := t.st.GetTokenByHash(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	if len(t.cache) >= maxCachedTokens {
+		clear(t.cache)
+	}
+	t.cache[key] = cachedToken{rec: rec, read: now}
+	t.mu.Unlock()
+	return rec, nil
 }

@@ -67,7 +67,20 @@ type Service struct {
 	mu      sync.Mutex
 	signers map[string]crypto.Signer // CA ID -> unsealed key, so issuance costs no unseal
 	certs   map[string]*x509.Certificate
+	issuers map[string]issuerEntry // CA name -> record and chain, for issuance
 }
+
+// issuerEntry is a CA record and its chain as issuance last read them.
+type issuerEntry struct {
+	ca    *store.CA
+	chain [][]byte
+	read  time.Time
+}
+
+// issuerTTL bounds how long issuance trusts a cached CA record. Changes made
+// through this service drop the cache at once; the TTL bounds how long
+// another node's change (a disable, say) takes to be seen here.
+const issuerTTL = time.Second
 
 // New returns a Service.
 func New(cfg Config) (*Service, error) {
@@ -87,7 +100,7 @@ func New(cfg Config) (*Service, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.PublicBaseURL = strings.TrimRight(cfg.PublicBaseURL, "/")
-	return &Service{cfg: cfg, signers: map[string]crypto.Signer{}, certs: map[string]*x509.Certificate{}}, nil
+	return &Service{cfg: cfg, signers: map[string]crypto.Signer{}, certs: map[string]*x509.Certificate{}, issuers: map[string]issuerEntry{}}, nil
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
@@ -168,12 +181,41 @@ func (s *Service) signer(c *store.CA) (crypto.Signer, *x509.Certificate, error) 
 	return sg, cert, nil
 }
 
-// forget drops a CA's cached key, after a state change.
+// forget drops a CA's cached key, and every cached issuer record, after a
+// state change.
 func (s *Service) forget(id string) {
 	s.mu.Lock()
 	delete(s.signers, id)
 	delete(s.certs, id)
+	clear(s.issuers)
 	s.mu.Unlock()
+}
+
+// issuer returns the named CA and its chain, from a cache of at most
+// issuerTTL, so that issuance does not read the CA and each of its parents
+// from the store for every certificate.
+func (s *Service) issuer(ctx context.Context, name string) (*store.CA, [][]byte, error) {
+	now := time.Now()
+	s.mu.Lock()
+	e, ok := s.issuers[name]
+	s.mu.Unlock()
+	if ok && now.Sub(e.read) < issuerTTL {
+		return e.ca, e.chain, nil
+	}
+	c, err := s.GetCA(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	var chain [][]byte
+	if len(c.CertDER) > 0 {
+		if chain, err = s.Chain(ctx, c); err != nil {
+			return nil, nil, err
+		}
+	}
+	s.mu.Lock()
+	s.issuers[name] = issuerEntry{ca: c, chain: chain, read: now}
+	s.mu.Unlock()
+	return c, chain, nil
 }
 
 // usable checks that a CA may sign at time now.

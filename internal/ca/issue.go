@@ -57,7 +57,7 @@ func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 	if err != nil {
 		return nil, invalid(err)
 	}
-	issuer, err := s.GetCA(ctx, r.CA)
+	issuer, chain, err := s.issuer(ctx, r.CA)
 	if err != nil {
 		return nil, err
 	}
@@ -203,10 +203,6 @@ func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 		// Nothing is returned that is not recorded: a certificate that
 		// exists can always be found and revoked.
 		return nil, fmt.Errorf("record certificate %s: %w", rec.Serial, err)
-	}
-	chain, err := s.Chain(ctx, issuer)
-	if err != nil {
-		return nil, err
 	}
 	if s.cfg.Issuances != nil {
 		s.cfg.Issuances.Issued(issuer.ID, rec.Serial)

@@ -3,6 +3,7 @@ package pki
 import (
 	"crypto"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
 	"maps"
@@ -309,13 +310,15 @@ func keysEqual(a, b crypto.PublicKey) bool {
 
 // throwawayKeys holds one lazily generated key per signing algorithm: the
 // probe certificate only needs the signature algorithm of the real CA key,
-// not its size, so every RSA size shares one RSA-2048 key. Generating
-// them once matters because RSA generation takes tens of milliseconds.
+// not its size (the TBS names the algorithm, not the key), so every RSA
+// size shares one RSA-1024 key: signing the probe with it costs an eighth
+// of an RSA-2048 signature, and the probe is thrown away. Generating the
+// keys once matters because RSA generation takes tens of milliseconds.
 var throwawayKeys = map[KeyType]func() (crypto.Signer, error){
 	ECP256:  sync.OnceValues(func() (crypto.Signer, error) { return GenerateKey(ECP256) }),
 	ECP384:  sync.OnceValues(func() (crypto.Signer, error) { return GenerateKey(ECP384) }),
 	Ed25519: sync.OnceValues(func() (crypto.Signer, error) { return GenerateKey(Ed25519) }),
-	RSA2048: sync.OnceValues(func() (crypto.Signer, error) { return GenerateKey(RSA2048) }),
+	RSA2048: sync.OnceValues(func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, 1024) }),
 }
 
 func throwawayKey(kt KeyType) (crypto.Signer, error) {

@@ -19,12 +19,14 @@ func newGatewayCmd(g *globals) *cobra.Command {
 		Short: "Run the mTLS gateway: TLS listeners that verify client certificates and proxy to backends",
 		Long: `gateway runs the listeners of a YAML configuration (docs/gateway.md): each
 terminates TLS with its server certificate, handles client certificates in
-mode off, passthrough or verify (against a CA bundle and CRLs), and proxies
-requests by host and path to HTTP(S) backends with the X-Amzn-Mtls-Clientcert-*
+mode off, passthrough or verify (against a CA bundle and CRLs, or a trust
+store of the control plane polled through its API), and proxies requests by
+host and path to HTTP(S) backends with the X-Amzn-Mtls-Clientcert-*
 identity headers.
 
 SIGHUP re-reads certificates, trust stores and CRLs and reopens log files;
-files are also watched every second. SIGINT and SIGTERM drain connections
+files are also watched every second, and named trust stores polled every
+control_plane.poll_interval. SIGINT and SIGTERM drain connections
 for up to timeouts.shutdown, then stop.`,
 		Args: argsUsage(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {

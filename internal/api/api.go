@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -52,6 +53,19 @@ type Inventory interface {
 	Import(ctx context.Context, pemData []byte, requester string) (*store.Certificate, error)
 }
 
+// TrustStores is what the handlers need from the trust-store service.
+type TrustStores interface {
+	Create(ctx context.Context, r apiv1.CreateTrustStoreRequest) (*apiv1.TrustStore, error)
+	List(ctx context.Context) ([]apiv1.TrustStore, error)
+	Get(ctx context.Context, name string) (*apiv1.TrustStore, error)
+	AddCA(ctx context.Context, name string, r apiv1.AddTrustStoreCARequest) (*apiv1.TrustStore, error)
+	RemoveCA(ctx context.Context, name, ref string) (*apiv1.TrustStore, error)
+	AddCRL(ctx context.Context, name string, r apiv1.AddTrustStoreCRLRequest) (*apiv1.TrustStore, error)
+	RemoveCRL(ctx context.Context, name, id string) (*apiv1.TrustStore, error)
+	Bundle(ctx context.Context, name string) ([]byte, error)
+	Snapshot(ctx context.Context, name string) (*apiv1.TrustStoreSnapshot, error)
+}
+
 // Authenticator maps a bearer token to a principal.
 type Authenticator interface {
 	Authenticate(ctx context.Context, secret string) (string, error)
@@ -61,10 +75,13 @@ type Authenticator interface {
 type Config struct {
 	CA        CAService
 	Inventory Inventory
-	Auth      Authenticator
+	// TrustStores serves /v1/truststores; nil answers those routes with 503.
+	TrustStores TrustStores
+	Auth        Authenticator
 	// Store answers GetCAByID for rendering parents; it may be the same store the services use.
 	CAByID func(ctx context.Context, id string) (*store.CA, error)
-	// MaxBodyBytes caps request bodies; default 1 MiB.
+	// MaxBodyBytes caps request bodies; default 1 MiB. A route may allow
+	// more (Route.MaxBodyBytes).
 	MaxBodyBytes int64
 	// Ready reports whether the server is ready for /healthz; nil means always.
 	Ready      func() bool
@@ -121,11 +138,12 @@ type request struct {
 	w         http.ResponseWriter
 	h         *Handler
 	principal string
+	maxBody   int64 // the body limit of the route
 }
 
 // decode reads a JSON body into v: size-capped, unknown fields refused, one value only.
 func (r *request) decode(v any) error {
-	body := http.MaxBytesReader(r.w, r.Body, r.h.cfg.MaxBodyBytes)
+	body := http.MaxBytesReader(r.w, r.Body, r.maxBody)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -155,6 +173,7 @@ func decodeError(err error) error {
 	var mbe *http.MaxBytesError
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
+	var be base64.CorruptInputError
 	switch {
 	case errors.As(err, &mbe):
 		return fault.New(fault.TooLarge, "request body is over the limit of %d bytes", mbe.Limit)
@@ -166,6 +185,8 @@ func decodeError(err error) error {
 		return fault.New(fault.Invalid, "request body is not valid JSON (at byte %d): %v", se.Offset, se)
 	case errors.As(err, &te):
 		return fault.New(fault.Invalid, "field %q must be %s, not %s", te.Field, te.Type, te.Value)
+	case errors.As(err, &be):
+		return fault.New(fault.Invalid, "a field of the request body that holds bytes is not valid base64 (at its byte %d)", int64(be))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return fault.New(fault.Invalid, "unknown field %s in request body", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	default:
@@ -196,7 +217,7 @@ func (h *Handler) wrap(rt Route) http.Handler {
 			h.requests.WithLabelValues(label, strconv.Itoa(sw.status)).Inc()
 			h.latency.WithLabelValues(label).Observe(time.Since(start).Seconds())
 		}()
-		req := &request{Request: r, w: sw, h: h}
+		req := &request{Request: r, w: sw, h: h, maxBody: max(h.cfg.MaxBodyBytes, rt.MaxBodyBytes)}
 		if !rt.Public {
 			p, err := h.authenticate(r)
 			if err != nil {
@@ -211,7 +232,9 @@ func (h *Handler) wrap(rt Route) http.Handler {
 			return
 		}
 		if res.raw != nil {
-			sw.Header().Set("Content-Type", res.contentType)
+			if res.contentType != "" {
+				sw.Header().Set("Content-Type", res.contentType)
+			}
 			sw.WriteHeader(res.status)
 			sw.Write(res.raw)
 			return

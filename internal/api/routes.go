@@ -33,7 +33,9 @@ type Route struct {
 	Query []Param
 	// ContentType is set for routes that answer with something other than JSON.
 	ContentType string
-	handle      func(*request) (*result, error)
+	// MaxBodyBytes raises the body limit of Config.MaxBodyBytes for this route.
+	MaxBodyBytes int64
+	handle       func(*request) (*result, error)
 }
 
 // Param documents a query parameter.
@@ -74,6 +76,23 @@ func Routes() []Route {
 		{Method: "POST", Path: "/v1/certificates/{serial}/unhold", Summary: "Release a certificate on hold (certificateHold).", Response: apiv1.Certificate{}, handle: unhold},
 		{Method: "POST", Path: "/v1/certificates/import", Summary: "Add an external certificate to the inventory for tracking.",
 			Request: apiv1.ImportCertificateRequest{}, Response: apiv1.Certificate{}, Status: 201, handle: importCert},
+
+		{Method: "POST", Path: "/v1/truststores", Summary: "Create a trust store at version 1, optionally with CAs of this Trustgate (whose revocations it follows) and external CA certificates.",
+			Request: apiv1.CreateTrustStoreRequest{}, Response: apiv1.TrustStore{}, Status: 201, handle: createTrustStore},
+		{Method: "GET", Path: "/v1/truststores", Summary: "List trust stores.", Response: apiv1.TrustStoreList{}, handle: listTrustStores},
+		{Method: "GET", Path: "/v1/truststores/{name}", Summary: "Show a trust store: its version, CAs and CRL sources.", Response: apiv1.TrustStore{}, handle: getTrustStore},
+		{Method: "POST", Path: "/v1/truststores/{name}/cas", Summary: "Add a CA of this Trustgate (ca) or external CA certificates (certificate_pem, a PEM bundle); makes a new version.",
+			Request: apiv1.AddTrustStoreCARequest{}, Response: apiv1.TrustStore{}, handle: addTrustStoreCA},
+		{Method: "DELETE", Path: "/v1/truststores/{name}/cas/{ref}", Summary: "Remove a CA, named by CA name or by the SHA-256 fingerprint of an external certificate; makes a new version.",
+			Response: apiv1.TrustStore{}, handle: removeTrustStoreCA},
+		{Method: "POST", Path: "/v1/truststores/{name}/crls", Summary: "Add a CRL (crl_pem or base64 crl_der, signed by an external CA of the store; replaces an older CRL of the same issuer and scope) or a CRL URL for gateways to fetch (url); makes a new version.",
+			Request: apiv1.AddTrustStoreCRLRequest{}, Response: apiv1.TrustStore{}, MaxBodyBytes: crlUploadBodyBytes, handle: addTrustStoreCRL},
+		{Method: "DELETE", Path: "/v1/truststores/{name}/crls/{id}", Summary: "Remove an external CRL source by ID; makes a new version.",
+			Response: apiv1.TrustStore{}, handle: removeTrustStoreCRL},
+		{Method: "GET", Path: "/v1/truststores/{name}/bundle", Summary: "The trust store's CA certificates as a PEM bundle (CAs of this Trustgate first).",
+			ContentType: "application/x-pem-file", handle: trustStoreBundle},
+		{Method: "GET", Path: "/v1/truststores/{name}/snapshot", Summary: "What a gateway enforces: CA certificates, CRLs (the current CRL of each CA of this Trustgate, and uploaded ones) and CRL URLs. Answers with an ETag; If-None-Match with it answers 304 while nothing changed.",
+			Response: apiv1.TrustStoreSnapshot{}, handle: trustStoreSnapshot},
 	}
 }
 

@@ -168,3 +168,105 @@ type ImportCertificateRequest struct {
 type Health struct {
 	Status string `json:"status"`
 }
+
+// CreateTrustStoreRequest creates a trust store, optionally with its first
+// members; the store starts at version 1.
+type CreateTrustStoreRequest struct {
+	// Name follows the rules of CA names: 1-63 lower-case letters, digits,
+	// '.', '_' or '-', starting with a letter or digit.
+	Name string `json:"name"`
+	// CAs names CAs of this Trustgate; their revocations are followed
+	// automatically.
+	CAs []string `json:"cas,omitempty"`
+	// CertificatesPEM is a PEM bundle of external CA certificates.
+	CertificatesPEM string `json:"certificates_pem,omitempty"`
+}
+
+// AddTrustStoreCARequest adds trust anchors to a trust store: one CA of
+// this Trustgate by name, or one or more external CA certificates as PEM.
+// Exactly one of the fields is set.
+type AddTrustStoreCARequest struct {
+	CA             string `json:"ca,omitempty"`
+	CertificatePEM string `json:"certificate_pem,omitempty"`
+}
+
+// AddTrustStoreCRLRequest adds an external revocation source to a trust
+// store: a CRL as PEM or as DER (base64 in JSON), which must be signed by a
+// CA of the store and replaces an older CRL of the same issuer and scope;
+// or an http(s) URL that gateways fetch. Exactly one of the fields is set.
+type AddTrustStoreCRLRequest struct {
+	CRLPEM string `json:"crl_pem,omitempty"`
+	CRLDER []byte `json:"crl_der,omitempty"`
+	URL    string `json:"url,omitempty"`
+}
+
+// TrustStore is a named, versioned trust store as the API shows it.
+type TrustStore struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Version is 1 at creation and grows by one with every change.
+	Version   int64           `json:"version"`
+	CAs       []TrustStoreCA  `json:"cas"`
+	CRLs      []TrustStoreCRL `json:"crls"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// TrustStoreCA is a trust anchor of a trust store.
+type TrustStoreCA struct {
+	// Ref is what removes it (DELETE .../cas/{ref}): the name of a CA of
+	// this Trustgate, or an external certificate's SHA-256 fingerprint.
+	Ref string `json:"ref"`
+	// Source is "ca" for a CA of this Trustgate, whose revocations the
+	// store follows, or "external".
+	Source string `json:"source"`
+	// State is the state of a CA of this Trustgate.
+	State       string    `json:"state,omitempty"`
+	Subject     string    `json:"subject"`
+	Fingerprint string    `json:"sha256_fingerprint"`
+	NotAfter    time.Time `json:"not_after"`
+	AddedAt     time.Time `json:"added_at"`
+}
+
+// TrustStoreCRL is an external revocation source of a trust store.
+type TrustStoreCRL struct {
+	// ID is what removes it (DELETE .../crls/{id}).
+	ID string `json:"id"`
+	// Source is "upload" or "url".
+	Source string `json:"source"`
+	URL    string `json:"url,omitempty"`
+	// Issuer, Number and the dates describe an uploaded CRL.
+	Issuer     string     `json:"issuer,omitempty"`
+	Number     string     `json:"number,omitempty"`
+	ThisUpdate *time.Time `json:"this_update,omitempty"`
+	NextUpdate *time.Time `json:"next_update,omitempty"`
+	AddedAt    time.Time  `json:"added_at"`
+}
+
+// TrustStoreList is the answer of GET /v1/truststores.
+type TrustStoreList struct {
+	TrustStores []TrustStore `json:"truststores"`
+}
+
+// TrustStoreSnapshot is what a gateway enforces for a trust store: the
+// trust anchors and every revocation source, as of one moment.
+type TrustStoreSnapshot struct {
+	Name    string `json:"name"`
+	Version int64  `json:"version"`
+	// ETag changes exactly when the snapshot does: with the trust store's
+	// version, or with the CRL of one of its CAs of this Trustgate. It is
+	// also the ETag header; send it back as If-None-Match to get 304 when
+	// nothing changed.
+	ETag string `json:"etag"`
+	// CACertificates are the trust anchors in DER (base64 in JSON): the
+	// CAs of this Trustgate, then the external ones.
+	CACertificates [][]byte `json:"ca_certificates"`
+	// CRLs are CRLs in DER: the current CRL of each CA of this Trustgate,
+	// then the uploaded ones.
+	CRLs [][]byte `json:"crls"`
+	// CRLURLs are CRLs the gateway fetches itself.
+	CRLURLs []string `json:"crl_urls"`
+	// Warnings say what the snapshot lacks, such as the CRL of an offline
+	// CA that has none published.
+	Warnings []string `json:"warnings,omitempty"`
+}

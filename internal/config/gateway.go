@@ -40,6 +40,24 @@ type Gateway struct {
 	Timeouts GatewayTimeouts `yaml:"timeouts"`
 	// MaxHeaderBytes caps the request line and headers of a request.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ControlPlane is how the gateway reaches the control plane's API, for
+	// listeners whose trust store is named (trust_store.name).
+	ControlPlane GatewayControlPlane `yaml:"control_plane"`
+}
+
+// GatewayControlPlane is the control plane's API as the gateway uses it.
+type GatewayControlPlane struct {
+	// Address is the API's base URL, https://host:port.
+	Address string `yaml:"address"`
+	// TokenFile holds the API token the gateway presents, read at start.
+	// The token is never logged.
+	TokenFile string `yaml:"token_file"`
+	// CAFile is a PEM bundle that verifies the API's certificate; default
+	// the system roots.
+	CAFile string `yaml:"ca_file"`
+	// PollInterval is how often each named trust store is polled; an
+	// unchanged one costs a 304. Default 1s.
+	PollInterval Duration `yaml:"poll_interval"`
 }
 
 // GatewayTimeouts are the client-side timeouts of the listeners.
@@ -113,8 +131,14 @@ type GatewayMTLS struct {
 	Headers string `yaml:"headers"`
 }
 
-// GatewayTrustStore is a CA bundle and its revocation sources.
+// GatewayTrustStore is a CA bundle and its revocation sources: files and
+// URLs, or a trust store of the control plane by name.
 type GatewayTrustStore struct {
+	// Name is a trust store of the control plane (see control_plane),
+	// fetched with its revocations at start and polled for changes. It
+	// excludes ca_file, crl_files and crl_urls; crl_refresh applies to the
+	// CRL URLs the store lists, stale_crl_policy to every CRL.
+	Name string `yaml:"name"`
 	// CAFile is a PEM bundle of the CA certificates (roots or
 	// intermediates) that client chains must lead to.
 	CAFile string `yaml:"ca_file"`
@@ -256,6 +280,7 @@ func (g *Gateway) ApplyDefaults() {
 	if g.MaxHeaderBytes == 0 {
 		g.MaxHeaderBytes = 64 << 10
 	}
+	setDur(&g.ControlPlane.PollInterval, time.Second)
 	g.Listeners = append([]GatewayListener(nil), g.Listeners...)
 	for i := range g.Listeners {
 		l := &g.Listeners[i]
@@ -299,7 +324,9 @@ func (g *Gateway) ApplyDefaults() {
 
 var (
 	listenerNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
-	hostLabelRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	// trustStoreNameRE is the rule of trust-store (and CA) names.
+	trustStoreNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	hostLabelRE      = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 )
 
 // Validate reports every problem with the configuration, each with its
@@ -406,7 +433,42 @@ func (g Gateway) Validate() error {
 	default:
 		add("log.format", "%q is not json or text", g.Log.Format)
 	}
+	errs = append(errs, g.ControlPlane.validate(g.namedTrustStore())...)
 	return errors.Join(errs...)
+}
+
+// namedTrustStore returns the YAML path of the first listener whose trust
+// store comes from the control plane, or "".
+func (g Gateway) namedTrustStore() string {
+	for i, l := range g.Listeners {
+		if l.MTLS.Mode == MTLSVerify && l.MTLS.TrustStore.Name != "" {
+			return fmt.Sprintf("listeners[%d].mtls.trust_store.name", i)
+		}
+	}
+	return ""
+}
+
+// validate checks the control-plane section; usedBy is the path of a key
+// that needs it ("" when no listener does).
+func (c GatewayControlPlane) validate(usedBy string) []error {
+	var errs []error
+	add := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("control_plane.%s: %s", path, fmt.Sprintf(format, args...)))
+	}
+	if c.Address == "" {
+		if usedBy != "" {
+			add("address", "is required: %s names a trust store of the control plane", usedBy)
+		}
+	} else if u, err := url.Parse(c.Address); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		add("address", "%q must be https://host[:port] (the API speaks TLS only)", c.Address)
+	}
+	if c.TokenFile == "" && usedBy != "" {
+		add("token_file", "is required: the API needs a token to answer")
+	}
+	if d := time.Duration(c.PollInterval); d < 100*time.Millisecond || d > time.Hour {
+		add("poll_interval", "%s is outside 100ms..1h", d)
+	}
+	return errs
 }
 
 func (m GatewayMTLS) validate(p string) []error {
@@ -417,8 +479,16 @@ func (m GatewayMTLS) validate(p string) []error {
 	ts := m.TrustStore
 	switch m.Mode {
 	case MTLSVerify:
-		if ts.CAFile == "" {
-			add(p+".trust_store.ca_file", "is required in verify mode")
+		switch {
+		case ts.Name != "":
+			if !trustStoreNameRE.MatchString(ts.Name) {
+				add(p+".trust_store.name", "%q is not a trust store name (1-63 lower-case letters, digits, '.', '_' or '-')", ts.Name)
+			}
+			if ts.CAFile != "" || len(ts.CRLFiles) > 0 || len(ts.CRLURLs) > 0 {
+				add(p+".trust_store.name", "excludes ca_file, crl_files and crl_urls: a named trust store brings its CAs and CRLs from the control plane")
+			}
+		case ts.CAFile == "":
+			add(p+".trust_store.ca_file", "is required in verify mode (or name a trust store of the control plane: trust_store: {name: NAME})")
 		}
 		for k, u := range ts.CRLURLs {
 			if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
@@ -439,7 +509,7 @@ func (m GatewayMTLS) validate(p string) []error {
 			add(p+".trust_store.stale_crl_policy", "%q is not fail-closed or fail-open", ts.StaleCRLPolicy)
 		}
 	case MTLSPassthrough, MTLSOff:
-		if ts.CAFile != "" || len(ts.CRLFiles) > 0 || len(ts.CRLURLs) > 0 || ts.StaleCRLPolicy != "" || ts.CRLRefresh != 0 {
+		if ts.Name != "" || ts.CAFile != "" || len(ts.CRLFiles) > 0 || len(ts.CRLURLs) > 0 || ts.StaleCRLPolicy != "" || ts.CRLRefresh != 0 {
 			add(p+".trust_store", "is only used in verify mode")
 		}
 		if m.IgnoreClientCertificateExpiry {

@@ -86,7 +86,8 @@ func TestLoadGatewayDefaultsAndEnv(t *testing.T) {
 	if r.PathPrefix != "/" || r.Name != "*/" || time.Duration(r.Backend.Timeout) != 30*time.Second {
 		t.Errorf("route defaults: %+v", r)
 	}
-	if cfg.ConnectionLog != "stderr" || cfg.AccessLog != "stderr" || time.Duration(cfg.Timeouts.Idle) != 2*time.Minute || time.Duration(cfg.Timeouts.Shutdown) != 30*time.Second {
+	if cfg.ConnectionLog != "stderr" || cfg.AccessLog != "stderr" || time.Duration(cfg.Timeouts.Idle) != 2*time.Minute || time.Duration(cfg.Timeouts.Shutdown) != 30*time.Second ||
+		time.Duration(cfg.ControlPlane.PollInterval) != time.Second {
 		t.Errorf("top-level defaults: %+v", cfg)
 	}
 	// Defaults are idempotent and do not write through to the caller's slices.
@@ -188,6 +189,28 @@ func TestGatewayValidate(t *testing.T) {
 			g.Listeners[0].Routes = nil
 			g.Listeners[1].Routes = append(g.Listeners[1].Routes, g.Listeners[1].Routes[0])
 		}, []string{"listeners[0].routes: at least one", "listeners[1].routes[2]: same host and path_prefix as routes[0]"}},
+		{"ok/named-trust-store", func(g *Gateway) {
+			g.Listeners[0].MTLS.TrustStore.CAFile = ""
+			g.Listeners[0].MTLS.TrustStore.Name = "partners"
+			g.ControlPlane = GatewayControlPlane{Address: "https://cp.internal:9443", TokenFile: "token", PollInterval: Duration(time.Second)}
+		}, nil},
+		{"ok/control-plane-unused", func(g *Gateway) {
+			g.ControlPlane.Address = "https://cp.internal:9443"
+		}, nil},
+		{"fail/named-trust-store-without-control-plane", func(g *Gateway) {
+			g.Listeners[0].MTLS.TrustStore = GatewayTrustStore{Name: "partners", CRLRefresh: Duration(time.Minute), StaleCRLPolicy: StaleCRLFailOpen}
+		}, []string{"control_plane.address: is required: listeners[0].mtls.trust_store.name names a trust store", "control_plane.token_file: is required"}},
+		{"fail/named-trust-store-and-files", func(g *Gateway) {
+			ts := &g.Listeners[0].MTLS.TrustStore
+			ts.Name, ts.CRLURLs = "Partners", []string{"http://x/y.crl"}
+			g.ControlPlane = GatewayControlPlane{Address: "http://cp.internal", TokenFile: "t", PollInterval: Duration(10 * time.Millisecond)}
+		}, []string{"trust_store.name: \"Partners\" is not a trust store name", "trust_store.name: excludes ca_file, crl_files and crl_urls",
+			"control_plane.address: \"http://cp.internal\" must be https://", "control_plane.poll_interval: 10ms is outside"}},
+		{"fail/named-trust-store-in-passthrough", func(g *Gateway) {
+			m := &g.Listeners[0].MTLS
+			m.Mode, m.TrustStore = MTLSPassthrough, GatewayTrustStore{Name: "partners"}
+			g.Listeners[0].Routes[1].Allow = GatewayAllow{}
+		}, []string{"mtls.trust_store: is only used in verify mode"}},
 		{"fail/top-level", func(g *Gateway) {
 			g.Timeouts.Read, g.MaxHeaderBytes, g.Log.Level, g.ConnectionLog = 0, 10, "loud", ""
 		}, []string{"timeouts.read: must be positive", "max_header_bytes", "log.level", "connection_log"}},

@@ -56,9 +56,10 @@ type Config struct {
 	PollInterval time.Duration
 	// HTTPClient fetches CRL URLs; nil means a client with a 30 s timeout.
 	HTTPClient *http.Client
-	// TrustSources replaces, by listener name, the file trust store of a
-	// verify listener (the control-plane source will plug in here). A
-	// source must compile its Verifiers with VerifyOptions(listener).
+	// TrustSources replaces, by listener name, the trust store a verify
+	// listener's configuration names (files, or a trust store of the
+	// control plane). A source must compile its Verifiers with
+	// VerifyOptions(listener).
 	TrustSources map[string]TrustSource
 }
 
@@ -75,6 +76,9 @@ type Gateway struct {
 	reg       *prometheus.Registry
 	m         *metrics
 	listeners []*listener
+	// controlPlane is the API client of the listeners whose trust store
+	// is named; nil when none is.
+	controlPlane SnapshotClient
 
 	metricsLn  net.Listener
 	metricsSrv *http.Server
@@ -112,6 +116,14 @@ func New(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 	}
 	if g.m, err = newMetrics(g.reg, g); err != nil {
 		return nil, err
+	}
+	for _, ls := range spec.Listeners {
+		if ls.MTLS.Mode == config.MTLSVerify && ls.MTLS.TrustStore.Name != "" && cfg.TrustSources[ls.Name] == nil {
+			if g.controlPlane, err = newControlPlaneClient(spec.ControlPlane); err != nil {
+				return nil, err
+			}
+			break
+		}
 	}
 	for _, ls := range spec.Listeners {
 		l, err := newListener(ctx, g, ls)
@@ -334,9 +346,9 @@ func (g *Gateway) pollFiles(ctx context.Context) {
 }
 
 // pollTrust runs one listener's trust source on its own goroutine, so a
-// slow CRL download delays no other reload.
+// slow CRL download or control plane delays no other reload.
 func (g *Gateway) pollTrust(ctx context.Context, l *listener) {
-	t := time.NewTicker(g.pollInterval())
+	t := time.NewTicker(l.trustPoll)
 	defer t.Stop()
 	for {
 		select {

@@ -35,6 +35,10 @@ type listener struct {
 	srv    *http.Server
 	hs     *hsListener
 	port   int
+
+	// trustPoll is how often the trust store is refreshed: the file poll
+	// interval, or control_plane.poll_interval for a named trust store.
+	trustPoll time.Duration
 }
 
 // compatibleSuites are the TLS 1.2 suites of the "compatible" policy:
@@ -68,9 +72,21 @@ func newListener(ctx context.Context, g *Gateway, spec config.GatewayListener) (
 		return nil, fmt.Errorf("listener %s: %w", l.name, err)
 	}
 	if l.mode == config.MTLSVerify {
+		ts := spec.MTLS.TrustStore
+		l.trustPoll = g.pollInterval()
+		if ts.Name != "" {
+			l.trustPoll = time.Duration(g.spec.ControlPlane.PollInterval)
+		}
 		src := g.cfg.TrustSources[l.name]
-		if src == nil {
-			ts := spec.MTLS.TrustStore
+		switch {
+		case src != nil:
+		case ts.Name != "":
+			src = &ControlPlaneSource{
+				Client: g.controlPlane, Name: ts.Name, Refresh: time.Duration(ts.CRLRefresh), Options: l.limits,
+				HTTPClient: g.cfg.HTTPClient, Now: g.cfg.Now, Logger: g.log.With(keyListener, l.name),
+				OnPoll: func(result string) { g.m.controlPlanePolls.WithLabelValues(l.name, result).Inc() },
+			}
+		default:
 			src = &FileSource{
 				CAFile: ts.CAFile, CRLFiles: ts.CRLFiles, CRLURLs: ts.CRLURLs,
 				Refresh: time.Duration(ts.CRLRefresh), Options: l.limits,

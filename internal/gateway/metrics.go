@@ -15,6 +15,8 @@ type metrics struct {
 	duration     *prometheus.HistogramVec
 	staleAccepts *prometheus.CounterVec
 	reloads      *prometheus.CounterVec
+	// controlPlanePolls counts the requests for trust-store snapshots.
+	controlPlanePolls *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
@@ -40,8 +42,12 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 			Name: "trustgate_gateway_reloads_total",
 			Help: "Reloads of a listener's certificate or trust store, by result (changed, error).",
 		}, []string{"listener", "what", "result"}),
+		controlPlanePolls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trustgate_gateway_control_plane_polls_total",
+			Help: "Requests for the snapshot of a listener's control-plane trust store, by result (changed, not_modified, error). While errors go on, the listener enforces its last snapshot.",
+		}, []string{"listener", "result"}),
 	}
-	for _, c := range []prometheus.Collector{m.handshakes, m.requests, m.duration, m.staleAccepts, m.reloads, &stateCollector{g: g}} {
+	for _, c := range []prometheus.Collector{m.handshakes, m.requests, m.duration, m.staleAccepts, m.reloads, m.controlPlanePolls, &stateCollector{g: g}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -21,7 +21,8 @@ import (
 
 // TrustSource yields the compiled trust store of a verify listener. The
 // file source below reads a CA bundle and CRL files and fetches CRL URLs;
-// a control-plane source (later) will long-poll the API for snapshots.
+// the control-plane source (ControlPlaneSource) polls the API for the
+// snapshots of a named trust store.
 //
 // Load returns the current Verifier and a version string that changes
 // exactly when the trust state does. The gateway calls Load once when it
@@ -73,18 +74,10 @@ type FileSource struct {
 
 	mu      sync.Mutex
 	stamps  map[string]stamp
-	urls    map[string]*fetched
+	crls    *crlFetcher
 	v       *verify.Verifier
 	version string
 	force   bool
-}
-
-// fetched is the last good copy of a CRL URL.
-type fetched struct {
-	der       []byte
-	etag      string    // the server's validator, sent back as If-None-Match
-	next      time.Time // when to fetch again
-	lastError string
 }
 
 // Invalidate makes the next Load re-read the files and re-fetch the URLs.
@@ -116,7 +109,7 @@ func (s *FileSource) Load(ctx context.Context) (*verify.Verifier, string, error)
 	s.force = false
 	if s.stamps == nil {
 		s.stamps = map[string]stamp{}
-		s.urls = map[string]*fetched{}
+		s.crls = &crlFetcher{client: s.Client, refresh: s.refresh(), now: s.now}
 	}
 	changed := force
 	newStamps := map[string]stamp{}
@@ -130,28 +123,11 @@ func (s *FileSource) Load(ctx context.Context) (*verify.Verifier, string, error)
 			changed = true
 		}
 	}
-	var fetchErrs []error
-	now := s.now()
-	for _, u := range s.CRLURLs {
-		f := s.urls[u]
-		if f != nil && !force && now.Before(f.next) {
-			continue
-		}
-		der, etag, next, err := s.fetch(ctx, u, f, now)
-		if err != nil {
-			if f == nil {
-				// Nothing to fall back on: the issuer would go unchecked.
-				return s.v, s.version, fmt.Errorf("trust store: CRL %s: %w", u, err)
-			}
-			f.next = now.Add(min(s.refresh(), 30*time.Second))
-			fetchErrs = append(fetchErrs, fmt.Errorf("trust store: CRL %s (keeping the copy fetched before): %w", u, err))
-			continue
-		}
-		if f == nil || !bytes.Equal(f.der, der) {
-			changed = true
-		}
-		s.urls[u] = &fetched{der: der, etag: etag, next: next}
+	urlsChanged, fetchErrs, err := s.crls.update(ctx, s.CRLURLs, force)
+	if err != nil {
+		return s.v, s.version, fmt.Errorf("trust store: %w", err)
 	}
+	changed = changed || urlsChanged
 	if !changed {
 		return s.v, s.version, errors.Join(fetchErrs...)
 	}
@@ -192,9 +168,7 @@ func (s *FileSource) compile() (*verify.Verifier, string, error) {
 		}
 		crls = append(crls, der)
 	}
-	for _, u := range s.CRLURLs {
-		crls = append(crls, s.urls[u].der)
-	}
+	crls = append(crls, s.crls.ders(s.CRLURLs)...)
 	for _, c := range crls {
 		sum := sha256.Sum256(c)
 		h.Write(sum[:])
@@ -206,11 +180,80 @@ func (s *FileSource) compile() (*verify.Verifier, string, error) {
 	return v, hex.EncodeToString(h.Sum(nil)[:12]), nil
 }
 
+// crlFetcher keeps the last good copy of each of a set of CRL URLs. A URL
+// is fetched when first listed, then again after refresh or at 90% of the
+// way from its CRL's thisUpdate to its nextUpdate, whichever is first,
+// conditionally (If-None-Match), so that an unchanged CRL costs a 304. A
+// failed fetch is retried after min(refresh, 30s) while the last good copy
+// stays in use. Its owner serializes the calls.
+type crlFetcher struct {
+	client  *http.Client // nil: a client with a 30 s timeout
+	refresh time.Duration
+	now     func() time.Time
+	urls    map[string]*fetched
+}
+
+// fetched is the last good copy of a CRL URL.
+type fetched struct {
+	der  []byte
+	etag string    // the server's validator, sent back as If-None-Match
+	next time.Time // when to fetch again
+}
+
+// update fetches every URL of urls that is due (every one with force) and
+// forgets the copies of URLs no longer listed. It reports whether a copy
+// changed. A URL that has no copy yet and cannot be fetched stops it with
+// err: the issuer would otherwise go unchecked. A URL that fails but has a
+// copy keeps it, and its error is returned in soft.
+func (f *crlFetcher) update(ctx context.Context, urls []string, force bool) (changed bool, soft []error, err error) {
+	if f.urls == nil {
+		f.urls = map[string]*fetched{}
+	}
+	listed := make(map[string]bool, len(urls))
+	now := f.now()
+	for _, u := range urls {
+		listed[u] = true
+		c := f.urls[u]
+		if c != nil && !force && now.Before(c.next) {
+			continue
+		}
+		der, etag, next, err := f.fetch(ctx, u, c, now)
+		if err != nil {
+			if c == nil {
+				return changed, soft, fmt.Errorf("CRL %s: %w", u, err)
+			}
+			c.next = now.Add(min(f.refresh, 30*time.Second))
+			soft = append(soft, fmt.Errorf("trust store: CRL %s (keeping the copy fetched before): %w", u, err))
+			continue
+		}
+		if c == nil || !bytes.Equal(c.der, der) {
+			changed = true
+		}
+		f.urls[u] = &fetched{der: der, etag: etag, next: next}
+	}
+	for u := range f.urls {
+		if !listed[u] {
+			delete(f.urls, u)
+			changed = true
+		}
+	}
+	return changed, soft, nil
+}
+
+// ders returns the copies of urls, in order; update must have given each
+// one a copy.
+func (f *crlFetcher) ders(urls []string) [][]byte {
+	out := make([][]byte, 0, len(urls))
+	for _, u := range urls {
+		out = append(out, f.urls[u].der)
+	}
+	return out
+}
+
 // fetch downloads one CRL, conditionally on the copy held (prev, may be
-// nil) so that an unchanged CRL costs a 304, and works out when to fetch
-// it again.
-func (s *FileSource) fetch(ctx context.Context, url string, prev *fetched, now time.Time) (der []byte, etag string, next time.Time, err error) {
-	client := s.Client
+// nil), and works out when to fetch it again.
+func (f *crlFetcher) fetch(ctx context.Context, url string, prev *fetched, now time.Time) (der []byte, etag string, next time.Time, err error) {
+	client := f.client
 	if client == nil {
 		client = &http.Client{Timeout: 30 * time.Second}
 	}
@@ -248,7 +291,7 @@ func (s *FileSource) fetch(ctx context.Context, url string, prev *fetched, now t
 	if err != nil {
 		return nil, "", time.Time{}, err
 	}
-	next = now.Add(s.refresh())
+	next = now.Add(f.refresh)
 	if !hdr.NextUpdate.IsZero() {
 		// Well before nextUpdate: at 90% of the CRL's validity.
 		early := hdr.ThisUpdate.Add(hdr.NextUpdate.Sub(hdr.ThisUpdate) * 9 / 10)
@@ -256,7 +299,7 @@ func (s *FileSource) fetch(ctx context.Context, url string, prev *fetched, now t
 			next = early
 		}
 		if next.Before(now.Add(time.Second)) {
-			next = now.Add(min(s.refresh(), 30*time.Second))
+			next = now.Add(min(f.refresh, 30*time.Second))
 		}
 	}
 	return der, etag, next, nil

@@ -48,7 +48,7 @@ var leaves = map[string]bool{"internal/pki": true, "internal/apiv1": true, "inte
 // never lists edges that must not exist even transitively: the gateway and
 // the agent stay stateless and small.
 var never = map[string][]string{
-	"internal/gateway":    {"internal/store", "internal/ca", "internal/keystore"},
+	"internal/gateway":    {"internal/store", "internal/ca", "internal/keystore", "internal/truststore"},
 	"internal/agent":      {"internal/store", "internal/ca", "internal/keystore"},
 	"internal/api/client": {"internal/store", "internal/ca", "internal/server"},
 }

@@ -455,3 +455,31 @@ func maxAge(now, next time.Time, limit time.Duration) int {
 	}
 	return int(d / time.Second)
 }
+
+// CurrentCRL returns the DER of the full CRL of the CA with ID caID, the one
+// served at /crl/{name}.crl: the CRL [Service.Run] last published, built
+// now if none was built yet or it is past its nextUpdate. The same CRL is
+// always the same slice, which callers must not modify, so a caller can
+// tell a new CRL from the one it has by identity. A CA that does not exist
+// or has no certificate, or whose key cannot sign a first CRL (offline,
+// pending), is an error.
+func (s *Service) CurrentCRL(ctx context.Context, caID string) ([]byte, error) {
+	a, err := s.authorityByID(ctx, caID)
+	if err != nil {
+		return nil, err
+	}
+	sc := a.scopes[0]
+	now := s.now()
+	if c := sc.cur.Load(); c != nil && now.Before(c.nextUpdate) {
+		return c.der, nil
+	}
+	berr := s.buildScope(ctx, a, sc, now, buildIfDue)
+	c := sc.cur.Load()
+	if c == nil {
+		if berr == nil {
+			berr = errors.New("not built")
+		}
+		return nil, fmt.Errorf("CRL of CA %q: %w", a.name, berr)
+	}
+	return c.der, nil
+}

@@ -535,3 +535,51 @@ func TestCRLBadPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestCurrentCRL: the full CRL, built on first use, the same slice while
+// it is current, a new one after a change, and the last one kept for a CA
+// that can no longer sign; an unknown CA is an error.
+func TestCurrentCRL(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	doomed := e.issue(e.sub, "doomed.example")
+	first, err := e.svc.CurrentCRL(e.ctx, e.sub.id())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if crl := parseCRL(t, first, e.sub.cert); len(crl.RevokedCertificateEntries) != 0 {
+		t.Fatalf("first CRL has %d entries", len(crl.RevokedCertificateEntries))
+	}
+	again, err := e.svc.CurrentCRL(e.ctx, e.sub.id())
+	if err != nil || &again[0] != &first[0] || len(again) != len(first) {
+		t.Fatalf("second call: %v, same slice %v", err, err == nil && &again[0] == &first[0])
+	}
+	e.run()
+	e.revoke(e.sub, doomed, 1)
+	eventually(t, 2*time.Second, "CurrentCRL lists the revocation", func() bool {
+		der, err := e.svc.CurrentCRL(e.ctx, e.sub.id())
+		return err == nil && len(parseCRL(t, der, e.sub.cert).RevokedCertificateEntries) == 1
+	})
+	// Partitioned CAs: the full CRL, which has no issuing distribution point.
+	der, err := e.svc.CurrentCRL(e.ctx, e.parts.id())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ext := range parseCRL(t, der, e.parts.cert).Extensions {
+		if ext.Id.Equal(oidIDP) {
+			t.Error("the CRL of a partitioned CA is a partition CRL")
+		}
+	}
+	// Offline: the last CRL stays; never built: an error.
+	last, _ := e.svc.CurrentCRL(e.ctx, e.sub.id())
+	e.keys.setOffline(e.sub.id(), true)
+	if der, err := e.svc.CurrentCRL(e.ctx, e.sub.id()); err != nil || !bytes.Equal(der, last) {
+		t.Errorf("offline CA: %v", err)
+	}
+	fresh := e.newService()
+	if _, err := fresh.CurrentCRL(e.ctx, e.sub.id()); err == nil {
+		t.Error("an offline CA with no CRL built yet gave one")
+	}
+	if _, err := e.svc.CurrentCRL(e.ctx, "no-such-ca"); err == nil {
+		t.Error("an unknown CA has a CRL")
+	}
+}

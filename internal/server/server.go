@@ -1,7 +1,7 @@
 // Package server assembles the control plane: it opens the store, checks the
-// master key, builds the CA, inventory and token services, and serves the
-// authenticated HTTPS API and the public plain-HTTP endpoints (CA
-// certificates, CRLs, OCSP, health, metrics) until its context ends.
+// master key, builds the CA, inventory, revocation, trust-store and token
+// services, and serves the authenticated HTTPS API and the public plain-HTTP
+// endpoints (CA certificates, CRLs, OCSP, health, metrics) until its context ends.
 package server
 
 import (
@@ -32,6 +32,7 @@ import (
 	"github.com/trustgate/trustgate/internal/store"
 	"github.com/trustgate/trustgate/internal/store/postgres"
 	"github.com/trustgate/trustgate/internal/store/sqlite"
+	"github.com/trustgate/trustgate/internal/truststore"
 )
 
 // metaCanary is the meta key of the master-key canary.
@@ -48,8 +49,10 @@ type Server struct {
 	Inventory  *inventory.Service
 	Tokens     *authz.Tokens
 	Revocation *revocation.Service
-	Logger     *slog.Logger
-	Registry   *prometheus.Registry
+	// TrustStores follows the CAs' revocations through Revocation.
+	TrustStores *truststore.Service
+	Logger      *slog.Logger
+	Registry    *prometheus.Registry
 
 	ready atomic.Bool
 }
@@ -122,15 +125,23 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 		st.Close()
 		return nil, err
 	}
+	trust, err := truststore.New(truststore.Config{
+		Store: st, CRLs: rev, Now: opts.Now, Logger: log.With("component", "truststore"),
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	return &Server{
-		Config:     cfg,
-		Store:      st,
-		CA:         casvc,
-		Inventory:  inventory.New(inventory.Config{Store: st, Now: opts.Now}),
-		Tokens:     authz.NewTokens(st, opts.Now),
-		Revocation: rev,
-		Logger:     log,
-		Registry:   reg,
+		Config:      cfg,
+		Store:       st,
+		CA:          casvc,
+		Inventory:   inventory.New(inventory.Config{Store: st, Now: opts.Now}),
+		Tokens:      authz.NewTokens(st, opts.Now),
+		Revocation:  rev,
+		TrustStores: trust,
+		Logger:      log,
+		Registry:    reg,
 	}, nil
 }
 
@@ -195,7 +206,7 @@ func (s *Server) Close() error { return s.Store.Close() }
 // Handler returns the API handler (all routes).
 func (s *Server) Handler() http.Handler {
 	h := api.New(api.Config{
-		CA: s.CA, Inventory: s.Inventory, Auth: s.Tokens, CAByID: s.Store.GetCAByID,
+		CA: s.CA, Inventory: s.Inventory, TrustStores: s.TrustStores, Auth: s.Tokens, CAByID: s.Store.GetCAByID,
 		MaxBodyBytes: s.Config.API.MaxBodyBytes, Ready: s.ready.Load,
 		Logger: s.Logger.With("component", "api"), Registerer: s.Registry,
 	})

@@ -152,6 +152,73 @@ type Token struct {
 	Revoked   bool
 }
 
+// TrustStore is a named, versioned set of trust anchors and revocation
+// sources that gateways enforce: references to CAs of this Trustgate
+// (whose revocations are followed by themselves), external CA
+// certificates, and external CRL sources. Every change makes a new
+// version.
+type TrustStore struct {
+	ID   string // random, stable
+	Name string // unique, user-chosen
+	// Version is 1 when the store is created and grows by one with every
+	// change, durably: a version number names one content for good.
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	// CAs, Certs and CRLs are the members, each list in the order its
+	// members were added.
+	CAs   []TrustStoreCA
+	Certs []TrustStoreCert
+	CRLs  []TrustStoreCRL
+}
+
+// TrustStoreCA is a reference to a CA of this Trustgate.
+type TrustStoreCA struct {
+	CAID    string // must name a CA; unique in a store
+	AddedAt time.Time
+}
+
+// TrustStoreCert is an external CA certificate.
+type TrustStoreCert struct {
+	Fingerprint string // lower-case hex SHA-256 of DER; unique in a store
+	DER         []byte
+	AddedAt     time.Time
+}
+
+// TrustStoreCRL is an external revocation source: a CRL uploaded (DER set)
+// or a URL the gateways fetch (URL set, DER nil).
+type TrustStoreCRL struct {
+	ID string // random; unique across stores
+	// Key names what the source covers and is unique in a store, so that a
+	// newer CRL of the same issuer and scope replaces the older one rather
+	// than piling up beside it.
+	Key string
+	URL string
+	DER []byte
+	// IssuerRef is the member that signed an uploaded CRL: a CA ID or an
+	// external certificate's Fingerprint. "" for a URL.
+	IssuerRef string
+	// Number is the CRL number in decimal ("" when the CRL has none).
+	Number     string
+	ThisUpdate time.Time
+	NextUpdate time.Time
+	AddedAt    time.Time
+}
+
+// TrustStoreChange is one change of a trust store, applied at once:
+// removals first, then additions, so that removing a member and adding its
+// replacement is one change.
+type TrustStoreChange struct {
+	RemoveCAs   []string // CA IDs
+	RemoveCerts []string // fingerprints
+	RemoveCRLs  []string // CRL source IDs
+	AddCAs      []TrustStoreCA
+	AddCerts    []TrustStoreCert
+	AddCRLs     []TrustStoreCRL
+	// At becomes the store's UpdatedAt.
+	At time.Time
+}
+
 // Store is the persistence contract. Implementations are safe for concurrent
 // use, honour ctx (a cancelled context fails with an error wrapping
 // context.Canceled and writes nothing), return errors wrapping ErrNotFound,
@@ -211,6 +278,30 @@ type Store interface {
 	CreateToken(ctx context.Context, t *Token) error
 	// GetTokenByHash returns the credential whose secret hashes to hash.
 	GetTokenByHash(ctx context.Context, hash []byte) (*Token, error)
+
+	// CreateTrustStore inserts ts with its members, at Version 1 (which it
+	// sets in ts), in one transaction. A taken name or ID, or a member
+	// listed twice (a CA, a fingerprint, a CRL key or ID), is ErrConflict;
+	// a CAID that names no CA is ErrNotFound. On error nothing is written.
+	CreateTrustStore(ctx context.Context, ts *TrustStore) error
+	// GetTrustStore returns the trust store named name with all its members.
+	GetTrustStore(ctx context.Context, name string) (*TrustStore, error)
+	// GetTrustStoreVersion returns the ID and version of the trust store
+	// named name without its members: what a poller needs to learn that
+	// nothing changed.
+	GetTrustStoreVersion(ctx context.Context, name string) (id string, version int64, err error)
+	// ListTrustStores returns every trust store ordered by name, with its
+	// members, except that the DER of uploaded CRLs is left nil.
+	ListTrustStores(ctx context.Context) ([]*TrustStore, error)
+	// ChangeTrustStore applies ch to the trust store with ID id if its
+	// version is still version (optimistic concurrency), sets Version to
+	// version+1 and UpdatedAt to ch.At, and returns the store after the
+	// change; all of it in one transaction, durable on return. A missing
+	// store, or a member to remove that is not there, is ErrNotFound; a
+	// version that is no longer current, or a member to add that is
+	// already there (after the removals), is ErrConflict; a CA ID naming
+	// no CA is ErrNotFound. On error nothing is changed.
+	ChangeTrustStore(ctx context.Context, id string, version int64, ch TrustStoreChange) (*TrustStore, error)
 
 	// GetMeta returns a small named value; a missing key is ErrNotFound.
 	GetMeta(ctx context.Context, key string) ([]byte, error)

@@ -1,5 +1,5 @@
 // Package client is the Go client of Trustgate's /v1 API, used by the CLI
-// and, later, by the agent and the gateway. It depends only on the wire
+// and the gateway (and, later, the agent). It depends only on the wire
 // types.
 package client
 
@@ -120,11 +120,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode >= 300 {
-		var eb apiv1.ErrorBody
-		if json.Unmarshal(data, &eb) == nil && eb.Error.Message != "" {
-			return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, ID: eb.Error.ID}
-		}
-		return &Error{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(data))}
+		return errorOf(resp.StatusCode, data)
 	}
 	if out == nil {
 		return nil
@@ -137,6 +133,15 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 	}
 	return nil
+}
+
+// errorOf turns an error answer into an *Error.
+func errorOf(status int, data []byte) *Error {
+	var eb apiv1.ErrorBody
+	if json.Unmarshal(data, &eb) == nil && eb.Error.Message != "" {
+		return &Error{Status: status, Code: eb.Error.Code, Message: eb.Error.Message, ID: eb.Error.ID}
+	}
+	return &Error{Status: status, Code: "http", Message: strings.TrimSpace(string(data))}
 }
 
 func esc(s string) string { return url.PathEscape(s) }
@@ -226,4 +231,96 @@ func (c *Client) Revoke(ctx context.Context, serial, reason string) (*apiv1.Cert
 func (c *Client) Unhold(ctx context.Context, serial string) (*apiv1.Certificate, error) {
 	var out apiv1.Certificate
 	return &out, c.Do(ctx, "POST", "/v1/certificates/"+esc(serial)+"/unhold", nil, &out)
+}
+
+// CreateTrustStore creates a trust store.
+func (c *Client) CreateTrustStore(ctx context.Context, r apiv1.CreateTrustStoreRequest) (*apiv1.TrustStore, error) {
+	var out apiv1.TrustStore
+	return &out, c.Do(ctx, "POST", "/v1/truststores", r, &out)
+}
+
+// ListTrustStores lists trust stores.
+func (c *Client) ListTrustStores(ctx context.Context) ([]apiv1.TrustStore, error) {
+	var out apiv1.TrustStoreList
+	return out.TrustStores, c.Do(ctx, "GET", "/v1/truststores", nil, &out)
+}
+
+// GetTrustStore shows a trust store.
+func (c *Client) GetTrustStore(ctx context.Context, name string) (*apiv1.TrustStore, error) {
+	var out apiv1.TrustStore
+	return &out, c.Do(ctx, "GET", "/v1/truststores/"+esc(name), nil, &out)
+}
+
+// AddTrustStoreCA adds a CA of this Trustgate or external CA certificates.
+func (c *Client) AddTrustStoreCA(ctx context.Context, name string, r apiv1.AddTrustStoreCARequest) (*apiv1.TrustStore, error) {
+	var out apiv1.TrustStore
+	return &out, c.Do(ctx, "POST", "/v1/truststores/"+esc(name)+"/cas", r, &out)
+}
+
+// RemoveTrustStoreCA removes a CA by name or external fingerprint.
+func (c *Client) RemoveTrustStoreCA(ctx context.Context, name, ref string) (*apiv1.TrustStore, error) {
+	var out apiv1.TrustStore
+	return &out, c.Do(ctx, "DELETE", "/v1/truststores/"+esc(name)+"/cas/"+esc(ref), nil, &out)
+}
+
+// AddTrustStoreCRL adds an uploaded CRL or a CRL URL.
+func (c *Client) AddTrustStoreCRL(ctx context.Context, name string, r apiv1.AddTrustStoreCRLRequest) (*apiv1.TrustStore, error) {
+	var out apiv1.TrustStore
+	return &out, c.Do(ctx, "POST", "/v1/truststores/"+esc(name)+"/crls", r, &out)
+}
+
+// RemoveTrustStoreCRL removes an external CRL source by ID.
+func (c *Client) RemoveTrustStoreCRL(ctx context.Context, name, id string) (*apiv1.TrustStore, error) {
+	var out apiv1.TrustStore
+	return &out, c.Do(ctx, "DELETE", "/v1/truststores/"+esc(name)+"/crls/"+esc(id), nil, &out)
+}
+
+// TrustStoreBundle fetches a trust store's CA certificates as PEM.
+func (c *Client) TrustStoreBundle(ctx context.Context, name string) ([]byte, error) {
+	var out []byte
+	return out, c.Do(ctx, "GET", "/v1/truststores/"+esc(name)+"/bundle", nil, &out)
+}
+
+// MaxSnapshotBytes bounds the JSON of a trust-store snapshot the client
+// reads: its CRLs, in base64, make it large.
+const MaxSnapshotBytes = 1 << 30
+
+// TrustStoreSnapshot fetches what a gateway enforces for a trust store.
+// With etag set (the ETag of the snapshot held), a snapshot that has not
+// changed since returns notModified true, a nil snapshot and the same ETag,
+// and costs no transfer.
+func (c *Client) TrustStoreSnapshot(ctx context.Context, name, etag string) (snap *apiv1.TrustStoreSnapshot, newETag string, notModified bool, err error) {
+	path := "/v1/truststores/" + esc(name) + "/snapshot"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+path, nil)
+	if err != nil {
+		return nil, "", false, err
+	}
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, "", false, fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotModified && etag != "":
+		return nil, etag, true, nil
+	case resp.StatusCode != http.StatusOK:
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return nil, "", false, errorOf(resp.StatusCode, data)
+	}
+	body := io.LimitReader(resp.Body, MaxSnapshotBytes+1)
+	var out apiv1.TrustStoreSnapshot
+	if err := json.NewDecoder(body).Decode(&out); err != nil {
+		return nil, "", false, fmt.Errorf("GET %s: decode answer (at most %d bytes): %w", path, MaxSnapshotBytes, err)
+	}
+	newETag = resp.Header.Get("ETag")
+	if newETag == "" {
+		newETag = out.ETag
+	}
+	return &out, newETag, false, nil
 }

@@ -29,6 +29,12 @@
 //     walk is not specified; fn's error comes back as is or wrapped.
 //   - NextCRLNumber starts each (CA, partition) at 1 and counts up by one per
 //     call, concurrent calls included; a CA that does not exist is ErrNotFound.
+//   - Trust-store members come back in the order they were added (a member
+//     removed and added again goes last); nil and empty member lists are
+//     not told apart, but a URL source's nil DER stays nil. A CRL source ID
+//     is unique across stores; CA references, fingerprints and CRL keys are
+//     unique within one. Of concurrent ChangeTrustStore calls from one
+//     version exactly one succeeds; the others get ErrConflict.
 package storetest
 
 import (
@@ -65,6 +71,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CRL", crlCases()},
 		{"Token", tokenCases()},
 		{"Meta", metaCases()},
+		{"TrustStore", trustStoreCases()},
 		{"Context", contextCases()},
 	}
 	for _, g := range groups {

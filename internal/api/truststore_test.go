@@ -1,0 +1,251 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trustgate/trustgate/internal/api"
+	"github.com/trustgate/trustgate/internal/apiv1"
+	"github.com/trustgate/trustgate/internal/authz"
+	"github.com/trustgate/trustgate/internal/ca"
+	"github.com/trustgate/trustgate/internal/inventory"
+	"github.com/trustgate/trustgate/internal/keystore"
+	"github.com/trustgate/trustgate/internal/pki"
+	"github.com/trustgate/trustgate/internal/pki/pkitest"
+	"github.com/trustgate/trustgate/internal/revocation"
+	"github.com/trustgate/trustgate/internal/store/sqlite"
+	"github.com/trustgate/trustgate/internal/truststore"
+)
+
+// newTrustEnv is newEnv with the revocation service running and the
+// trust-store service wired to it, as the server assembles them.
+func newTrustEnv(t *testing.T) *env {
+	t.Helper()
+	linterOnce.Do(func() {
+		var err error
+		if linter, err = pki.NewLinter(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "tg.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := make([]byte, 32)
+	rand.Read(mk)
+	sealer, _ := keystore.New(mk)
+	var rev *revocation.Service
+	casvc, err := ca.New(ca.Config{Store: st, Sealer: sealer, Linter: linter, PublicBaseURL: "http://pki.test",
+		Revocations: ca.NotifyFunc(func(caID string, at time.Time) { rev.Notify(caID, at) })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err = revocation.New(revocation.Config{Store: st, Keys: casvc, Responders: casvc, BaseURL: "http://pki.test", Coalesce: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); rev.Run(ctx) }()
+	trust, err := truststore.New(truststore.Config{Store: st, CRLs: rev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := authz.NewTokens(st, nil)
+	tok, err := tokens.Create(context.Background(), "admin", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := api.New(api.Config{CA: casvc, Inventory: inventory.New(inventory.Config{Store: st}), TrustStores: trust, Auth: tokens,
+		CAByID: st.GetCAByID, MaxBodyBytes: 64 << 10})
+	e := &env{t: t, srv: httptest.NewTLSServer(h), handler: h, st: st, token: tok}
+	t.Cleanup(func() { e.srv.Close(); cancel(); <-done; st.Close() })
+	return e
+}
+
+// raw sends a request with extra headers and returns the status, headers
+// and body as they came.
+func (e *env) raw(method, path string, body []byte, hdr map[string]string) (int, http.Header, []byte) {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.srv.URL+path, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, data
+}
+
+func partnerCRL(t *testing.T, ca *pkitest.CA, number int64, serials ...*big.Int) []byte {
+	t.Helper()
+	tmpl := &x509.RevocationList{Number: big.NewInt(number), ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: time.Now().Add(time.Hour)}
+	for _, s := range serials {
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{SerialNumber: s, RevocationTime: time.Now().Add(-time.Minute)})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, ca.Cert, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func TestTrustStoreFlow(t *testing.T) {
+	e := newTrustEnv(t)
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "root"})
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "issuing", Parent: "root"})
+	partner := pkitest.New(t, pkitest.WithName("Partner Root"), pkitest.WithNow(time.Now()))
+
+	var ts apiv1.TrustStore
+	if code, eb := e.call("POST", "/v1/truststores", apiv1.CreateTrustStoreRequest{Name: "partners", CAs: []string{"issuing"}}, &ts); code != 201 {
+		t.Fatalf("create: %d %+v", code, eb)
+	}
+	if ts.Version != 1 || len(ts.CAs) != 1 || ts.CAs[0].Ref != "issuing" {
+		t.Fatalf("created: %+v", ts)
+	}
+	steps := []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/v1/truststores/partners/cas", apiv1.AddTrustStoreCARequest{CertificatePEM: string(partner.CertPEM())}},
+		{"POST", "/v1/truststores/partners/crls", apiv1.AddTrustStoreCRLRequest{URL: "https://pki.partner.example/root.crl"}},
+		{"POST", "/v1/truststores/partners/crls", apiv1.AddTrustStoreCRLRequest{CRLDER: partnerCRL(t, partner, 1)}},
+		{"POST", "/v1/truststores/partners/crls", apiv1.AddTrustStoreCRLRequest{CRLPEM: string(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: partnerCRL(t, partner, 2)}))}},
+	}
+	for i, st := range steps {
+		if code, eb := e.call(st.method, st.path, st.body, &ts); code != 200 || ts.Version != int64(i+2) {
+			t.Fatalf("step %d (%s %s): %d %+v, version %d", i, st.method, st.path, code, eb, ts.Version)
+		}
+	}
+	if len(ts.CAs) != 2 || len(ts.CRLs) != 2 || ts.CRLs[1].Number != "2" {
+		t.Fatalf("after the steps (the second CRL replaces the first): %+v", ts)
+	}
+	var list apiv1.TrustStoreList
+	if code, _ := e.call("GET", "/v1/truststores", nil, &list); code != 200 || len(list.TrustStores) != 1 || list.TrustStores[0].Version != 5 {
+		t.Fatalf("list: %d %+v", code, list)
+	}
+	code, hdr, body := e.raw("GET", "/v1/truststores/partners/bundle", nil, nil)
+	if code != 200 || hdr.Get("Content-Type") != "application/x-pem-file" || len(parsePEMCerts(t, string(body))) != 2 {
+		t.Fatalf("bundle: %d %s\n%s", code, hdr.Get("Content-Type"), body)
+	}
+
+	// The snapshot, then 304 while nothing changes.
+	code, hdr, body = e.raw("GET", "/v1/truststores/partners/snapshot", nil, nil)
+	var snap apiv1.TrustStoreSnapshot
+	if code != 200 || json.Unmarshal(body, &snap) != nil {
+		t.Fatalf("snapshot: %d %s", code, body)
+	}
+	etag := hdr.Get("ETag")
+	if etag == "" || etag != snap.ETag || snap.Version != 5 || len(snap.CACertificates) != 2 || len(snap.CRLs) != 2 || len(snap.CRLURLs) != 1 {
+		t.Fatalf("snapshot: etag %q/%q, %+v", etag, snap.ETag, snap)
+	}
+	for _, inm := range []string{etag, "W/" + etag, `"other", ` + etag, "*"} {
+		code, _, body = e.raw("GET", "/v1/truststores/partners/snapshot", nil, map[string]string{"If-None-Match": inm})
+		if code != http.StatusNotModified || len(body) != 0 {
+			t.Fatalf("If-None-Match %s: %d %q, want 304 and no body", inm, code, body)
+		}
+	}
+
+	// A revocation by the issuing CA reaches the snapshot by itself.
+	var issued apiv1.IssueResponse
+	if code, eb := e.call("POST", "/v1/certificates", apiv1.IssueRequest{CA: "issuing", Profile: "client", CommonName: "svc"}, &issued); code != 201 {
+		t.Fatalf("issue: %+v", eb)
+	}
+	if code, eb := e.call("POST", "/v1/certificates/"+issued.Certificate.Serial+"/revoke", apiv1.RevokeRequest{Reason: "keyCompromise"}, nil); code != 200 {
+		t.Fatalf("revoke: %+v", eb)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, hdr, body = e.raw("GET", "/v1/truststores/partners/snapshot", nil, map[string]string{"If-None-Match": etag})
+		if code == 200 {
+			break
+		}
+		if code != 304 || time.Now().After(deadline) {
+			t.Fatalf("snapshot after a revocation: %d %s", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := json.Unmarshal(body, &snap); err != nil || hdr.Get("ETag") == etag || snap.Version != 5 {
+		t.Fatalf("snapshot after a revocation: %v, etag %s, version %d", err, hdr.Get("ETag"), snap.Version)
+	}
+	crl, err := x509.ParseRevocationList(snap.CRLs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(crl.RevokedCertificateEntries) != 1 || pki.SerialHex(crl.RevokedCertificateEntries[0].SerialNumber) != issued.Certificate.Serial {
+		t.Fatalf("the issuing CA's CRL in the snapshot: %+v", crl.RevokedCertificateEntries)
+	}
+
+	// Removals.
+	if code, eb := e.call("DELETE", "/v1/truststores/partners/crls/"+ts.CRLs[0].ID, nil, &ts); code != 200 || len(ts.CRLs) != 1 {
+		t.Fatalf("remove CRL: %d %+v", code, eb)
+	}
+	if code, eb := e.call("DELETE", "/v1/truststores/partners/cas/issuing", nil, &ts); code != 200 || len(ts.CAs) != 1 || ts.Version != 7 {
+		t.Fatalf("remove CA: %d %+v %+v", code, eb, ts)
+	}
+}
+
+func TestTrustStoreBadInput(t *testing.T) {
+	e := newTrustEnv(t)
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "root"})
+	if code, eb := e.call("POST", "/v1/truststores", apiv1.CreateTrustStoreRequest{Name: "ts"}, nil); code != 201 {
+		t.Fatalf("create: %+v", eb)
+	}
+	stranger := pkitest.New(t, pkitest.WithName("Stranger"))
+	bigCRL := `{"crl_pem":"` + strings.Repeat("A", 100<<10) + `"}`
+	hugeCRL := `{"crl_der":"` + strings.Repeat("A", 25<<20) + `"}`
+	tests := []struct {
+		name, method, path string
+		body               any
+		status             int
+		want               string
+	}{
+		{"fail/bad name", "POST", "/v1/truststores", apiv1.CreateTrustStoreRequest{Name: "Bad Name"}, 400, "lower-case"},
+		{"fail/taken name", "POST", "/v1/truststores", apiv1.CreateTrustStoreRequest{Name: "ts"}, 409, "already exists"},
+		{"fail/unknown CA", "POST", "/v1/truststores", apiv1.CreateTrustStoreRequest{Name: "x", CAs: []string{"nope"}}, 404, `CA "nope" does not exist`},
+		{"fail/unknown field", "POST", "/v1/truststores", `{"name":"x","members":[]}`, 400, `unknown field "members"`},
+		{"fail/unknown store", "GET", "/v1/truststores/nope", nil, 404, `trust store "nope" does not exist`},
+		{"fail/unknown store snapshot", "GET", "/v1/truststores/nope/snapshot", nil, 404, "does not exist"},
+		{"fail/empty store snapshot", "GET", "/v1/truststores/ts/snapshot", nil, 409, "no CA yet"},
+		{"fail/add-ca both", "POST", "/v1/truststores/ts/cas", apiv1.AddTrustStoreCARequest{CA: "root", CertificatePEM: "x"}, 400, "exactly one"},
+		{"fail/add-ca malformed PEM", "POST", "/v1/truststores/ts/cas", apiv1.AddTrustStoreCARequest{CertificatePEM: "-----BEGIN CERTIFICATE-----\nnope\n"}, 400, "not PEM"},
+		{"fail/add-ca body over limit", "POST", "/v1/truststores/ts/cas", `{"certificate_pem":"` + strings.Repeat("A", 70<<10) + `"}`, 413, "over the limit"},
+		{"fail/remove unknown CA", "DELETE", "/v1/truststores/ts/cas/root", nil, 404, `has no CA "root"`},
+		{"fail/crl unknown issuer", "POST", "/v1/truststores/ts/crls", apiv1.AddTrustStoreCRLRequest{CRLDER: partnerCRL(t, stranger, 1)}, 400, "is not a CA of trust store"},
+		{"fail/crl bad url", "POST", "/v1/truststores/ts/crls", apiv1.AddTrustStoreCRLRequest{URL: "file:///etc/passwd"}, 400, "http:// or https://"},
+		{"fail/crl not base64", "POST", "/v1/truststores/ts/crls", `{"crl_der":"***"}`, 400, "not valid base64"},
+		// The CRL route allows more than the 64 KiB of the others...
+		{"fail/crl over the general limit is parsed", "POST", "/v1/truststores/ts/crls", bigCRL, 400, "not PEM"},
+		// ...up to its own limit.
+		{"fail/crl over its limit", "POST", "/v1/truststores/ts/crls", hugeCRL, 413, "over the limit"},
+		{"fail/remove unknown CRL", "DELETE", "/v1/truststores/ts/crls/nope", nil, 404, `has no CRL "nope"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, eb := e.call(tt.method, tt.path, tt.body, nil)
+			if code != tt.status || !strings.Contains(eb.Error.Message, tt.want) {
+				t.Fatalf("%d %q, want %d %q", code, eb.Error.Message, tt.status, tt.want)
+			}
+		})
+	}
+	var ts apiv1.TrustStore
+	if code, _ := e.call("GET", "/v1/truststores/ts", nil, &ts); code != 200 || ts.Version != 1 {
+		t.Fatalf("refused requests changed the store: version %d", ts.Version)
+	}
+}

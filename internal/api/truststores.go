@@ -1,0 +1,169 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/trustgate/trustgate/internal/apiv1"
+	"github.com/trustgate/trustgate/internal/fault"
+)
+
+// crlUploadBodyBytes is the body limit of a CRL upload: a 16 MiB CRL
+// (truststore.MaxCRLBytes) in base64 or PEM inside JSON, with room.
+const crlUploadBodyBytes = 24 << 20
+
+// trustStores returns the trust-store service, or an error when the server
+// was assembled without one.
+func (r *request) trustStores() (TrustStores, error) {
+	if r.h.cfg.TrustStores == nil {
+		return nil, fault.New(fault.Unavailable, "trust stores are not served here")
+	}
+	return r.h.cfg.TrustStores, nil
+}
+
+func createTrustStore(r *request) (*result, error) {
+	svc, err := r.trustStores()
+	if err != nil {
+		return nil, err
+	}
+	var in apiv1.CreateTrustStoreRequest
+	if err := r.decode(&in); err != nil {
+		return nil, err
+	}
+	ts, err := svc.Create(r.Context(), in)
+	if err != nil {
+		return nil, err
+	}
+	return created(ts)
+}
+
+func listTrustStores(r *request) (*result, error) {
+	svc, err := r.trustStores()
+	if err != nil {
+		return nil, err
+	}
+	tss, err := svc.List(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	if tss == nil {
+		tss = []apiv1.TrustStore{}
+	}
+	return ok(apiv1.TrustStoreList{TrustStores: tss})
+}
+
+func getTrustStore(r *request) (*result, error) {
+	svc, err := r.trustStores()
+	if err != nil {
+		return nil, err
+	}
+	ts, err := svc.Get(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return nil, err
+	}
+	return ok(ts)
+}
+
+func addTrustStoreCA(r *request) (*result, error) {
+	svc, err := r.trustStores()
+	if err != nil {
+		return nil, err
+	}
+	var in apiv1.AddTrustStoreCARequest
+	if err := r.decode(&in); err != nil {
+		return nil, err
+	}
+	ts, err := svc.AddCA(r.Context(), r.PathValue("name"), in)
+	if err != nil {
+		return nil, err
+	}
+	return ok(ts)
+}
+
+func removeTrustStoreCA(r *request) (*result, error) {
+	svc, err := r.trustStores()
+	if err != nil {
+		return nil, err
+	}
+	ts, err := svc.RemoveCA(r.Context(), r.PathValue("name"), r.PathValue("ref"))
+	if err != nil {
+		return nil, err
+	}
+	return ok(ts)
+}
+
+func addTrustStoreCRL(r *request) (*result, error) {
+	svc, err := r.trustStores()
+	if err != nil {
+		return nil, err
+	}
+	var in apiv1.AddTrustStoreCRLRequest
+	if err := r.decode(&in); err != nil {
+		return nil, err
+	}
+	ts, err := svc.AddCRL(r.Context(), r.PathValue("name"), in)
+	if err != nil {
+		return nil, err
+	}
+	return ok(ts)
+}
+
+func removeTrustStoreCRL(r *request) (*result, error) {
+	svc, err := r.trustStores()
+	if err != nil {
+		return nil, err
+	}
+	ts, err := svc.RemoveCRL(r.Context(), r.PathValue("name"), r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	return ok(ts)
+}
+
+func trustStoreBundle(r *request) (*result, error) {
+	svc, err := r.trustStores()
+	if err != nil {
+		return nil, err
+	}
+	b, err := svc.Bundle(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		b = []byte{}
+	}
+	return &result{status: http.StatusOK, raw: b, contentType: "application/x-pem-file"}, nil
+}
+
+// trustStoreSnapshot answers with the snapshot and its ETag, or with 304
+// and no body when If-None-Match names the current ETag: a gateway polling
+// an unchanged store transfers nothing.
+func trustStoreSnapshot(r *request) (*result, error) {
+	svc, err := r.trustStores()
+	if err != nil {
+		return nil, err
+	}
+	snap, err := svc.Snapshot(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return nil, err
+	}
+	h := r.w.Header()
+	h.Set("ETag", snap.ETag)
+	h.Set("Cache-Control", "no-cache")
+	if etagMatches(r.Header.Get("If-None-Match"), snap.ETag) {
+		return &result{status: http.StatusNotModified, raw: []byte{}}, nil
+	}
+	return ok(snap)
+}
+
+// etagMatches reports whether an If-None-Match header names etag, with the
+// weak comparison RFC 9110 §13.1.2 prescribes for it.
+func etagMatches(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == "*" || (t != "" && t == strings.TrimPrefix(etag, "W/")) {
+			return true
+		}
+	}
+	return false
+}

@@ -146,6 +146,10 @@ func New(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 }
 
 func (g *Gateway) openLog(w io.Writer, spec string) (*slog.Logger, error) {
+	if w == nil && spec == "off" {
+		// Not even formatted: a discarded JSON line still costs its encoding.
+		return slog.New(slog.DiscardHandler), nil
+	}
 	if w == nil {
 		s, err := openSink(spec, os.Stderr)
 		if err != nil {

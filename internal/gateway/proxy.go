@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -205,13 +206,15 @@ func newRoute(l *listener, s config.GatewayRoute) (*route, error) {
 		tlsCfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get(), nil }
 	}
 	r.transport = &http.Transport{
-		Proxy:                 nil, // never the environment's proxy
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:       tlsCfg,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   64,
+		Proxy:               nil, // never the environment's proxy
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tlsCfg,
+		TLSHandshakeTimeout: 10 * time.Second,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConns:        256,
+		// Enough idle connections for every keep-alive client to have its
+		// own: a small pool closes and reopens backend connections under load.
+		MaxIdleConnsPerHost:   1024,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
@@ -231,6 +234,7 @@ func newRoute(l *listener, s config.GatewayRoute) (*route, error) {
 			}
 		},
 		Transport:    r.transport,
+		BufferPool:   copyBuffers,
 		ErrorHandler: l.backendError,
 		ErrorLog:     slog.NewLogLogger(l.g.log.Handler(), slog.LevelDebug),
 	}
@@ -433,3 +437,13 @@ func newErrorID() string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// copyBuffers recycles the 32 KiB buffers ReverseProxy copies bodies
+// through; without it each proxied response allocates one, and that garbage
+// dominates the collector's work under load.
+var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte  { return *b.p.Get().(*[]byte) }
+func (b *bufferPool) Put(v []byte) { b.p.Put(&v) }

@@ -6,7 +6,7 @@
 #   bench/gateway/run.sh                  # ~7 min with the defaults (~8.5 with GC_AB=1)
 #   REPS=1 DUR=5 bench/gateway/run.sh     # quick look (~2.5 min)
 #
-# What it measures (docs/benchmarks-gateway.md explains the method):
+# What it measures (docs/benchmarks.md, "Gateway benchmarks", explains the method):
 #   handshake: new TCP connection + full TLS 1.3 mTLS handshake (X25519, no
 #              resumption) + one GET with Connection: close, HS_C workers
 #   request:   keep-alive connections (one per worker, KA_C workers), GETs

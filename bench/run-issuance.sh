@@ -236,7 +236,7 @@ start_cfssl() { # alg
   wait_port "$CF_PORT" "$CF_PID" cfssl "$OUT/cfssl-$1.log"
 }
 
-# --- waiting for a quiet machine (other sessions may share it) ---------------
+# --- waiting for a quiet machine (other processes may share it) ---------------
 busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9; exit}' /proc/stat; }
 wait_quiet() {
   [ "$QUIET_MAX" -gt 0 ] 2>/dev/null || return 0

@@ -289,7 +289,7 @@ wait "$lp"
 EOF
 fi
 
-# --- waiting for a quiet machine (other sessions may share it) ------------------
+# --- waiting for a quiet machine (other processes may share it) ------------------
 busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9; exit}' /proc/stat; }
 wait_quiet() {
   [ "$QUIET_MAX" -gt 0 ] 2>/dev/null || return 0

@@ -29,9 +29,10 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer, cacheEntries *atomic.Int64) (*metrics, error) {
 	propagation := prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "trustgate_revocation_propagation_seconds",
-		Help:    "Time from a certificate's status change to the new CRL or OCSP answer of its CA being served.",
-		Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30, 60},
+		Name: "trustgate_revocation_propagation_seconds",
+		Help: "Time from a certificate's status change to the new CRL or OCSP answer of its CA being served.",
+		// Fine steps around the 100 ms coalescing window, where most changes land.
+		Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.11, 0.125, 0.15, 0.175, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30, 60},
 	}, []string{"kind"})
 	crlEntries := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "trustgate_crl_entries",

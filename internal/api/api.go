@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trustgate/trustgate/internal/apiv1"
+	"github.com/trustgate/trustgate/internal/authz"
 	"github.com/trustgate/trustgate/internal/ca"
 	"github.com/trustgate/trustgate/internal/fault"
 	"github.com/trustgate/trustgate/internal/inventory"
@@ -66,6 +67,13 @@ type TrustStores interface {
 	Snapshot(ctx context.Context, name string) (*apiv1.TrustStoreSnapshot, error)
 }
 
+// Authorizer answers authorization questions; a denial is an error of kind
+// fault.Denied whose message names the missing action and nothing of the
+// policies.
+type Authorizer interface {
+	Authorize(ctx context.Context, q authz.Query) error
+}
+
 // Authenticator maps a bearer token to a principal.
 type Authenticator interface {
 	Authenticate(ctx context.Context, secret string) (string, error)
@@ -78,6 +86,9 @@ type Config struct {
 	// TrustStores serves /v1/truststores; nil answers those routes with 503.
 	TrustStores TrustStores
 	Auth        Authenticator
+	// Authz decides what an authenticated principal may do; nil lets every
+	// authenticated principal do everything (tests of other concerns).
+	Authz Authorizer
 	// Store answers GetCAByID for rendering parents; it may be the same store the services use.
 	CAByID func(ctx context.Context, id string) (*store.CA, error)
 	// MaxBodyBytes caps request bodies; default 1 MiB. A route may allow
@@ -139,6 +150,39 @@ type request struct {
 	h         *Handler
 	principal string
 	maxBody   int64 // the body limit of the route
+	route     *Route
+	// authorized is set once the request passed an authorization check.
+	authorized bool
+}
+
+// authorize asks whether the caller may take the route's action on
+// resource; iss carries the facts of an issuance. Handlers of routes with
+// no Resource call it once they know what the request is about.
+func (r *request) authorize(resource string, iss *authz.Issuance) error {
+	if r.h.cfg.Authz != nil {
+		q := authz.Query{Principal: r.principal, Action: r.route.Action, Resource: resource, Issuance: iss}
+		if err := r.h.cfg.Authz.Authorize(r.Context(), q); err != nil {
+			return err
+		}
+	}
+	r.authorized = true
+	return nil
+}
+
+// routeResource fills a route's Resource pattern from the request's path values.
+func routeResource(pattern string, r *http.Request) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(pattern, '{')
+		j := strings.IndexByte(pattern, '}')
+		if i < 0 || j < i {
+			b.WriteString(pattern)
+			return b.String()
+		}
+		b.WriteString(pattern[:i])
+		b.WriteString(r.PathValue(pattern[i+1 : j]))
+		pattern = pattern[j+1:]
+	}
 }
 
 // decode reads a JSON body into v: size-capped, unknown fields refused, one value only.
@@ -217,7 +261,7 @@ func (h *Handler) wrap(rt Route) http.Handler {
 			h.requests.WithLabelValues(label, strconv.Itoa(sw.status)).Inc()
 			h.latency.WithLabelValues(label).Observe(time.Since(start).Seconds())
 		}()
-		req := &request{Request: r, w: sw, h: h, maxBody: max(h.cfg.MaxBodyBytes, rt.MaxBodyBytes)}
+		req := &request{Request: r, w: sw, h: h, maxBody: max(h.cfg.MaxBodyBytes, rt.MaxBodyBytes), route: &rt}
 		if !rt.Public {
 			p, err := h.authenticate(r)
 			if err != nil {
@@ -225,10 +269,22 @@ func (h *Handler) wrap(rt Route) http.Handler {
 				return
 			}
 			req.principal = p
+			if rt.Resource != "" {
+				if err := req.authorize(routeResource(rt.Resource, r), nil); err != nil {
+					h.writeError(sw, r, err)
+					return
+				}
+			}
 		}
 		res, err := rt.handle(req)
 		if err != nil {
 			h.writeError(sw, r, err)
+			return
+		}
+		if !rt.Public && !req.authorized {
+			// A handler that authorizes by itself returned without doing
+			// so: answer nothing rather than something unchecked.
+			h.writeError(sw, r, fmt.Errorf("route %s answered without an authorization check", label))
 			return
 		}
 		if res.raw != nil {

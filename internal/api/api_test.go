@@ -288,3 +288,29 @@ func TestIssueBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestEveryRouteDeclaresAnAction keeps a route from being added without
+// saying which policy action guards it.
+func TestEveryRouteDeclaresAnAction(t *testing.T) {
+	seen := map[string]bool{}
+	for _, rt := range api.Routes() {
+		label := rt.Method + " " + rt.Path
+		if seen[label] {
+			t.Errorf("%s is declared twice", label)
+		}
+		seen[label] = true
+		if rt.Public {
+			if rt.Action != "" || rt.Resource != "" {
+				t.Errorf("%s is public but declares an action", label)
+			}
+			continue
+		}
+		svc, verb, found := strings.Cut(rt.Action, ":")
+		if !found || svc == "" || verb == "" || strings.ContainsAny(rt.Action, "*/ ") {
+			t.Errorf("%s: action %q is not of the form service:Verb", label, rt.Action)
+		}
+		if rt.Resource != "" && rt.Resource != "*" && !strings.Contains(rt.Resource, "/") {
+			t.Errorf("%s: resource %q is not of the form kind/name", label, rt.Resource)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/trustgate/trustgate/internal/apiv1"
+	"github.com/trustgate/trustgate/internal/authz"
 	"github.com/trustgate/trustgate/internal/ca"
 	"github.com/trustgate/trustgate/internal/fault"
 	"github.com/trustgate/trustgate/internal/inventory"
@@ -24,6 +26,16 @@ type Route struct {
 	Summary string
 	// Public routes need no credentials.
 	Public bool
+	// Action is the policy action a non-public route needs, e.g.
+	// "cert:Read". Every non-public route has one; a test walks the table.
+	Action string
+	// Resource names what the action is on: a pattern whose {path values}
+	// are filled from the request, e.g. "ca/{name}"; "*" for routes on a
+	// whole collection. "" means the handler authorizes by itself, because
+	// the resource or the conditions are known only from the body or the
+	// store (issuance, revocation); the wrapper refuses to answer for a
+	// handler that returns without having done so.
+	Resource string
 	// Request and Response are zero values of the wire types (nil for none).
 	Request  any
 	Response any
@@ -52,46 +64,46 @@ func Routes() []Route {
 			Public: true, ContentType: "application/x-pem-file", Query: []Param{{"chain", "1 to return the chain"}}, handle: caPEM},
 		{Method: "GET", Path: "/v1/openapi.json", Summary: "This API's OpenAPI 3 document.", Public: true, handle: openapiDoc},
 
-		{Method: "POST", Path: "/v1/cas", Summary: "Create a root CA, an intermediate under a parent, or an intermediate awaiting an external parent (its CSR is in csr_pem).",
+		{Method: "POST", Path: "/v1/cas", Action: "ca:Create", Resource: "ca/*", Summary: "Create a root CA, an intermediate under a parent, or an intermediate awaiting an external parent (its CSR is in csr_pem).",
 			Request: apiv1.CreateCARequest{}, Response: apiv1.CA{}, Status: 201, handle: createCA},
-		{Method: "GET", Path: "/v1/cas", Summary: "List CAs.", Response: apiv1.CAList{}, handle: listCAs},
-		{Method: "GET", Path: "/v1/cas/{name}", Summary: "Show a CA.", Response: apiv1.CA{}, handle: getCA},
-		{Method: "POST", Path: "/v1/cas/{name}/certificate", Summary: "Activate a pending CA with the certificate its external parent signed.",
+		{Method: "GET", Path: "/v1/cas", Action: "ca:List", Resource: "*", Summary: "List CAs.", Response: apiv1.CAList{}, handle: listCAs},
+		{Method: "GET", Path: "/v1/cas/{name}", Action: "ca:Read", Resource: "ca/{name}", Summary: "Show a CA.", Response: apiv1.CA{}, handle: getCA},
+		{Method: "POST", Path: "/v1/cas/{name}/certificate", Action: "ca:ImportCertificate", Resource: "ca/{name}", Summary: "Activate a pending CA with the certificate its external parent signed.",
 			Request: apiv1.ImportCACertRequest{}, Response: apiv1.CA{}, handle: importCACert},
-		{Method: "POST", Path: "/v1/cas/{name}/disable", Summary: "Stop a CA from issuing.", Response: apiv1.CA{}, handle: setEnabled(false)},
-		{Method: "POST", Path: "/v1/cas/{name}/enable", Summary: "Let a disabled CA issue again.", Response: apiv1.CA{}, handle: setEnabled(true)},
-		{Method: "POST", Path: "/v1/cas/{name}/export-key", Summary: "Export a root CA's key once, as encrypted PKCS#8 PEM.",
+		{Method: "POST", Path: "/v1/cas/{name}/disable", Action: "ca:Disable", Resource: "ca/{name}", Summary: "Stop a CA from issuing.", Response: apiv1.CA{}, handle: setEnabled(false)},
+		{Method: "POST", Path: "/v1/cas/{name}/enable", Action: "ca:Enable", Resource: "ca/{name}", Summary: "Let a disabled CA issue again.", Response: apiv1.CA{}, handle: setEnabled(true)},
+		{Method: "POST", Path: "/v1/cas/{name}/export-key", Action: "ca:ExportKey", Resource: "ca/{name}", Summary: "Export a root CA's key once, as encrypted PKCS#8 PEM.",
 			Request: apiv1.ExportCAKeyRequest{}, Response: apiv1.ExportCAKeyResponse{}, handle: exportKey},
-		{Method: "POST", Path: "/v1/cas/{name}/offline", Summary: "Remove an exported root CA's key from the server.", Response: apiv1.CA{}, handle: offline},
+		{Method: "POST", Path: "/v1/cas/{name}/offline", Action: "ca:TakeOffline", Resource: "ca/{name}", Summary: "Remove an exported root CA's key from the server.", Response: apiv1.CA{}, handle: offline},
 
-		{Method: "POST", Path: "/v1/certificates", Summary: "Issue a certificate from a CSR or with a server-generated key (returned once, never stored).",
+		{Method: "POST", Path: "/v1/certificates", Action: "cert:Issue", Resource: "", Summary: "Issue a certificate from a CSR or with a server-generated key (returned once, never stored).",
 			Request: apiv1.IssueRequest{}, Response: apiv1.IssueResponse{}, Status: 201, handle: issue},
-		{Method: "GET", Path: "/v1/certificates", Summary: "Search the inventory with cursor pagination.", Response: apiv1.CertificateList{},
+		{Method: "GET", Path: "/v1/certificates", Action: "cert:List", Resource: "*", Summary: "Search the inventory with cursor pagination.", Response: apiv1.CertificateList{},
 			Query: []Param{{"ca", "CA name"}, {"status", "active, revoked or expired"}, {"expiring_within", "duration, e.g. 30d"},
 				{"san_contains", "substring of any SAN"}, {"cursor", "the next value of the previous page"}, {"limit", "page size, at most 1000"}},
 			handle: listCerts},
-		{Method: "GET", Path: "/v1/certificates/{serial}", Summary: "Show a certificate with its PEM and chain.", Response: apiv1.CertificateDetail{}, handle: getCert},
-		{Method: "POST", Path: "/v1/certificates/{serial}/revoke", Summary: "Revoke a certificate with an RFC 5280 reason; only certificateHold can be released. Already revoked: 409 stating the original reason and time.",
+		{Method: "GET", Path: "/v1/certificates/{serial}", Action: "cert:Read", Resource: "", Summary: "Show a certificate with its PEM and chain.", Response: apiv1.CertificateDetail{}, handle: getCert},
+		{Method: "POST", Path: "/v1/certificates/{serial}/revoke", Action: "cert:Revoke", Resource: "", Summary: "Revoke a certificate with an RFC 5280 reason; only certificateHold can be released. Already revoked: 409 stating the original reason and time.",
 			Request: apiv1.RevokeRequest{}, Response: apiv1.Certificate{}, handle: revoke},
-		{Method: "POST", Path: "/v1/certificates/{serial}/unhold", Summary: "Release a certificate on hold (certificateHold).", Response: apiv1.Certificate{}, handle: unhold},
-		{Method: "POST", Path: "/v1/certificates/import", Summary: "Add an external certificate to the inventory for tracking.",
+		{Method: "POST", Path: "/v1/certificates/{serial}/unhold", Action: "cert:Unhold", Resource: "", Summary: "Release a certificate on hold (certificateHold).", Response: apiv1.Certificate{}, handle: unhold},
+		{Method: "POST", Path: "/v1/certificates/import", Action: "cert:Import", Resource: "*", Summary: "Add an external certificate to the inventory for tracking.",
 			Request: apiv1.ImportCertificateRequest{}, Response: apiv1.Certificate{}, Status: 201, handle: importCert},
 
-		{Method: "POST", Path: "/v1/truststores", Summary: "Create a trust store at version 1, optionally with CAs of this Trustgate (whose revocations it follows) and external CA certificates.",
+		{Method: "POST", Path: "/v1/truststores", Action: "truststore:Create", Resource: "truststore/*", Summary: "Create a trust store at version 1, optionally with CAs of this Trustgate (whose revocations it follows) and external CA certificates.",
 			Request: apiv1.CreateTrustStoreRequest{}, Response: apiv1.TrustStore{}, Status: 201, handle: createTrustStore},
-		{Method: "GET", Path: "/v1/truststores", Summary: "List trust stores.", Response: apiv1.TrustStoreList{}, handle: listTrustStores},
-		{Method: "GET", Path: "/v1/truststores/{name}", Summary: "Show a trust store: its version, CAs and CRL sources.", Response: apiv1.TrustStore{}, handle: getTrustStore},
-		{Method: "POST", Path: "/v1/truststores/{name}/cas", Summary: "Add a CA of this Trustgate (ca) or external CA certificates (certificate_pem, a PEM bundle); makes a new version.",
+		{Method: "GET", Path: "/v1/truststores", Action: "truststore:List", Resource: "*", Summary: "List trust stores.", Response: apiv1.TrustStoreList{}, handle: listTrustStores},
+		{Method: "GET", Path: "/v1/truststores/{name}", Action: "truststore:Read", Resource: "truststore/{name}", Summary: "Show a trust store: its version, CAs and CRL sources.", Response: apiv1.TrustStore{}, handle: getTrustStore},
+		{Method: "POST", Path: "/v1/truststores/{name}/cas", Action: "truststore:Update", Resource: "truststore/{name}", Summary: "Add a CA of this Trustgate (ca) or external CA certificates (certificate_pem, a PEM bundle); makes a new version.",
 			Request: apiv1.AddTrustStoreCARequest{}, Response: apiv1.TrustStore{}, handle: addTrustStoreCA},
-		{Method: "DELETE", Path: "/v1/truststores/{name}/cas/{ref}", Summary: "Remove a CA, named by CA name or by the SHA-256 fingerprint of an external certificate; makes a new version.",
+		{Method: "DELETE", Path: "/v1/truststores/{name}/cas/{ref}", Action: "truststore:Update", Resource: "truststore/{name}", Summary: "Remove a CA, named by CA name or by the SHA-256 fingerprint of an external certificate; makes a new version.",
 			Response: apiv1.TrustStore{}, handle: removeTrustStoreCA},
-		{Method: "POST", Path: "/v1/truststores/{name}/crls", Summary: "Add a CRL (crl_pem or base64 crl_der, signed by an external CA of the store; replaces an older CRL of the same issuer and scope) or a CRL URL for gateways to fetch (url); makes a new version.",
+		{Method: "POST", Path: "/v1/truststores/{name}/crls", Action: "truststore:Update", Resource: "truststore/{name}", Summary: "Add a CRL (crl_pem or base64 crl_der, signed by an external CA of the store; replaces an older CRL of the same issuer and scope) or a CRL URL for gateways to fetch (url); makes a new version.",
 			Request: apiv1.AddTrustStoreCRLRequest{}, Response: apiv1.TrustStore{}, MaxBodyBytes: crlUploadBodyBytes, handle: addTrustStoreCRL},
-		{Method: "DELETE", Path: "/v1/truststores/{name}/crls/{id}", Summary: "Remove an external CRL source by ID; makes a new version.",
+		{Method: "DELETE", Path: "/v1/truststores/{name}/crls/{id}", Action: "truststore:Update", Resource: "truststore/{name}", Summary: "Remove an external CRL source by ID; makes a new version.",
 			Response: apiv1.TrustStore{}, handle: removeTrustStoreCRL},
-		{Method: "GET", Path: "/v1/truststores/{name}/bundle", Summary: "The trust store's CA certificates as a PEM bundle (CAs of this Trustgate first).",
+		{Method: "GET", Path: "/v1/truststores/{name}/bundle", Action: "truststore:Read", Resource: "truststore/{name}", Summary: "The trust store's CA certificates as a PEM bundle (CAs of this Trustgate first).",
 			ContentType: "application/x-pem-file", handle: trustStoreBundle},
-		{Method: "GET", Path: "/v1/truststores/{name}/snapshot", Summary: "What a gateway enforces: CA certificates, CRLs (the current CRL of each CA of this Trustgate, and uploaded ones) and CRL URLs. Answers with an ETag; If-None-Match with it answers 304 while nothing changed.",
+		{Method: "GET", Path: "/v1/truststores/{name}/snapshot", Action: "truststore:Read", Resource: "truststore/{name}", Summary: "What a gateway enforces: CA certificates, CRLs (the current CRL of each CA of this Trustgate, and uploaded ones) and CRL URLs. Answers with an ETag; If-None-Match with it answers 304 while nothing changed.",
 			Response: apiv1.TrustStoreSnapshot{}, handle: trustStoreSnapshot},
 	}
 }
@@ -241,6 +253,7 @@ func issue(r *request) (*result, error) {
 		CA: in.CA, Profile: in.Profile, CSR: []byte(in.CSR), CommonName: in.CommonName, KeyType: in.KeyType,
 		DNS: in.DNS, IP: in.IP, URI: in.URI, Email: in.Email, Validity: in.Validity, Managed: in.Managed,
 		Requester: r.principal,
+		Authorize: func(_ context.Context, iss *authz.Issuance) error { return r.authorize("ca/"+in.CA, iss) },
 	})
 	if err != nil {
 		return nil, err
@@ -335,7 +348,7 @@ func listCerts(r *request) (*result, error) {
 }
 
 func getCert(r *request) (*result, error) {
-	c, err := r.h.cfg.Inventory.Get(r.Context(), r.PathValue("serial"))
+	c, names, err := r.certificateAuthorized()
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +356,6 @@ func getCert(r *request) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	names := &caNames{r: r}
 	return ok(apiv1.CertificateDetail{
 		Certificate:    certView(c, names.name(c.CAID), r.h.cfg.Now()),
 		CertificatePEM: inventory.EncodePEM(c.DER),
@@ -376,6 +388,9 @@ func revoke(r *request) (*result, error) {
 			return nil, fault.New(fault.Invalid, "%v", err)
 		}
 	}
+	if _, _, err := r.certificateAuthorized(); err != nil {
+		return nil, err
+	}
 	c, err := r.h.cfg.CA.Revoke(r.Context(), r.PathValue("serial"), reason, r.principal)
 	if err != nil {
 		return nil, err
@@ -385,10 +400,32 @@ func revoke(r *request) (*result, error) {
 }
 
 func unhold(r *request) (*result, error) {
+	if _, _, err := r.certificateAuthorized(); err != nil {
+		return nil, err
+	}
 	c, err := r.h.cfg.CA.Unhold(r.Context(), r.PathValue("serial"), r.principal)
 	if err != nil {
 		return nil, err
 	}
 	names := &caNames{r: r}
 	return ok(certView(c, names.name(c.CAID), r.h.cfg.Now()))
+}
+
+// certificateAuthorized looks up the certificate of the {serial} path value
+// and authorizes the route's action on its CA ("ca/NAME"; "ca/-" for an
+// imported certificate of an issuer Trustgate does not hold).
+func (r *request) certificateAuthorized() (*store.Certificate, *caNames, error) {
+	c, err := r.h.cfg.Inventory.Get(r.Context(), r.PathValue("serial"))
+	if err != nil {
+		return nil, nil, err
+	}
+	names := &caNames{r: r}
+	res := "ca/-"
+	if n := names.name(c.CAID); n != "" {
+		res = "ca/" + n
+	}
+	if err := r.authorize(res, nil); err != nil {
+		return nil, nil, err
+	}
+	return c, names, nil
 }

@@ -6,9 +6,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/trustgate/trustgate/internal/apiv1"
+	"github.com/trustgate/trustgate/internal/authz"
 	"github.com/trustgate/trustgate/internal/fault"
 	"github.com/trustgate/trustgate/internal/inventory"
 	"github.com/trustgate/trustgate/internal/pki"
@@ -31,6 +33,10 @@ type IssueRequest struct {
 	Validity   string // empty: the profile's default
 	Managed    bool
 	Requester  string
+	// Authorize, when set, is asked whether the requester may have the
+	// certificate as resolved (profile, names, subject, key type, validity)
+	// before anything is signed or recorded; its error is returned as is.
+	Authorize func(ctx context.Context, iss *authz.Issuance) error
 }
 
 // Issued is the result of a successful issuance. The record is durable.
@@ -155,6 +161,12 @@ func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 		}
 	}
 
+	if r.Authorize != nil {
+		if err := r.Authorize(ctx, issuanceFacts(prof.Name, subject, sans, kt, notAfter.Sub(now))); err != nil {
+			return nil, err
+		}
+	}
+
 	serial, err := pki.NewSerial(s.cfg.Rand)
 	if err != nil {
 		return nil, fmt.Errorf("serial: %w", err)
@@ -230,4 +242,28 @@ type csrNames struct{ dns, ip, uri, email []string }
 
 func (n csrNames) empty() bool {
 	return len(n.dns)+len(n.ip)+len(n.uri)+len(n.email) == 0
+}
+
+// issuanceFacts describes a resolved request for authorization.
+func issuanceFacts(profile string, subject pkix.Name, sans pki.SANs, kt pki.KeyType, validity time.Duration) *authz.Issuance {
+	iss := &authz.Issuance{Profile: profile, DNS: sans.DNS, Emails: sans.Email, KeyType: string(kt), Validity: validity,
+		Subject: map[string][]string{}}
+	for _, ip := range sans.IP {
+		if a, ok := netip.AddrFromSlice(ip); ok {
+			iss.IPs = append(iss.IPs, a.Unmap())
+		}
+	}
+	for _, u := range sans.URI {
+		iss.URIs = append(iss.URIs, u.String())
+	}
+	if subject.CommonName != "" {
+		iss.Subject["CN"] = []string{subject.CommonName}
+	}
+	for k, v := range map[string][]string{"O": subject.Organization, "OU": subject.OrganizationalUnit, "C": subject.Country,
+		"L": subject.Locality, "ST": subject.Province} {
+		if len(v) > 0 {
+			iss.Subject[k] = v
+		}
+	}
+	return iss
 }

@@ -350,6 +350,8 @@ func StatusOf(k fault.Kind) int {
 		return http.StatusServiceUnavailable
 	case fault.TooLarge:
 		return http.StatusRequestEntityTooLarge
+	case fault.TooManyRequests:
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}
@@ -380,6 +382,9 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		}
 		if k == fault.Unauthenticated {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="trustgate"`)
+		}
+		if d := fault.RetryAfterOf(err); d > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int((d+time.Second-1)/time.Second)))
 		}
 	}
 	writeJSON(w, status, body)

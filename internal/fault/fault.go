@@ -6,6 +6,7 @@ package fault
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Kind classifies an error by what the caller can do about it.
@@ -29,6 +30,8 @@ const (
 	Unavailable
 	// TooLarge means the request body or a field is over a size limit.
 	TooLarge
+	// TooManyRequests means the caller is over a rate limit; see RetryAfter.
+	TooManyRequests
 )
 
 var kindNames = [...]string{
@@ -40,6 +43,7 @@ var kindNames = [...]string{
 	Unauthenticated: "unauthenticated",
 	Unavailable:     "unavailable",
 	TooLarge:        "too_large",
+	TooManyRequests: "too_many_requests",
 }
 
 // String returns the kind's wire name, used as the API error code.
@@ -97,3 +101,23 @@ func KindOf(err error) Kind {
 
 // Is reports whether err carries kind k.
 func Is(err error, k Kind) bool { return err != nil && KindOf(err) == k }
+
+// RetryAfter is an error that says when a refused request may be retried.
+type RetryAfter struct {
+	Err   *Error
+	After time.Duration
+}
+
+func (e *RetryAfter) Error() string { return e.Err.Error() }
+
+// Unwrap returns the kinded error, so KindOf sees through it.
+func (e *RetryAfter) Unwrap() error { return e.Err }
+
+// RetryAfterOf returns how long err asks the caller to wait, 0 if it does not.
+func RetryAfterOf(err error) time.Duration {
+	var ra *RetryAfter
+	if errors.As(err, &ra) {
+		return ra.After
+	}
+	return 0
+}

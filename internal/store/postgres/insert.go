@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/trustgate/trustgate/internal/store"
 )
@@ -26,7 +27,8 @@ const (
 type insertReq struct {
 	op    string // names the call in error messages
 	caID  string
-	args  []any // bound to insertCertSQL
+	args  []any              // bound to insertCertSQL
+	audit *store.AuditRecord // appended with the row, when set
 	state atomic.Int32
 	done  chan insertResult // buffered; receives exactly one result once taken
 }
@@ -76,7 +78,12 @@ func (d *DB) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 	if err != nil {
 		return fmt.Errorf("postgres: %s: %w", op, err)
 	}
-	req := &insertReq{op: op, caID: c.CAID, args: args, done: make(chan insertResult, 1)}
+	pending := store.AuditFrom(ctx)
+	req := &insertReq{op: op, caID: c.CAID, args: args, done: make(chan insertResult, 1),
+		audit: pending.Claim(fmt.Sprintf("record certificate serial %s of issuer %s", c.Serial, c.IssuerKey))}
+	var res insertResult
+	res.err = errClosed // anything but nil until the commit says otherwise
+	defer func() { pending.Settle(res.err == nil && req.audit != nil) }()
 
 	// Close takes sendMu for writing before it stops the writers, so a
 	// request sent under the read lock is always drained.
@@ -93,7 +100,6 @@ func (d *DB) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 		return fmt.Errorf("postgres: %s: %w", op, ctx.Err())
 	}
 
-	var res insertResult
 	select {
 	case res = <-req.done:
 	case <-ctx.Done():
@@ -219,6 +225,9 @@ func (d *DB) insertBatch(ctx context.Context, batch []*insertReq, results map[*i
 		return -1, err
 	}
 	defer conn.Release()
+	if slices.ContainsFunc(batch, func(r *insertReq) bool { return r.audit != nil }) {
+		return d.insertAuditedBatch(ctx, conn, batch, results)
+	}
 	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(batch)+1)}
 	b.Queue("SELECT pg_advisory_xact_lock($1, $2)", seqLockClass, d.seqLockKey)
 	for _, r := range batch {
@@ -248,6 +257,85 @@ func (d *DB) insertBatch(ctx context.Context, batch []*insertReq, results map[*i
 		}
 	}
 	if err := br.Close(); err != nil {
+		return -1, fmt.Errorf("commit: %w", err)
+	}
+	for i, r := range batch {
+		if seqs[i] == 0 {
+			results[r] = insertResult{err: fmt.Errorf("postgres: %s: duplicate issuer and serial: %w", r.op, store.ErrConflict)}
+		} else {
+			results[r] = insertResult{seq: seqs[i]}
+		}
+	}
+	return -1, nil
+}
+
+// insertAuditedBatch is insertBatch for a batch in which some rows carry
+// an audit record. The records chain after the audit head, which is known
+// only inside the transaction, so the batch is an explicit transaction of
+// two pipelines: the lock, the rows and the head; then the records and the
+// new head. The failure rules are insertBatch's.
+func (d *DB) insertAuditedBatch(ctx context.Context, conn *pgxpool.Conn, batch []*insertReq, results map[*insertReq]insertResult) (bad int, err error) {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return -1, notRunError{fmt.Errorf("begin: %w", err)}
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback(ctx)
+		}
+	}()
+	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(batch)+2)}
+	b.Queue("SELECT pg_advisory_xact_lock($1, $2)", seqLockClass, d.seqLockKey)
+	for _, r := range batch {
+		b.Queue(insertCertSQL, r.args...)
+	}
+	b.Queue("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+	br := tx.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return -1, fmt.Errorf("lock: %w", err)
+	}
+	seqs := make([]int64, len(batch))
+	for i := range batch {
+		err := br.QueryRow().Scan(&seqs[i])
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			seqs[i] = 0 // a duplicate
+		case err != nil:
+			br.Close()
+			if rowError(err) {
+				return i, err
+			}
+			return -1, err
+		}
+	}
+	var headSeq int64
+	var headHash []byte
+	if err := br.QueryRow().Scan(&headSeq, &headHash); err != nil {
+		br.Close()
+		return -1, fmt.Errorf("lock audit head: %w", err)
+	}
+	if err := br.Close(); err != nil {
+		return -1, err
+	}
+	b = &pgx.Batch{}
+	for i, r := range batch {
+		if seqs[i] == 0 || r.audit == nil {
+			continue
+		}
+		rec := r.audit
+		rec.Chain(headSeq, headHash)
+		headSeq, headHash = rec.Seq, rec.Hash
+		b.Queue(`INSERT INTO audit (seq, at, actor, action, resource, decision, outcome, request_id, source, detail, prev_hash, hash)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			rec.Seq, rec.At, rec.Actor, rec.Action, rec.Resource, rec.Decision, rec.Outcome, rec.RequestID, rec.Source, rec.Detail,
+			rec.PrevHash, rec.Hash)
+	}
+	b.Queue("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", headSeq, headHash)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return -1, fmt.Errorf("append audit records: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
 		return -1, fmt.Errorf("commit: %w", err)
 	}
 	for i, r := range batch {

@@ -350,7 +350,38 @@ func (d *DB) failIf(ctx context.Context, op string, err error) error {
 // learns whether it committed. A ctx that is done before fn starts fails the
 // call with ctx's error and nothing written. fn's error is returned as it
 // is: fn adds op and the sentinels itself.
+//
+// When ctx carries an audit record not yet written, fn runs inside a
+// transaction that appends the record too, so the change and its record
+// commit together.
 func (d *DB) write(ctx context.Context, op string, fn func(ctx context.Context, c *pgxpool.Conn) error) error {
+	return d.onConn(ctx, op, func(ctx context.Context, c *pgxpool.Conn) (err error) {
+		pending := store.AuditFrom(ctx)
+		rec := pending.Claim(op)
+		if rec == nil {
+			return fn(ctx, c)
+		}
+		defer func() { pending.Settle(err == nil) }()
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			return d.fail(ctx, op, err)
+		}
+		// Statements fn sends on c run inside tx: it is c's session.
+		if err := fn(ctx, c); err != nil {
+			_ = tx.Rollback(ctx)
+			return err
+		}
+		if err := appendAudit(ctx, tx, rec); err != nil {
+			_ = tx.Rollback(ctx)
+			return d.fail(ctx, op, err)
+		}
+		return d.failIf(ctx, op, tx.Commit(ctx))
+	})
+}
+
+// onConn runs fn on a pooled connection with the context rules of write,
+// and no audit record.
+func (d *DB) onConn(ctx context.Context, op string, fn func(ctx context.Context, c *pgxpool.Conn) error) error {
 	conn, err := d.pool.Acquire(ctx)
 	if err != nil {
 		return d.fail(ctx, op, err)

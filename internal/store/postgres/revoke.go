@@ -233,7 +233,9 @@ func (d *DB) NextCRLNumber(ctx context.Context, caID string, partition int) (int
 		return 0, fmt.Errorf("postgres: %s: ca %q does not exist: %w", op, caID, store.ErrNotFound)
 	}
 	var n int64
-	err := d.write(ctx, op, func(ctx context.Context, conn *pgxpool.Conn) error {
+	// A CRL number is the server's own business, never the change a
+	// caller's audit record describes: no audit here.
+	err := d.onConn(ctx, op, func(ctx context.Context, conn *pgxpool.Conn) error {
 		err := conn.QueryRow(ctx, nextCRLNumberSQL, caID, partition).Scan(&n)
 		if isCode(err, codeForeignKeyViolation) {
 			return fmt.Errorf("postgres: %s: ca %q does not exist: %w", op, caID, store.ErrNotFound)

@@ -48,14 +48,21 @@ func (d *DB) GetTokenByHash(ctx context.Context, hash []byte) (*store.Token, err
 		// NULL would compare as unknown anyway; no stored hash is empty.
 		return nil, fmt.Errorf("postgres: %s: %w", op, store.ErrNotFound)
 	}
-	var t store.Token
-	err := d.pool.QueryRow(ctx, selectTokenSQL+" WHERE hash = $1", hash).
-		Scan(&t.ID, &t.Principal, &t.Hash, &t.CreatedAt, &t.ExpiresAt, &t.Revoked)
+	t, err := scanToken(d.pool.QueryRow(ctx, selectTokenSQL+" WHERE hash = $1", hash))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("postgres: %s: %w", op, store.ErrNotFound)
 	}
 	if err != nil {
 		return nil, d.fail(ctx, op, err)
+	}
+	return t, nil
+}
+
+// scanToken scans one row of tokenColumns.
+func scanToken(row pgx.Row) (*store.Token, error) {
+	var t store.Token
+	if err := row.Scan(&t.ID, &t.Principal, &t.Hash, &t.CreatedAt, &t.ExpiresAt, &t.Revoked); err != nil {
+		return nil, err
 	}
 	t.CreatedAt, t.ExpiresAt = fromDB(t.CreatedAt), fromDB(t.ExpiresAt)
 	return &t, nil
@@ -89,7 +96,7 @@ func (d *DB) PutMeta(ctx context.Context, key string, value []byte) error {
 	if err := d.begin(ctx, op); err != nil {
 		return err
 	}
-	return d.write(ctx, op, func(ctx context.Context, c *pgxpool.Conn) error {
+	return d.onConn(ctx, op, func(ctx context.Context, c *pgxpool.Conn) error {
 		_, err := c.Exec(ctx, putMetaSQL, key, value)
 		return d.failIf(ctx, op, err)
 	})

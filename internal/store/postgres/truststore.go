@@ -117,7 +117,10 @@ func addTSMembers(ctx context.Context, tx pgx.Tx, id string, cas []store.TrustSt
 // outcome even if ctx ends. fn's errors are wrapped with op and their
 // sentinel; errors that already wrap a store sentinel keep it.
 func (d *DB) inTx(ctx context.Context, op string, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	return d.write(ctx, op, func(ctx context.Context, c *pgxpool.Conn) error {
+	return d.onConn(ctx, op, func(ctx context.Context, c *pgxpool.Conn) (err error) {
+		pending := store.AuditFrom(ctx)
+		rec := pending.Claim(op)
+		defer func() { pending.Settle(err == nil && rec != nil) }()
 		tx, err := c.Begin(ctx)
 		if err != nil {
 			return d.fail(ctx, op, err)
@@ -128,6 +131,12 @@ func (d *DB) inTx(ctx context.Context, op string, fn func(ctx context.Context, t
 				return fmt.Errorf("postgres: %s: %w", op, err)
 			}
 			return d.fail(ctx, op, err)
+		}
+		if rec != nil {
+			if err := appendAudit(ctx, tx, rec); err != nil {
+				_ = tx.Rollback(ctx)
+				return d.fail(ctx, op, err)
+			}
 		}
 		if err := tx.Commit(ctx); err != nil {
 			return d.fail(ctx, op, err)

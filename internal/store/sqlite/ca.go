@@ -41,11 +41,14 @@ func (d *DB) CreateCA(ctx context.Context, ca *store.CA) error {
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return fmt.Errorf("sqlite: %s: %w", op, err)
 	}
-	_, err := d.insCA.ExecContext(ctx,
-		ca.ID, ca.Name, nullString(ca.ParentID), boolInt(ca.ExternalParent),
-		string(ca.State), ca.KeyType, ca.SealedKey, ca.CSRDER, ca.CertDER,
-		ca.ChainDER, ca.Subject, ca.Depth, ca.PathLen, boolInt(ca.KeyExported),
-		nb, na, ct, ut, ca.CRLPartitions)
+	err := d.inWriteTx(ctx, op, func(tx *sql.Tx) error {
+		_, err := tx.StmtContext(ctx, d.insCA).ExecContext(ctx,
+			ca.ID, ca.Name, nullString(ca.ParentID), boolInt(ca.ExternalParent),
+			string(ca.State), ca.KeyType, ca.SealedKey, ca.CSRDER, ca.CertDER,
+			ca.ChainDER, ca.Subject, ca.Depth, ca.PathLen, boolInt(ca.KeyExported),
+			nb, na, ct, ut, ca.CRLPartitions)
+		return err
+	})
 	if isForeignKey(err) {
 		return fmt.Errorf("sqlite: %s: parent ca %q does not exist: %w", op, ca.ParentID, store.ErrNotFound)
 	}
@@ -75,18 +78,24 @@ func (d *DB) UpdateCA(ctx context.Context, ca *store.CA) error {
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return fmt.Errorf("sqlite: %s: %w", op, err)
 	}
-	res, err := d.updCA.ExecContext(ctx,
-		string(ca.State), ca.SealedKey, ca.CSRDER, ca.CertDER, ca.ChainDER,
-		ca.Subject, nb, na, boolInt(ca.KeyExported), ut, ca.ID)
-	if err != nil {
-		return wrapErr("sqlite: "+op, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return wrapErr("sqlite: "+op, err)
-	}
-	if n == 0 {
+	err := d.inWriteTx(ctx, op, func(tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, d.updCA).ExecContext(ctx,
+			string(ca.State), ca.SealedKey, ca.CSRDER, ca.CertDER, ca.ChainDER,
+			ca.Subject, nb, na, boolInt(ca.KeyExported), ut, ca.ID)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err == nil && n == 0 {
+			err = sql.ErrNoRows // roll back, though nothing was written
+		}
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("sqlite: %s: %w", op, store.ErrNotFound)
+	}
+	if err != nil {
+		return wrapErr("sqlite: "+op, err)
 	}
 	ca.UpdatedAt = now
 	return nil

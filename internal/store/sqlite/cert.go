@@ -31,8 +31,9 @@ const (
 
 // insertReq is one InsertCertificate call waiting in the group-commit queue.
 type insertReq struct {
-	issuerKey, serial, caID string // for error messages
-	args                    []any  // bound to insertCertSQL
+	issuerKey, serial, caID string             // for error messages
+	args                    []any              // bound to insertCertSQL
+	audit                   *store.AuditRecord // appended with the row, when set
 	state                   atomic.Int32
 	done                    chan insertResult // buffered; receives exactly one result once taken
 }
@@ -62,13 +63,18 @@ func (d *DB) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: %w", certOp(c.IssuerKey, c.Serial), err)
 	}
+	pending := store.AuditFrom(ctx)
 	req := &insertReq{
 		issuerKey: c.IssuerKey,
 		serial:    c.Serial,
 		caID:      c.CAID,
 		args:      args,
+		audit:     pending.Claim(fmt.Sprintf("record certificate serial %s of issuer %s", c.Serial, c.IssuerKey)),
 		done:      make(chan insertResult, 1),
 	}
+	var res insertResult
+	res.err = errClosed // anything but nil until the commit says otherwise
+	defer func() { pending.Settle(res.err == nil && req.audit != nil) }()
 
 	// Close takes sendMu for writing before it stops the writer, so a
 	// request sent under the read lock is always drained.
@@ -85,7 +91,6 @@ func (d *DB) InsertCertificate(ctx context.Context, c *store.Certificate) error 
 		return fmt.Errorf("sqlite: %s: %w", certOp(c.IssuerKey, c.Serial), ctx.Err())
 	}
 
-	var res insertResult
 	select {
 	case res = <-req.done:
 	case <-ctx.Done():
@@ -231,6 +236,9 @@ func (d *DB) insertBatch(batch []*insertReq, results []insertResult) (err error)
 		res, ierr := ins.ExecContext(ctx, r.args...)
 		if ierr == nil {
 			results[i].seq, ierr = res.LastInsertId()
+		}
+		if ierr == nil && r.audit != nil {
+			ierr = appendAudit(ctx, tx, r.audit)
 		}
 		if ierr != nil {
 			if _, err := rollback.ExecContext(ctx); err != nil {

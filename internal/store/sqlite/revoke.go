@@ -153,7 +153,7 @@ func (d *DB) ReleaseHold(ctx context.Context, caID, serial string) (*store.Certi
 // returned with an error wrapping store.ErrConflict that says why.
 func (d *DB) transition(ctx context.Context, op, caID, serial, refused string, update func(*sql.Tx) *sql.Row) (*store.Certificate, error) {
 	var c *store.Certificate
-	err := d.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err := d.inWriteTx(ctx, op, func(tx *sql.Tx) error {
 		var err error
 		c, err = scanCert(update(tx))
 		if !errors.Is(err, sql.ErrNoRows) {
@@ -264,7 +264,9 @@ func (d *DB) NextCRLNumber(ctx context.Context, caID string, partition int) (int
 		return 0, fmt.Errorf("sqlite: %s: %w", op, fault.New(fault.Invalid, "negative CRL partition"))
 	}
 	var n int64
-	err := d.inWriteTx(ctx, func(tx *sql.Tx) error {
+	// A CRL number is the server's own business, never the change a
+	// caller's audit record describes.
+	err := d.inWriteTx(store.WithAudit(ctx, nil), op, func(tx *sql.Tx) error {
 		return tx.StmtContext(ctx, d.nextCRL).QueryRowContext(ctx, caID, int64(partition)).Scan(&n)
 	})
 	if isForeignKey(err) {
@@ -278,8 +280,13 @@ func (d *DB) NextCRLNumber(ctx context.Context, caID string, partition int) (int
 
 // inWriteTx runs fn in a transaction on the writer connection and commits it,
 // or rolls it back when fn fails. A done ctx rolls it back too, and the error
-// then wraps ctx.Err(): a nil return means committed and durable.
-func (d *DB) inWriteTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
+// then wraps ctx.Err(): a nil return means committed and durable. The audit
+// record that ctx carries, if still unwritten, is appended in the same
+// transaction with detail describing the change.
+func (d *DB) inWriteTx(ctx context.Context, detail string, fn func(*sql.Tx) error) (err error) {
+	pending := store.AuditFrom(ctx)
+	rec := pending.Claim(detail)
+	defer func() { pending.Settle(err == nil && rec != nil) }()
 	tx, err := d.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the writer DSN sets _txlock
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -291,6 +298,11 @@ func (d *DB) inWriteTx(ctx context.Context, fn func(*sql.Tx) error) (err error) 
 	}()
 	if err := fn(tx); err != nil {
 		return err
+	}
+	if rec != nil {
+		if err := appendAudit(ctx, tx, rec); err != nil {
+			return err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		if cerr := ctx.Err(); cerr != nil && errors.Is(err, sql.ErrTxDone) {

@@ -31,7 +31,11 @@ func (d *DB) CreateToken(ctx context.Context, t *store.Token) error {
 	if err := errors.Join(err1, err2); err != nil {
 		return fmt.Errorf("sqlite: %s: %w", op, err)
 	}
-	if _, err := d.insToken.ExecContext(ctx, t.ID, t.Principal, t.Hash, ct, et, boolInt(t.Revoked)); err != nil {
+	err := d.inWriteTx(ctx, fmt.Sprintf("create token %q for principal %q", t.ID, t.Principal), func(tx *sql.Tx) error {
+		_, err := tx.StmtContext(ctx, d.insToken).ExecContext(ctx, t.ID, t.Principal, t.Hash, ct, et, boolInt(t.Revoked))
+		return err
+	})
+	if err != nil {
 		return wrapErr("sqlite: "+op, err)
 	}
 	return nil
@@ -44,24 +48,32 @@ func (d *DB) GetTokenByHash(ctx context.Context, hash []byte) (*store.Token, err
 	if err := d.begin(ctx, op); err != nil {
 		return nil, err
 	}
-	var (
-		t       store.Token
-		ct, et  string
-		revoked int64
-	)
-	err := d.getToken.QueryRowContext(ctx, hash).Scan(&t.ID, &t.Principal, blob{&t.Hash}, &ct, &et, &revoked)
+	t, err := scanToken(d.getToken.QueryRowContext(ctx, hash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("sqlite: %s: %w", op, store.ErrNotFound)
 	}
 	if err != nil {
 		return nil, wrapErr("sqlite: "+op, err)
 	}
+	return t, nil
+}
+
+// scanToken scans one row of tokenColumns.
+func scanToken(s scanner) (*store.Token, error) {
+	var (
+		t       store.Token
+		ct, et  string
+		revoked int64
+	)
+	if err := s.Scan(&t.ID, &t.Principal, blob{&t.Hash}, &ct, &et, &revoked); err != nil {
+		return nil, err
+	}
 	t.Revoked = revoked != 0
 	var err1, err2 error
 	t.CreatedAt, err1 = decodeTime(ct)
 	t.ExpiresAt, err2 = decodeTime(et)
 	if err := errors.Join(err1, err2); err != nil {
-		return nil, fmt.Errorf("sqlite: %s: token %q: %w", op, t.ID, err)
+		return nil, fmt.Errorf("token %q: %w", t.ID, err)
 	}
 	return &t, nil
 }

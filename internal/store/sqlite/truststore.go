@@ -46,7 +46,7 @@ func (d *DB) CreateTrustStore(ctx context.Context, ts *store.TrustStore) error {
 	if err := errors.Join(err1, err2); err != nil {
 		return fmt.Errorf("sqlite: %s: %w", op, err)
 	}
-	err := d.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err := d.inWriteTx(ctx, op, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, insertTSSQL, ts.ID, ts.Name, ct, ut); err != nil {
 			return err
 		}
@@ -196,7 +196,7 @@ func (d *DB) ChangeTrustStore(ctx context.Context, id string, version int64, ch 
 		return nil, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
 	var out *store.TrustStore
-	err = d.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err = d.inWriteTx(ctx, op, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, bumpTSVersion, at, id, version)
 		if err != nil {
 			return err

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -74,6 +75,33 @@ type Authorizer interface {
 	Authorize(ctx context.Context, q authz.Query) error
 }
 
+// Access is what the handlers need from the access-control service.
+type Access interface {
+	Authorizer
+	Decide(ctx context.Context, q authz.Query) (authz.Decision, error)
+	PutPolicy(ctx context.Context, name string, doc []byte) (*store.PolicyRecord, *authz.Policy, error)
+	CreatePrincipal(ctx context.Context, np authz.NewPrincipal) (*store.Principal, string, error)
+	UpdatePrincipal(ctx context.Context, name string, fn func(p *store.Principal) error) (*store.Principal, error)
+	CreateToken(ctx context.Context, principal string, ttl time.Duration) (id, secret string, err error)
+}
+
+// AuditLog is what the handlers need to record calls and read the log.
+type AuditLog interface {
+	AppendAudit(ctx context.Context, r *store.AuditRecord) error
+	ListAudit(ctx context.Context, f store.AuditFilter) ([]*store.AuditRecord, error)
+}
+
+// AccessStore reads what the access routes show.
+type AccessStore interface {
+	GetPolicy(ctx context.Context, name string) (*store.PolicyRecord, error)
+	ListPolicies(ctx context.Context) ([]*store.PolicyRecord, error)
+	DeletePolicy(ctx context.Context, name string) error
+	GetPrincipal(ctx context.Context, name string) (*store.Principal, error)
+	ListPrincipals(ctx context.Context) ([]*store.Principal, error)
+	ListTokens(ctx context.Context, principal string) ([]*store.Token, error)
+	RevokeToken(ctx context.Context, id string) error
+}
+
 // Authenticator maps a bearer token to a principal.
 type Authenticator interface {
 	Authenticate(ctx context.Context, secret string) (string, error)
@@ -89,6 +117,11 @@ type Config struct {
 	// Authz decides what an authenticated principal may do; nil lets every
 	// authenticated principal do everything (tests of other concerns).
 	Authz Authorizer
+	// Access serves /v1/policies and /v1/principals; nil answers them with 503.
+	Access      Access
+	AccessStore AccessStore
+	// Audit records every mutating call and every denied call; nil records nothing.
+	Audit AuditLog
 	// Store answers GetCAByID for rendering parents; it may be the same store the services use.
 	CAByID func(ctx context.Context, id string) (*store.CA, error)
 	// MaxBodyBytes caps request bodies; default 1 MiB. A route may allow
@@ -153,12 +186,16 @@ type request struct {
 	route     *Route
 	// authorized is set once the request passed an authorization check.
 	authorized bool
+	// audit is the record of this call; the store appends it with the
+	// call's first change, or wrap appends it alone at the end.
+	audit *store.PendingAudit
 }
 
 // authorize asks whether the caller may take the route's action on
 // resource; iss carries the facts of an issuance. Handlers of routes with
 // no Resource call it once they know what the request is about.
 func (r *request) authorize(resource string, iss *authz.Issuance) error {
+	r.audit.Record.Resource = resource
 	if r.h.cfg.Authz != nil {
 		q := authz.Query{Principal: r.principal, Action: r.route.Action, Resource: resource, Issuance: iss}
 		if err := r.h.cfg.Authz.Authorize(r.Context(), q); err != nil {
@@ -262,15 +299,18 @@ func (h *Handler) wrap(rt Route) http.Handler {
 			h.latency.WithLabelValues(label).Observe(time.Since(start).Seconds())
 		}()
 		req := &request{Request: r, w: sw, h: h, maxBody: max(h.cfg.MaxBodyBytes, rt.MaxBodyBytes), route: &rt}
+		var err error
 		if !rt.Public {
-			p, err := h.authenticate(r)
-			if err != nil {
+			req.audit = h.newAudit(r, rt)
+			req.Request = r.WithContext(store.WithAudit(r.Context(), req.audit))
+			defer func() { h.finishAudit(req, err) }()
+			if req.principal, err = h.authenticate(r); err != nil {
 				h.writeError(sw, r, err)
 				return
 			}
-			req.principal = p
+			req.audit.Record.Actor = req.principal
 			if rt.Resource != "" {
-				if err := req.authorize(routeResource(rt.Resource, r), nil); err != nil {
+				if err = req.authorize(routeResource(rt.Resource, r), nil); err != nil {
 					h.writeError(sw, r, err)
 					return
 				}
@@ -284,7 +324,8 @@ func (h *Handler) wrap(rt Route) http.Handler {
 		if !rt.Public && !req.authorized {
 			// A handler that authorizes by itself returned without doing
 			// so: answer nothing rather than something unchecked.
-			h.writeError(sw, r, fmt.Errorf("route %s answered without an authorization check", label))
+			err = fmt.Errorf("route %s answered without an authorization check", label)
+			h.writeError(sw, r, err)
 			return
 		}
 		if res.raw != nil {
@@ -388,4 +429,57 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		}
 	}
 	writeJSON(w, status, body)
+}
+
+// newAudit starts the audit record of a call to a guarded route.
+func (h *Handler) newAudit(r *http.Request, rt Route) *store.PendingAudit {
+	idb := make([]byte, 8)
+	rand.Read(idb)
+	id := hex.EncodeToString(idb)
+	source := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(source); err == nil {
+		source = host
+	}
+	return &store.PendingAudit{Record: store.AuditRecord{
+		At: h.cfg.Now().UTC(), Action: rt.Action, Resource: routeResource(rt.Resource, r),
+		Decision: "allow", Outcome: "ok", RequestID: id, Source: source,
+	}}
+}
+
+// finishAudit records a call that the store has not recorded with a
+// change: every denied call (401, 403), and every mutating call that
+// changed nothing or failed. Reads that were allowed are not recorded.
+func (h *Handler) finishAudit(r *request, err error) {
+	if h.cfg.Audit == nil || r.audit.Written() {
+		return
+	}
+	rec := &r.audit.Record
+	kind := fault.KindOf(err)
+	denied := err != nil && (kind == fault.Denied || kind == fault.Unauthenticated)
+	if r.Method == http.MethodGet && !denied {
+		return
+	}
+	if err != nil {
+		rec.Outcome = kind.String()
+		if denied {
+			rec.Decision = "deny"
+		}
+		var de *authz.DeniedError
+		switch {
+		case errors.As(err, &de):
+			// The audit log is read by auditors, not by the caller: it
+			// may say which statement decided.
+			rec.Detail = de.Decision.Reason
+		case StatusOf(kind) < 500:
+			rec.Detail = err.Error()
+		default:
+			rec.Detail = "internal error"
+		}
+	}
+	// The call's own context may be ending; the record must still land.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+	defer cancel()
+	if aerr := h.cfg.Audit.AppendAudit(ctx, rec); aerr != nil {
+		h.cfg.Logger.Error("audit record lost", "request_id", rec.RequestID, "action", rec.Action, "err", aerr)
+	}
 }

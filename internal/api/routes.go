@@ -57,7 +57,7 @@ type Param struct {
 
 // Routes returns the route table. Every route the server answers is here.
 func Routes() []Route {
-	return []Route{
+	return append([]Route{
 		{Method: "GET", Path: "/healthz", Summary: "Readiness: 200 when the server is ready.", Public: true,
 			Response: apiv1.Health{}, handle: healthz},
 		{Method: "GET", Path: "/ca/{file}", Summary: "A CA certificate as PEM ({name}.pem); ?chain=1 adds its parents up to the root.",
@@ -105,7 +105,7 @@ func Routes() []Route {
 			ContentType: "application/x-pem-file", handle: trustStoreBundle},
 		{Method: "GET", Path: "/v1/truststores/{name}/snapshot", Action: "truststore:Read", Resource: "truststore/{name}", Summary: "What a gateway enforces: CA certificates, CRLs (the current CRL of each CA of this Trustgate, and uploaded ones) and CRL URLs. Answers with an ETag; If-None-Match with it answers 304 while nothing changed.",
 			Response: apiv1.TrustStoreSnapshot{}, handle: trustStoreSnapshot},
-	}
+	}, accessRoutes()...)
 }
 
 func healthz(r *request) (*result, error) {

@@ -69,22 +69,29 @@ func HashToken(secret string) []byte {
 // Create makes a token for principal and returns its secret, which is not
 // stored and cannot be shown again. ttl 0 means no expiry.
 func (t *Tokens) Create(ctx context.Context, principal string, ttl time.Duration) (string, error) {
+	_, secret, err := t.CreateWithID(ctx, principal, ttl)
+	return secret, err
+}
+
+// CreateWithID is Create that also returns the token's ID, by which it is
+// listed and revoked.
+func (t *Tokens) CreateWithID(ctx context.Context, principal string, ttl time.Duration) (id, secret string, err error) {
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
-		return "", fmt.Errorf("token: %w", err)
+		return "", "", fmt.Errorf("token: %w", err)
 	}
-	secret := TokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
+	secret = TokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
 	now := t.now().UTC()
-	id := make([]byte, 8)
-	rand.Read(id)
-	rec := &store.Token{ID: hex.EncodeToString(id), Principal: principal, Hash: HashToken(secret), CreatedAt: now}
+	idb := make([]byte, 8)
+	rand.Read(idb)
+	rec := &store.Token{ID: hex.EncodeToString(idb), Principal: principal, Hash: HashToken(secret), CreatedAt: now}
 	if ttl > 0 {
 		rec.ExpiresAt = now.Add(ttl)
 	}
 	if err := t.st.CreateToken(ctx, rec); err != nil {
-		return "", fmt.Errorf("store token: %w", err)
+		return "", "", fmt.Errorf("store token: %w", err)
 	}
-	return secret, nil
+	return rec.ID, secret, nil
 }
 
 // Valid reports whether secret is a live token.

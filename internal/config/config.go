@@ -53,7 +53,19 @@ type Server struct {
 	Public        Public `yaml:"public"`
 	Issuance      Issue  `yaml:"issuance"`
 	Revocation    Revoke `yaml:"revocation"`
+	Access        Access `yaml:"access"`
 	Log           Log    `yaml:"log"`
+}
+
+// Access holds access-control settings.
+type Access struct {
+	// IssuePerMinute and IssueBurst are each principal's token bucket for
+	// issuance; 0 per minute turns the limit off.
+	IssuePerMinute int `yaml:"issue_per_minute"`
+	IssueBurst     int `yaml:"issue_burst"`
+	// RevokePerMinute and RevokeBurst are the same for revocation.
+	RevokePerMinute int `yaml:"revoke_per_minute"`
+	RevokeBurst     int `yaml:"revoke_burst"`
 }
 
 // API is the authenticated HTTPS API.
@@ -116,7 +128,8 @@ func Default(dataDir string) Server {
 			CRLValidity:  Duration(7 * 24 * time.Hour),
 			OCSPValidity: Duration(time.Hour),
 		},
-		Log: Log{Level: "info", Format: "json"},
+		Access: Access{IssuePerMinute: 60000, IssueBurst: 1000, RevokePerMinute: 6000, RevokeBurst: 100},
+		Log:    Log{Level: "info", Format: "json"},
 	}
 }
 
@@ -215,6 +228,14 @@ func (c Server) Validate() error {
 	} else {
 		if u, err := url.Parse(c.Public.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("public.base_url %q must be an http:// URL", c.Public.BaseURL))
+		}
+	}
+	for _, l := range []struct {
+		key         string
+		rate, burst int
+	}{{"issue", c.Access.IssuePerMinute, c.Access.IssueBurst}, {"revoke", c.Access.RevokePerMinute, c.Access.RevokeBurst}} {
+		if l.rate < 0 || (l.rate > 0 && l.burst < 1) {
+			errs = append(errs, fmt.Errorf("access.%s_per_minute must be >= 0 and access.%s_burst >= 1 when it is set", l.key, l.key))
 		}
 	}
 	if c.API.MaxBodyBytes < 1024 {

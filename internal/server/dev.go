@@ -126,6 +126,9 @@ func PrepareDev(ctx context.Context, cfg config.Server, opts Options) (*Server, 
 			return fail(err)
 		}
 	}
+	if _, err := s.Access.EnsureAdmin(ctx, BootstrapPrincipal); err != nil {
+		return fail(err)
+	}
 	tok := ""
 	if b, err := os.ReadFile(f.Token); err == nil && s.Tokens.Valid(ctx, strings.TrimSpace(string(b))) {
 		tok = strings.TrimSpace(string(b))
@@ -133,7 +136,7 @@ func PrepareDev(ctx context.Context, cfg config.Server, opts Options) (*Server, 
 		return fail(err)
 	}
 	if tok == "" {
-		if tok, err = s.Tokens.Create(ctx, "admin", 0); err != nil {
+		if tok, err = s.Tokens.Create(ctx, BootstrapPrincipal, 0); err != nil {
 			return fail(err)
 		}
 		if err := atomicfile.WriteFile(f.Token, []byte(tok+"\n"), 0o600); err != nil {

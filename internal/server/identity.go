@@ -56,7 +56,10 @@ func Init(ctx context.Context, cfg config.Server, opts Options) (adminToken stri
 	if err := s.EnsureAPIIdentity(ctx, APICAName, []string{"localhost"}, []string{"127.0.0.1", "::1"}); err != nil {
 		return "", err
 	}
-	return s.Tokens.Create(ctx, "admin", 0)
+	if _, err := s.Access.EnsureAdmin(ctx, BootstrapPrincipal); err != nil {
+		return "", err
+	}
+	return s.Tokens.Create(ctx, BootstrapPrincipal, 0)
 }
 
 // EnsureAPIIdentity issues the API's server certificate from caName unless

@@ -48,6 +48,7 @@ type Server struct {
 	CA         *ca.Service
 	Inventory  *inventory.Service
 	Tokens     *authz.Tokens
+	Access     *authz.Service
 	Revocation *revocation.Service
 	// TrustStores follows the CAs' revocations through Revocation.
 	TrustStores *truststore.Service
@@ -132,12 +133,32 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 		st.Close()
 		return nil, err
 	}
+	limits := map[string]authz.RateLimit{}
+	if a := cfg.Access; a.IssuePerMinute > 0 {
+		limits["cert:Issue"] = authz.RateLimit{Rate: float64(a.IssuePerMinute) / 60, Burst: a.IssueBurst}
+	}
+	if a := cfg.Access; a.RevokePerMinute > 0 {
+		limits["cert:Revoke"] = authz.RateLimit{Rate: float64(a.RevokePerMinute) / 60, Burst: a.RevokeBurst}
+	}
+	access := authz.New(authz.Config{Store: st, Limits: limits, Now: opts.Now})
+	if ps, err := st.ListPrincipals(ctx); err != nil {
+		st.Close()
+		return nil, err
+	} else if len(ps) == 0 && !opts.Create {
+		// A data directory from before principals existed: its tokens
+		// belong to "admin", who becomes the bootstrap principal.
+		if _, err := access.EnsureAdmin(ctx, BootstrapPrincipal); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	return &Server{
 		Config:      cfg,
 		Store:       st,
 		CA:          casvc,
 		Inventory:   inventory.New(inventory.Config{Store: st, Now: opts.Now}),
-		Tokens:      authz.NewTokens(st, opts.Now),
+		Tokens:      access.Tokens,
+		Access:      access,
 		Revocation:  rev,
 		TrustStores: trust,
 		Logger:      log,
@@ -200,13 +221,18 @@ func checkCanary(ctx context.Context, st store.Store, sealer *keystore.Sealer, c
 	return st.PutMeta(ctx, metaCanary, canary)
 }
 
+// BootstrapPrincipal is the administrator that init and dev create, with
+// the admin policy.
+const BootstrapPrincipal = "admin"
+
 // Close releases the store.
 func (s *Server) Close() error { return s.Store.Close() }
 
 // Handler returns the API handler (all routes).
 func (s *Server) Handler() http.Handler {
 	h := api.New(api.Config{
-		CA: s.CA, Inventory: s.Inventory, TrustStores: s.TrustStores, Auth: s.Tokens, CAByID: s.Store.GetCAByID,
+		CA: s.CA, Inventory: s.Inventory, TrustStores: s.TrustStores, CAByID: s.Store.GetCAByID,
+		Auth: s.Access, Authz: s.Access, Access: s.Access, AccessStore: s.Store, Audit: s.Store,
 		MaxBodyBytes: s.Config.API.MaxBodyBytes, Ready: s.ready.Load,
 		Logger: s.Logger.With("component", "api"), Registerer: s.Registry,
 	})

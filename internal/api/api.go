@@ -73,6 +73,9 @@ type TrustStores interface {
 // policies.
 type Authorizer interface {
 	Authorize(ctx context.Context, q authz.Query) error
+	// AuthorizeAny refuses a principal that could take action on no
+	// resource at all; routes that authorize in their handler ask it first.
+	AuthorizeAny(ctx context.Context, principal, action string) error
 }
 
 // Access is what the handlers need from the access-control service.
@@ -310,10 +313,13 @@ func (h *Handler) wrap(rt Route) http.Handler {
 			}
 			req.audit.Record.Actor = req.principal
 			if rt.Resource != "" {
-				if err = req.authorize(routeResource(rt.Resource, r), nil); err != nil {
-					h.writeError(sw, r, err)
-					return
-				}
+				err = req.authorize(routeResource(rt.Resource, r), nil)
+			} else if h.cfg.Authz != nil {
+				err = h.cfg.Authz.AuthorizeAny(r.Context(), req.principal, rt.Action)
+			}
+			if err != nil {
+				h.writeError(sw, r, err)
+				return
 			}
 		}
 		res, err := rt.handle(req)

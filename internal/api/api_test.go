@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -41,7 +42,27 @@ type env struct {
 	srv     *httptest.Server
 	handler http.Handler
 	st      store.Store
+	access  *authz.Service
 	token   string
+	logs    *lockedBuffer // everything the API logged
+}
+
+// lockedBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func newEnv(t *testing.T) *env {
@@ -72,14 +93,20 @@ func buildEnv(t *testing.T, dir string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens := authz.NewTokens(st, nil)
-	tok, err := tokens.Create(context.Background(), "admin", 0)
+	access := authz.New(authz.Config{Store: st, Limits: map[string]authz.RateLimit{"cert:Revoke": {Rate: 1000, Burst: 1000}}})
+	if _, err := access.EnsureAdmin(context.Background(), "admin"); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := access.Tokens.Create(context.Background(), "admin", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := api.New(api.Config{CA: casvc, Inventory: inventory.New(inventory.Config{Store: st}), Auth: tokens,
-		CAByID: st.GetCAByID, MaxBodyBytes: 64 << 10})
-	return &env{t: t, srv: httptest.NewTLSServer(h), handler: h, st: st, token: tok}
+	logs := &lockedBuffer{}
+	h := api.New(api.Config{CA: casvc, Inventory: inventory.New(inventory.Config{Store: st}),
+		Auth: access, Authz: access, Access: access, AccessStore: st, Audit: st,
+		CAByID: st.GetCAByID, MaxBodyBytes: 64 << 10,
+		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	return &env{t: t, srv: httptest.NewTLSServer(h), handler: h, st: st, access: access, token: tok, logs: logs}
 }
 
 // call sends a request and decodes the JSON answer into out (when non-nil).

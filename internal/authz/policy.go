@@ -235,6 +235,29 @@ func Evaluate(policies []NamedPolicy, q Query) Decision {
 	return Decision{Reason: "no statement allows it (default deny)"}
 }
 
+// MayEver reports whether policies could allow action on some resource
+// under some conditions: false when no allow statement names the action,
+// or when a deny without conditions covers it everywhere. It lets a caller
+// refuse early, before it looks up what the request is about.
+func MayEver(policies []NamedPolicy, action string) bool {
+	allowed := false
+	for _, np := range policies {
+		for _, st := range np.Policy.Statements {
+			if !slices.ContainsFunc(st.Actions, func(p string) bool { return globMatch(p, action) }) {
+				continue
+			}
+			if st.Effect == "deny" {
+				if st.Conditions == nil && slices.Contains(st.Resources, "*") {
+					return false
+				}
+				continue
+			}
+			allowed = true
+		}
+	}
+	return allowed
+}
+
 func (st *Statement) covers(action, resource string) bool {
 	return slices.ContainsFunc(st.Actions, func(p string) bool { return globMatch(p, action) }) &&
 		slices.ContainsFunc(st.Resources, func(p string) bool { return globMatch(p, resource) })

@@ -134,17 +134,43 @@ func (s *Service) reserve(principal, action string, l RateLimit) time.Duration {
 	return 0
 }
 
+// AuthorizeAny refuses a principal that no resource or condition could
+// let take action, so that a route which must first look up what a
+// request is about (a certificate, a CA named in the body) refuses such a
+// caller before it says whether the thing exists.
+func (s *Service) AuthorizeAny(ctx context.Context, principal, action string) error {
+	pols, why, err := s.policiesOf(ctx, principal, action)
+	if err != nil {
+		return err
+	}
+	if why != "" || !MayEver(pols, action) {
+		return &DeniedError{Principal: principal, Action: action, Resource: "any resource",
+			Decision: Decision{Reason: "no statement could allow it on any resource" + why}}
+	}
+	return nil
+}
+
 // Decide evaluates q against the principal's policies.
 func (s *Service) Decide(ctx context.Context, q Query) (Decision, error) {
-	p, err := s.cfg.Store.GetPrincipal(ctx, q.Principal)
+	pols, why, err := s.policiesOf(ctx, q.Principal, q.Action)
+	if err != nil || why != "" {
+		return Decision{Reason: why}, err
+	}
+	return Evaluate(pols, q), nil
+}
+
+// policiesOf loads a principal's policies; why is set when the principal
+// can do nothing at all (missing, disabled).
+func (s *Service) policiesOf(ctx context.Context, principal, action string) (_ []NamedPolicy, why string, _ error) {
+	p, err := s.cfg.Store.GetPrincipal(ctx, principal)
 	if store.IsNotFound(err) {
-		return Decision{Reason: fmt.Sprintf("principal %q does not exist", q.Principal)}, nil
+		return nil, fmt.Sprintf("principal %q does not exist", principal), nil
 	}
 	if err != nil {
-		return Decision{}, fmt.Errorf("authorize %s: %w", q.Action, err)
+		return nil, "", fmt.Errorf("authorize %s: %w", action, err)
 	}
 	if p.Disabled {
-		return Decision{Reason: fmt.Sprintf("principal %q is disabled", q.Principal)}, nil
+		return nil, fmt.Sprintf("principal %q is disabled", principal), nil
 	}
 	pols := make([]NamedPolicy, 0, len(p.Policies))
 	for _, name := range p.Policies {
@@ -153,15 +179,15 @@ func (s *Service) Decide(ctx context.Context, q Query) (Decision, error) {
 			continue // deleted under it: grants nothing
 		}
 		if err != nil {
-			return Decision{}, fmt.Errorf("authorize %s: %w", q.Action, err)
+			return nil, "", fmt.Errorf("authorize %s: %w", action, err)
 		}
 		pol, err := ParsePolicy(rec.Document)
 		if err != nil {
-			return Decision{}, fmt.Errorf("authorize %s: stored policy %q: %w", q.Action, name, err)
+			return nil, "", fmt.Errorf("authorize %s: stored policy %q: %w", action, name, err)
 		}
 		pols = append(pols, NamedPolicy{Name: name, Policy: pol})
 	}
-	return Evaluate(pols, q), nil
+	return pols, "", nil
 }
 
 // validName is what principal and policy names may be: safe in URLs,

@@ -1,0 +1,314 @@
+package api_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/trustgate/trustgate/internal/api"
+	"github.com/trustgate/trustgate/internal/apiv1"
+	"github.com/trustgate/trustgate/internal/store"
+)
+
+// as returns a copy of e that calls with another token.
+func (e *env) as(token string) *env {
+	c := *e
+	c.token = token
+	return &c
+}
+
+// principal creates a principal with a policy document and returns a caller with its token.
+func (e *env) principal(name, policy string) *env {
+	e.t.Helper()
+	if policy != "" {
+		if code, eb := e.call("PUT", "/v1/policies/"+name+"-policy", apiv1.PutPolicyRequest{Document: policy}, nil); code != 200 {
+			e.t.Fatalf("put policy: %d %+v", code, eb)
+		}
+	}
+	req := apiv1.CreatePrincipalRequest{Name: name, Policies: []string{}}
+	if policy != "" {
+		req.Policies = []string{name + "-policy"}
+	}
+	var out apiv1.CreatedPrincipal
+	if code, eb := e.call("POST", "/v1/principals", req, &out); code != 201 || !strings.HasPrefix(out.Token, "tgat_") {
+		e.t.Fatalf("create principal: %d %+v", code, eb)
+	}
+	return e.as(out.Token)
+}
+
+// auditTail returns the last n audit records.
+func (e *env) auditTail(n int) []*store.AuditRecord {
+	e.t.Helper()
+	recs, err := e.st.ListAudit(context.Background(), store.AuditFilter{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return recs[max(0, len(recs)-n):]
+}
+
+const teamPolicy = `
+statements:
+  - sid: issue-clients
+    effect: allow
+    actions: [cert:Issue]
+    resources: [ca/issuing]
+    conditions:
+      profiles: [client]
+      dns_names: ["*.svc.internal"]
+      max_validity: 24h
+`
+
+func TestScopedIssuance(t *testing.T) {
+	e := newEnv(t)
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "root"})
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "issuing", Parent: "root", Validity: "30d"})
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "other", Parent: "root", Validity: "30d"})
+	team := e.principal("team", teamPolicy)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+
+	req := func(mod func(*apiv1.IssueRequest)) apiv1.IssueRequest {
+		r := apiv1.IssueRequest{CA: "issuing", Profile: "client", CSR: csrPEM(t, key, "api.svc.internal"),
+			DNS: []string{"api.svc.internal"}, Validity: "24h"}
+		mod(&r)
+		return r
+	}
+	var okOut apiv1.IssueResponse
+	if code, eb := team.call("POST", "/v1/certificates", req(func(*apiv1.IssueRequest) {}), &okOut); code != 201 {
+		t.Fatalf("allowed issuance: %d %+v", code, eb)
+	}
+	if okOut.Certificate.Requester != "team" {
+		t.Errorf("requester = %q", okOut.Certificate.Requester)
+	}
+	if rec := e.auditTail(1)[0]; rec.Action != "cert:Issue" || rec.Decision != "allow" || rec.Actor != "team" || !strings.Contains(rec.Detail, okOut.Certificate.Serial) {
+		t.Errorf("audit record of the issuance = %+v", rec)
+	}
+
+	refused := map[string]apiv1.IssueRequest{
+		"name outside":  req(func(r *apiv1.IssueRequest) { r.DNS = []string{"evil.example"} }),
+		"server":        req(func(r *apiv1.IssueRequest) { r.Profile = "server" }),
+		"48h":           req(func(r *apiv1.IssueRequest) { r.Validity = "48h" }),
+		"other CA":      req(func(r *apiv1.IssueRequest) { r.CA = "other" }),
+		"default 365d":  req(func(r *apiv1.IssueRequest) { r.Validity = "" }),
+		"extra CSR SAN": req(func(r *apiv1.IssueRequest) { r.DNS = nil; r.CSR = csrPEM(t, key, "x", "api.svc.internal", "evil.example") }),
+	}
+	for name, r := range refused {
+		t.Run(name, func(t *testing.T) {
+			before := e.certCount()
+			code, eb := team.call("POST", "/v1/certificates", r, nil)
+			if code != 403 || eb.Error.Code != "denied" {
+				t.Fatalf("%d %+v, want 403", code, eb)
+			}
+			if !strings.Contains(eb.Error.Message, "cert:Issue") || strings.Contains(eb.Error.Message, "svc.internal") {
+				t.Errorf("message %q must name the action and nothing of the policy", eb.Error.Message)
+			}
+			if e.certCount() != before {
+				t.Error("a refused issuance recorded a certificate")
+			}
+			rec := e.auditTail(1)[0]
+			if rec.Decision != "deny" || rec.Actor != "team" || rec.Action != "cert:Issue" || rec.Resource != "ca/"+r.CA || rec.Outcome != "denied" {
+				t.Errorf("audit record = %+v", rec)
+			}
+		})
+	}
+}
+
+func TestEveryGuardedRouteDenies(t *testing.T) {
+	e := newEnv(t)
+	nobody := e.principal("nobody", "")
+	fill := strings.NewReplacer("{name}", "demo", "{serial}", "01", "{ref}", "x", "{id}", "1", "{file}", "demo.pem")
+	for _, rt := range api.Routes() {
+		if rt.Public {
+			continue
+		}
+		code, eb := nobody.call(rt.Method, fill.Replace(rt.Path), "{}", nil)
+		if code != 403 {
+			t.Errorf("%s %s as a principal without policies: %d, want 403", rt.Method, rt.Path, code)
+			continue
+		}
+		if !strings.Contains(eb.Error.Message, rt.Action) {
+			t.Errorf("%s %s: 403 message %q does not name %s", rt.Method, rt.Path, eb.Error.Message, rt.Action)
+		}
+	}
+	// Each denial is in the audit log, reads included.
+	recs := e.auditTail(1000)
+	denied := 0
+	for _, r := range recs {
+		if r.Actor == "nobody" && r.Decision == "deny" {
+			denied++
+		}
+	}
+	if want := countGuarded(); denied != want {
+		t.Errorf("%d denials audited, want %d", denied, want)
+	}
+}
+
+func countGuarded() int {
+	n := 0
+	for _, rt := range api.Routes() {
+		if !rt.Public {
+			n++
+		}
+	}
+	return n
+}
+
+func TestSimulate(t *testing.T) {
+	e := newEnv(t)
+	e.principal("team", teamPolicy)
+	tests := []struct {
+		req       apiv1.SimulateRequest
+		decision  string
+		statement string
+		reason    string
+	}{
+		{apiv1.SimulateRequest{Principal: "team", Action: "cert:Issue", Resource: "ca/issuing", Profile: "client",
+			DNS: []string{"a.svc.internal"}, Validity: "24h"}, "allow", "issue-clients", "allowed by statement issue-clients"},
+		{apiv1.SimulateRequest{Principal: "team", Action: "cert:Issue", Resource: "ca/issuing", Profile: "client",
+			DNS: []string{"a.svc.internal"}, Validity: "48h"}, "deny", "", "validity 48h0m0s is over the limit of 24h"},
+		{apiv1.SimulateRequest{Principal: "team", Action: "ca:Create", Resource: "ca/x"}, "deny", "", "default deny"},
+		{apiv1.SimulateRequest{Principal: "ghost", Action: "ca:Read", Resource: "ca/x"}, "deny", "", `principal "ghost" does not exist`},
+		{apiv1.SimulateRequest{Principal: "admin", Action: "ca:Create", Resource: "ca/x"}, "allow", "everything", ""},
+	}
+	for _, tt := range tests {
+		var d apiv1.Decision
+		if code, eb := e.call("POST", "/v1/policies/simulate", tt.req, &d); code != 200 {
+			t.Fatalf("simulate: %d %+v", code, eb)
+		}
+		if d.Decision != tt.decision || d.Statement != tt.statement || !strings.Contains(d.Reason, tt.reason) {
+			t.Errorf("simulate(%+v) = %+v", tt.req, d)
+		}
+	}
+	if code, _ := e.call("POST", "/v1/policies/simulate", apiv1.SimulateRequest{Principal: "team"}, nil); code != 400 {
+		t.Errorf("simulate without action: %d, want 400", code)
+	}
+}
+
+func TestPolicyChangeAppliesToNextRequest(t *testing.T) {
+	e := newEnv(t)
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "root"})
+	reader := e.principal("reader", `{"statements":[{"effect":"allow","actions":["ca:Read"],"resources":["ca/root"]}]}`)
+	if code, _ := reader.call("GET", "/v1/cas/root", nil, nil); code != 200 {
+		t.Fatalf("read allowed: %d", code)
+	}
+	if code, _ := e.call("PUT", "/v1/policies/reader-policy", apiv1.PutPolicyRequest{Document: `{"statements":[{"effect":"deny","actions":["*"],"resources":["*"]}]}`}, nil); code != 200 {
+		t.Fatal("put policy")
+	}
+	if code, _ := reader.call("GET", "/v1/cas/root", nil, nil); code != 403 {
+		t.Fatalf("after the change: %d, want 403", code)
+	}
+	// Tokens: list, revoke, and a revoked token stops working.
+	var toks apiv1.APITokenList
+	if code, _ := e.call("GET", "/v1/principals/reader/tokens", nil, &toks); code != 200 || len(toks.Tokens) != 1 {
+		t.Fatalf("list tokens: %d %+v", code, toks)
+	}
+	if code, _ := e.call("POST", "/v1/principals/reader/tokens/"+toks.Tokens[0].ID+"/revoke", nil, nil); code != 200 {
+		t.Fatal("revoke token")
+	}
+	if code, _ := e.call("POST", "/v1/principals/admin/tokens/"+toks.Tokens[0].ID+"/revoke", nil, nil); code != 404 {
+		t.Error("revoking another principal's token through the wrong principal must be 404")
+	}
+	if code, _ := e.call("DELETE", "/v1/policies/reader-policy", nil, nil); code != 409 {
+		t.Error("a policy in use must not be deleted")
+	}
+	if code, _ := e.call("DELETE", "/v1/policies/admin", nil, nil); code != 409 {
+		t.Error("the admin policy must not be deleted")
+	}
+}
+
+func TestHostileNames(t *testing.T) {
+	e := newEnv(t)
+	for _, name := range []string{"../../etc/passwd", "x'; DROP TABLE principals; --", "a b", "", strings.Repeat("a", 200), "%00"} {
+		code, _ := e.call("POST", "/v1/principals", apiv1.CreatePrincipalRequest{Name: name, Policies: []string{}}, nil)
+		if code != 400 {
+			t.Errorf("principal name %q: %d, want 400", name, code)
+		}
+		code, _ = e.call("PUT", "/v1/policies/"+url.PathEscape(name), apiv1.PutPolicyRequest{Document: teamPolicy}, nil)
+		if code != 400 && code != 404 {
+			t.Errorf("policy name %q: %d, want 400", name, code)
+		}
+	}
+	for _, q := range []string{"' OR 1=1 --", "%", "_", `\`, "../"} {
+		code, _ := e.call("GET", "/v1/certificates?san_contains="+url.QueryEscape(q), nil, nil)
+		if code != 200 {
+			t.Errorf("san_contains %q: %d", q, code)
+		}
+		code, _ = e.call("GET", "/v1/principals/"+url.PathEscape(q), nil, nil)
+		if code != 404 && code != 400 {
+			t.Errorf("principal %q: %d, want 404", q, code)
+		}
+	}
+	ps, _ := e.st.ListPrincipals(context.Background())
+	if len(ps) != 1 {
+		t.Errorf("%d principals after hostile names, want only admin", len(ps))
+	}
+	// Over the body limit.
+	code, eb := e.call("PUT", "/v1/policies/big", `{"document":"`+strings.Repeat("a", 70<<10)+`"}`, nil)
+	if code != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized body: %d %+v", code, eb)
+	}
+}
+
+// TestNoSecretsInLogsOrAnswers issues with a server-generated key, exports
+// a CA key with a passphrase, and makes tokens; then no secret may appear
+// in the logs, in the audit log, or in an answer other than its own.
+func TestNoSecretsInLogsOrAnswers(t *testing.T) {
+	e := newEnv(t)
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "root"})
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "issuing", Parent: "root", Validity: "30d"})
+	var issued apiv1.IssueResponse
+	if code, eb := e.call("POST", "/v1/certificates", apiv1.IssueRequest{CA: "issuing", Profile: "client", CommonName: "c", DNS: []string{"c.internal"}}, &issued); code != 201 {
+		t.Fatalf("issue: %d %+v", code, eb)
+	}
+	const passphrase = "correct horse battery staple 42"
+	var exp apiv1.ExportCAKeyResponse
+	if code, eb := e.call("POST", "/v1/cas/root/export-key", apiv1.ExportCAKeyRequest{Passphrase: passphrase}, &exp); code != 200 {
+		t.Fatalf("export: %d %+v", code, eb)
+	}
+	svc := e.principal("svc", "")
+	var tok apiv1.CreatedToken
+	e.call("POST", "/v1/principals/svc/tokens", apiv1.CreateTokenRequest{TTL: "1h"}, &tok)
+	// A failed call with a secret in it.
+	e.call("POST", "/v1/cas/root/export-key", apiv1.ExportCAKeyRequest{Passphrase: passphrase}, nil)
+	svc.call("GET", "/v1/cas", nil, nil)
+
+	secrets := map[string]string{"admin token": e.token, "principal token": svc.token, "second token": tok.Token,
+		"passphrase": passphrase, "private key": "PRIVATE KEY", "issued key": issued.PrivateKeyPEM[40:80]}
+	var audit apiv1.AuditList
+	if code, _ := e.call("GET", "/v1/audit?limit=5000", nil, &audit); code != 200 || len(audit.Records) == 0 {
+		t.Fatal("read audit")
+	}
+	var auditText strings.Builder
+	for _, r := range audit.Records {
+		auditText.WriteString(r.Detail + r.Resource + r.Action + "\n")
+	}
+	var principals apiv1.PrincipalList
+	e.call("GET", "/v1/principals", nil, &principals)
+	for what, s := range secrets {
+		if strings.Contains(e.logs.String(), s) {
+			t.Errorf("the %s appears in the logs", what)
+		}
+		if strings.Contains(auditText.String(), s) {
+			t.Errorf("the %s appears in the audit log", what)
+		}
+		if strings.Contains(principalsText(principals), s) {
+			t.Errorf("the %s appears in the principal list", what)
+		}
+	}
+	var v apiv1.AuditVerification
+	if code, _ := e.call("GET", "/v1/audit/verify", nil, &v); code != 200 || !v.OK || v.Records != int64(len(audit.Records))+1 && v.Records != int64(len(audit.Records)) {
+		t.Errorf("verify = %+v (records listed %d)", v, len(audit.Records))
+	}
+}
+
+func principalsText(l apiv1.PrincipalList) string {
+	var b strings.Builder
+	for _, p := range l.Principals {
+		b.WriteString(p.Name + strings.Join(p.Policies, ",") + strings.Join(p.Identities, ","))
+	}
+	return b.String()
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"time"
@@ -74,23 +75,9 @@ func caCreateCmd(g *globals) *cobra.Command {
 }
 
 // caResult runs one API call that answers with a CA and prints the CA.
-func caResult(cmd *cobra.Command, g *globals, call func(*client.Client) (*apiv1.CA, error)) error {
-	if err := g.checkOutput(); err != nil {
-		return err
-	}
-	c, err := g.client()
-	if err != nil {
-		return err
-	}
-	out, err := call(c)
-	if err != nil {
-		return err
-	}
-	if g.json() {
-		return printJSON(cmd.OutOrStdout(), out)
-	}
-	printCA(cmd, out)
-	return nil
+func caResult(cmd *cobra.Command, g *globals, do func(*client.Client) (*apiv1.CA, error)) error {
+	return call(cmd, g, func(c *client.Client) (any, error) { return do(c) },
+		func(_ io.Writer, v any) { printCA(cmd, v.(*apiv1.CA)) })
 }
 
 func printCA(cmd *cobra.Command, c *apiv1.CA) {

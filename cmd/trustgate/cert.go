@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strconv"
@@ -307,25 +308,13 @@ func certUnholdCmd(g *globals) *cobra.Command {
 	}
 }
 
-func certStatusChange(cmd *cobra.Command, g *globals, call func(*client.Client) (*apiv1.Certificate, error)) error {
-	if err := g.checkOutput(); err != nil {
-		return err
-	}
-	c, err := g.client()
-	if err != nil {
-		return err
-	}
-	x, err := call(c)
-	if err != nil {
-		return err
-	}
-	if g.json() {
-		return printJSON(cmd.OutOrStdout(), x)
-	}
-	if x.Status == "revoked" {
-		fmt.Fprintf(cmd.OutOrStdout(), "revoked %s (%s) at %s\n", x.Serial, x.RevocationReason, x.RevokedAt.Format("2006-01-02T15:04:05Z07:00"))
-	} else {
-		fmt.Fprintf(cmd.OutOrStdout(), "%s is %s\n", x.Serial, x.Status)
-	}
-	return nil
+func certStatusChange(cmd *cobra.Command, g *globals, do func(*client.Client) (*apiv1.Certificate, error)) error {
+	return call(cmd, g, func(c *client.Client) (any, error) { return do(c) }, func(w io.Writer, v any) {
+		x := v.(*apiv1.Certificate)
+		if x.Status == "revoked" {
+			fmt.Fprintf(w, "revoked %s (%s) at %s\n", x.Serial, x.RevocationReason, x.RevokedAt.Format("2006-01-02T15:04:05Z07:00"))
+		} else {
+			fmt.Fprintf(w, "%s is %s\n", x.Serial, x.Status)
+		}
+	})
 }

@@ -111,3 +111,31 @@ func writeOut(w io.Writer, path string, data []byte, secret bool) error {
 	}
 	return atomicWrite(path, data, mode)
 }
+
+// call runs one API call and prints its answer: as JSON with -o json,
+// else with text.
+func call(cmd *cobra.Command, g *globals, do func(*client.Client) (any, error), text func(io.Writer, any)) error {
+	if err := g.checkOutput(); err != nil {
+		return err
+	}
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	out, err := do(c)
+	if err != nil {
+		return err
+	}
+	if g.json() {
+		return printJSON(cmd.OutOrStdout(), out)
+	}
+	text(cmd.OutOrStdout(), out)
+	return nil
+}
+
+// printJSONLine writes v as one line of JSON.
+func printJSONLine(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}

@@ -24,7 +24,7 @@ const (
 	exitNotFound    = 3 // the named object does not exist (HTTP 404)
 	exitConflict    = 4 // the object exists or is in the wrong state (HTTP 409)
 	exitAuth        = 5 // missing or refused credentials (HTTP 401/403)
-	exitUnavailable = 6 // the server cannot be reached or is unavailable (HTTP 503, network)
+	exitUnavailable = 6 // the server cannot be reached, is unavailable or asks to slow down (HTTP 503, 429, network): retry later
 	exitInvalid     = 7 // the server refused the request as invalid (HTTP 400, 413)
 )
 
@@ -66,7 +66,7 @@ func exitCode(err error) int {
 			return exitAuth
 		case ce.Status == 400 || ce.Status == 413 || ce.Status == 422:
 			return exitInvalid
-		case ce.Status == 503:
+		case ce.Status == 503 || ce.Status == 429:
 			return exitUnavailable
 		}
 		return exitError
@@ -98,7 +98,8 @@ CLI commands read TRUSTGATE_ADDR, TRUSTGATE_TOKEN and TRUSTGATE_CACERT
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	root.AddCommand(
 		newDevCmd(g), newInitCmd(g), newServerCmd(g), newGatewayCmd(g),
-		newCACmd(g), newCertCmd(g), newTrustStoreCmd(g), newVersionCmd(g),
+		newCACmd(g), newCertCmd(g), newTrustStoreCmd(g), newPolicyCmd(g), newPrincipalCmd(g), newAuditCmd(g),
+		newVersionCmd(g),
 	)
 	return root
 }

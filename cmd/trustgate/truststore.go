@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -216,23 +217,9 @@ func tsBundleCmd(g *globals) *cobra.Command {
 }
 
 // tsResult runs one API call that answers with a trust store and prints it.
-func tsResult(cmd *cobra.Command, g *globals, call func(*client.Client) (*apiv1.TrustStore, error)) error {
-	if err := g.checkOutput(); err != nil {
-		return err
-	}
-	c, err := g.client()
-	if err != nil {
-		return err
-	}
-	ts, err := call(c)
-	if err != nil {
-		return err
-	}
-	if g.json() {
-		return printJSON(cmd.OutOrStdout(), ts)
-	}
-	printTrustStore(cmd, ts)
-	return nil
+func tsResult(cmd *cobra.Command, g *globals, do func(*client.Client) (*apiv1.TrustStore, error)) error {
+	return call(cmd, g, func(c *client.Client) (any, error) { return do(c) },
+		func(_ io.Writer, v any) { printTrustStore(cmd, v.(*apiv1.TrustStore)) })
 }
 
 func printTrustStore(cmd *cobra.Command, ts *apiv1.TrustStore) {

@@ -24,13 +24,15 @@ func newCACmd(g *globals) *cobra.Command {
 
 func caCreateCmd(g *globals) *cobra.Command {
 	var r apiv1.CreateCARequest
+	var nc apiv1.NameConstraints
 	pathLen := -1
 	cmd := &cobra.Command{
 		Use:   "create --name NAME [--parent P | --external-parent]",
 		Short: "Create a root CA, an intermediate, or an intermediate for an external (offline) root",
 		Example: `  trustgate ca create --name root --key-type ec-p384 --subject "CN=Example Root,O=Example" --validity 20y
   trustgate ca create --name issuing --parent root --validity 5y
-  trustgate ca create --name partner --external-parent   # prints the CSR for the offline root`,
+  trustgate ca create --name partner --external-parent   # prints the CSR for the offline root
+  trustgate ca create --name payments --parent root --permit-dns svc.internal --permit-ip 10.20.0.0/16 --exclude-dns admin.svc.internal`,
 		Args: argsUsage(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := g.checkOutput(); err != nil {
@@ -41,6 +43,10 @@ func caCreateCmd(g *globals) *cobra.Command {
 			}
 			if pathLen >= 0 {
 				r.PathLen = &pathLen
+			}
+			if nc.PermittedDNS != nil || nc.ExcludedDNS != nil || nc.PermittedIP != nil || nc.ExcludedIP != nil ||
+				nc.PermittedURI != nil || nc.ExcludedURI != nil || nc.PermittedEmail != nil || nc.ExcludedEmail != nil {
+				r.NameConstraints = &nc
 			}
 			c, err := g.client()
 			if err != nil {
@@ -70,6 +76,22 @@ func caCreateCmd(g *globals) *cobra.Command {
 	f.StringVar(&r.Subject, "subject", "", `subject DN, e.g. "CN=Payments CA,O=Example" (default CN=<name>)`)
 	f.StringVar(&r.Validity, "validity", "", "validity, e.g. 10y, 5y, 365d (default 10y root, 5y intermediate, never past the parent)")
 	f.IntVar(&r.CRLPartitions, "crl-partitions", 0, "spread this CA's certificates over N partition CRLs (/crl/NAME/{n}.crl); 0 or 1: one CRL")
+	for _, c := range []struct {
+		flag string
+		v    *[]string
+		help string
+	}{
+		{"permit-dns", &nc.PermittedDNS, "name constraint: a DNS domain certificates below this CA may name, with its subdomains (repeatable)"},
+		{"exclude-dns", &nc.ExcludedDNS, "name constraint: a DNS domain they may never name (repeatable)"},
+		{"permit-ip", &nc.PermittedIP, "name constraint: a permitted CIDR range (repeatable)"},
+		{"exclude-ip", &nc.ExcludedIP, "name constraint: an excluded CIDR range (repeatable)"},
+		{"permit-uri", &nc.PermittedURI, "name constraint: a permitted URI host, .domain for hosts below it (repeatable)"},
+		{"exclude-uri", &nc.ExcludedURI, "name constraint: an excluded URI host (repeatable)"},
+		{"permit-email", &nc.PermittedEmail, "name constraint: a permitted mailbox, host or .domain (repeatable)"},
+		{"exclude-email", &nc.ExcludedEmail, "name constraint: an excluded mailbox, host or .domain (repeatable)"},
+	} {
+		f.StringArrayVar(c.v, c.flag, nil, c.help)
+	}
 	f.IntVar(&pathLen, "path-len", -1, "maximum number of CA levels below this one (default: none for a root, 0 for an intermediate)")
 	return cmd
 }

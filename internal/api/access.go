@@ -59,8 +59,8 @@ func accessRoutes() []Route {
 		{Method: "GET", Path: "/v1/audit/verify", Action: "audit:Read", Resource: "*",
 			Summary: "Check the audit log's hash chain and say where it first breaks.", Response: apiv1.AuditVerification{}, handle: verifyAudit},
 		{Method: "GET", Path: "/v1/audit/report", Action: "audit:Read",
-			Summary: "The certificates a CA issued, with their revocations, as CSV (format=csv) or JSON.",
-			Query:   []Param{{"ca", "CA name (required)"}, {"format", "json (default) or csv"}},
+			Summary:  "The certificates a CA issued, with their revocations, as CSV (format=csv) or JSON.",
+			Query:    []Param{{"ca", "CA name (required)"}, {"format", "json (default) or csv"}},
 			Response: apiv1.CertificateList{}, handle: auditReport},
 	}
 }
@@ -495,4 +495,3 @@ func notFoundAs(err error, format string, args ...any) error {
 	}
 	return err
 }
-

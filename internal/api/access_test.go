@@ -89,12 +89,15 @@ func TestScopedIssuance(t *testing.T) {
 	}
 
 	refused := map[string]apiv1.IssueRequest{
-		"name outside":  req(func(r *apiv1.IssueRequest) { r.DNS = []string{"evil.example"} }),
-		"server":        req(func(r *apiv1.IssueRequest) { r.Profile = "server" }),
-		"48h":           req(func(r *apiv1.IssueRequest) { r.Validity = "48h" }),
-		"other CA":      req(func(r *apiv1.IssueRequest) { r.CA = "other" }),
-		"default 365d":  req(func(r *apiv1.IssueRequest) { r.Validity = "" }),
-		"extra CSR SAN": req(func(r *apiv1.IssueRequest) { r.DNS = nil; r.CSR = csrPEM(t, key, "x", "api.svc.internal", "evil.example") }),
+		"name outside": req(func(r *apiv1.IssueRequest) { r.DNS = []string{"evil.example"} }),
+		"server":       req(func(r *apiv1.IssueRequest) { r.Profile = "server" }),
+		"48h":          req(func(r *apiv1.IssueRequest) { r.Validity = "48h" }),
+		"other CA":     req(func(r *apiv1.IssueRequest) { r.CA = "other" }),
+		"default 365d": req(func(r *apiv1.IssueRequest) { r.Validity = "" }),
+		"extra CSR SAN": req(func(r *apiv1.IssueRequest) {
+			r.DNS = nil
+			r.CSR = csrPEM(t, key, "x", "api.svc.internal", "evil.example")
+		}),
 	}
 	for name, r := range refused {
 		t.Run(name, func(t *testing.T) {

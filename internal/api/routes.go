@@ -156,6 +156,7 @@ func (h *Handler) caView(r *request, c *store.CA) apiv1.CA {
 		v.CertificatePEM = inventory.EncodePEM(c.CertDER)
 		if cert, err := x509.ParseCertificate(c.CertDER); err == nil {
 			v.Serial = strings.ToLower(cert.SerialNumber.Text(16))
+			v.NameConstraints = constraintsView(cert)
 		}
 	}
 	if len(c.CSRDER) > 0 && c.State == store.CAPending {
@@ -172,6 +173,7 @@ func createCA(r *request) (*result, error) {
 	c, err := r.h.cfg.CA.CreateCA(r.Context(), ca.CreateRequest{
 		Name: in.Name, Parent: in.Parent, ExternalParent: in.ExternalParent, KeyType: in.KeyType,
 		Subject: in.Subject, Validity: in.Validity, PathLen: in.PathLen, CRLPartitions: in.CRLPartitions,
+		NameConstraints: constraintsInput(in.NameConstraints),
 	})
 	if err != nil {
 		return nil, err
@@ -428,4 +430,33 @@ func (r *request) certificateAuthorized() (*store.Certificate, *caNames, error) 
 		return nil, nil, err
 	}
 	return c, names, nil
+}
+
+func constraintsInput(nc *apiv1.NameConstraints) pki.NameConstraintsInput {
+	if nc == nil {
+		return pki.NameConstraintsInput{}
+	}
+	return pki.NameConstraintsInput{
+		PermittedDNS: nc.PermittedDNS, ExcludedDNS: nc.ExcludedDNS, PermittedIP: nc.PermittedIP, ExcludedIP: nc.ExcludedIP,
+		PermittedURI: nc.PermittedURI, ExcludedURI: nc.ExcludedURI, PermittedEmail: nc.PermittedEmail, ExcludedEmail: nc.ExcludedEmail,
+	}
+}
+
+// constraintsView shows the name constraints of a CA certificate, or nil.
+func constraintsView(c *x509.Certificate) *apiv1.NameConstraints {
+	nc := &apiv1.NameConstraints{
+		PermittedDNS: c.PermittedDNSDomains, ExcludedDNS: c.ExcludedDNSDomains,
+		PermittedURI: c.PermittedURIDomains, ExcludedURI: c.ExcludedURIDomains,
+		PermittedEmail: c.PermittedEmailAddresses, ExcludedEmail: c.ExcludedEmailAddresses,
+	}
+	for _, n := range c.PermittedIPRanges {
+		nc.PermittedIP = append(nc.PermittedIP, n.String())
+	}
+	for _, n := range c.ExcludedIPRanges {
+		nc.ExcludedIP = append(nc.ExcludedIP, n.String())
+	}
+	if constraintsInput(nc).Empty() {
+		return nil
+	}
+	return nc
 }

@@ -38,6 +38,9 @@ type CreateCARequest struct {
 	// CRLPartitions > 1 spreads the CA's certificates over that many CRLs
 	// (/crl/{name}/{n}.crl), so that no CRL grows without bound.
 	CRLPartitions int `json:"crl_partitions,omitempty"`
+	// NameConstraints are written, critical, into the CA's certificate and
+	// enforced at issuance: no certificate below the CA can name outside them.
+	NameConstraints *NameConstraints `json:"name_constraints,omitempty"`
 }
 
 // CA is a certificate authority as the API shows it. It never includes key material.
@@ -56,7 +59,9 @@ type CA struct {
 	NotAfter       *time.Time `json:"not_after,omitempty"`
 	KeyExported    bool       `json:"key_exported,omitempty"`
 	CRLPartitions  int        `json:"crl_partitions,omitempty"`
-	CertificatePEM string     `json:"certificate_pem,omitempty"`
+	// NameConstraints are those of the CA's certificate, if any.
+	NameConstraints *NameConstraints `json:"name_constraints,omitempty"`
+	CertificatePEM  string           `json:"certificate_pem,omitempty"`
 	CSRPEM         string     `json:"csr_pem,omitempty"`
 	CreatedAt      time.Time  `json:"created_at"`
 }
@@ -269,4 +274,19 @@ type TrustStoreSnapshot struct {
 	// Warnings say what the snapshot lacks, such as the CRL of an offline
 	// CA that has none published.
 	Warnings []string `json:"warnings,omitempty"`
+}
+
+// NameConstraints are X.509 name constraints (RFC 5280 section 4.2.1.10).
+// DNS: "example.com" covers it and every name below it. IP: CIDR ranges.
+// URI: a host, or ".example.com" for any host below it. Email: a mailbox,
+// a host, or ".example.com".
+type NameConstraints struct {
+	PermittedDNS   []string `json:"permitted_dns,omitempty"`
+	ExcludedDNS    []string `json:"excluded_dns,omitempty"`
+	PermittedIP    []string `json:"permitted_ip,omitempty"`
+	ExcludedIP     []string `json:"excluded_ip,omitempty"`
+	PermittedURI   []string `json:"permitted_uri,omitempty"`
+	ExcludedURI    []string `json:"excluded_uri,omitempty"`
+	PermittedEmail []string `json:"permitted_email,omitempty"`
+	ExcludedEmail  []string `json:"excluded_email,omitempty"`
 }

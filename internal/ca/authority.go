@@ -27,6 +27,8 @@ type CreateRequest struct {
 	PathLen        *int   // nil: unconstrained for a root, 0 for an intermediate
 	// CRLPartitions > 1 spreads the CA's certificates over that many CRLs.
 	CRLPartitions int
+	// NameConstraints go, critical, into the CA's certificate.
+	NameConstraints pki.NameConstraintsInput
 }
 
 // MaxCRLPartitions bounds partitioning; beyond it relying parties would
@@ -65,6 +67,13 @@ func (s *Service) CreateCA(ctx context.Context, r CreateRequest) (*store.CA, err
 	}
 	if r.CRLPartitions < 0 || r.CRLPartitions > MaxCRLPartitions {
 		return nil, fault.New(fault.Invalid, "crl_partitions %d is out of range 0..%d", r.CRLPartitions, MaxCRLPartitions)
+	}
+	nc, err := pki.ParseNameConstraints(r.NameConstraints)
+	if err != nil {
+		return nil, invalid(err)
+	}
+	if nc != nil && r.ExternalParent {
+		return nil, fault.New(fault.Invalid, "name constraints of a CA with an external parent are set by that parent when it signs the CSR")
 	}
 	var validity time.Duration
 	if r.Validity != "" {
@@ -175,6 +184,8 @@ func (s *Service) CreateCA(ctx context.Context, r CreateRequest) (*store.CA, err
 		NotBefore:  notBefore,
 		NotAfter:   notAfter,
 		MaxPathLen: rec.PathLen,
+		// The parent's constraints apply below it anyway; these narrow them.
+		NameConstraints: nc,
 	}
 	if parent != nil {
 		req.URLs = s.urls(parent.Name, parent.CRLPartitions, partition(serial, parent.CRLPartitions))

@@ -199,6 +199,9 @@ func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkConstraints(issuerCert, chain, sans, cn); err != nil {
+		return nil, err
+	}
 	der, err := s.cfg.Linter.Sign(tmpl, issuerCert, pub, signer)
 	if err != nil {
 		return nil, invalid(fmt.Errorf("issue %s certificate for %q: %w", prof.Name, cn, err))
@@ -266,4 +269,23 @@ func issuanceFacts(profile string, subject pkix.Name, sans pki.SANs, kt pki.KeyT
 		}
 	}
 	return iss
+}
+
+// checkConstraints refuses names that the issuer's certificate or a
+// parent's excludes or does not permit, for every requester alike: the
+// chain would make such a certificate invalid anyway, and a CA confined by
+// name constraints must stay confined even to its operator.
+func checkConstraints(issuer *x509.Certificate, chain [][]byte, sans pki.SANs, cn string) error {
+	certs := []*x509.Certificate{issuer}
+	for _, der := range chain[min(1, len(chain)):] {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return fmt.Errorf("parse CA chain: %w", err)
+		}
+		certs = append(certs, c)
+	}
+	if err := pki.CheckNameConstraints(certs, sans, cn); err != nil {
+		return fault.New(fault.Denied, "%v", err)
+	}
+	return nil
 }

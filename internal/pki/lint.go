@@ -45,6 +45,7 @@ var excludedLints = map[string]string{
 	// prove who controls them. Names are still checked by ParseSANs.
 	"e_dnsname_not_valid_tld":                       "internal names (.internal, .local, .cluster.local, localhost; RFC 6761, RFC 6762) are the normal case for a private CA",
 	"e_ext_san_contains_reserved_ip":                "private and loopback addresses (RFC 1918, RFC 4193, RFC 5735) are the normal case for a private CA",
+	"e_ext_nc_intersects_reserved_ip":               "a private CA confines its intermediates to private networks (RFC 1918, RFC 4193) by name constraints; BR 7.1.2.5.2 concerns public TLS",
 	"e_subject_contains_reserved_ip":                "a server certificate's CN may be its private IP SAN (BR 7.1.4.3 requires CN to be a SAN, which LeafTemplate ensures)",
 	"w_sub_cert_aia_contains_internal_names":        "a private CA publishes its certificate and CRL on an internal host",
 	"e_ext_san_uniform_resource_identifier_present": "URI SANs carry SPIFFE IDs (SPIFFE X509-SVID section 2) in mTLS certificates; BR 7.1.4.2.1 allows only DNS and IP SANs",

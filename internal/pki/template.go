@@ -202,6 +202,8 @@ type CARequest struct {
 	// URLs are the parent CA's CRL, certificate and OCSP locations;
 	// empty for a root, which nobody revokes.
 	URLs URLs
+	// NameConstraints, when set, confine every certificate below the CA.
+	NameConstraints *NameConstraints
 }
 
 // anyPolicy is the special policy of RFC 5280 section 4.2.1.4: the CA does
@@ -271,6 +273,7 @@ func CATemplate(r CARequest) (*x509.Certificate, error) {
 		IssuingCertificateURL: slices.Clone(r.URLs.IssuingCA),
 		OCSPServer:            slices.Clone(r.URLs.OCSP),
 	}
+	r.NameConstraints.apply(t)
 	if len(r.URLs.CRL)+len(r.URLs.IssuingCA)+len(r.URLs.OCSP) > 0 {
 		t.PolicyIdentifiers = []asn1.ObjectIdentifier{anyPolicy}
 		t.Policies = []x509.OID{anyPolicyOID}

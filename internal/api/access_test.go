@@ -6,12 +6,15 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/trustgate/trustgate/internal/api"
 	"github.com/trustgate/trustgate/internal/apiv1"
+	"github.com/trustgate/trustgate/internal/authz"
+	"github.com/trustgate/trustgate/internal/inventory"
 	"github.com/trustgate/trustgate/internal/store"
 )
 
@@ -314,4 +317,36 @@ func principalsText(l apiv1.PrincipalList) string {
 		b.WriteString(p.Name + strings.Join(p.Policies, ",") + strings.Join(p.Identities, ","))
 	}
 	return b.String()
+}
+
+func TestIssuanceRateLimit(t *testing.T) {
+	e := newEnv(t)
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "root"})
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "issuing", Parent: "root", Validity: "30d"})
+	limited := authz.New(authz.Config{Store: e.st, Limits: map[string]authz.RateLimit{"cert:Issue": {Rate: 0.01, Burst: 2}}})
+	h := api.New(api.Config{CA: e.ca, Inventory: inventory.New(inventory.Config{Store: e.st}), Auth: limited, Authz: limited,
+		Audit: e.st, CAByID: e.st.GetCAByID})
+	srv := httptest.NewTLSServer(h)
+	t.Cleanup(srv.Close)
+	l := e.as(e.token)
+	l.srv = srv
+	req := apiv1.IssueRequest{CA: "issuing", Profile: "client", CommonName: "c", DNS: []string{"c.internal"}}
+	for i := range 2 {
+		if code, eb := l.call("POST", "/v1/certificates", req, nil); code != 201 {
+			t.Fatalf("issue %d: %d %+v", i, code, eb)
+		}
+	}
+	hreq, _ := http.NewRequest("POST", srv.URL+"/v1/certificates", strings.NewReader(`{"ca":"issuing","profile":"client","common_name":"c","dns":["c.internal"]}`))
+	hreq.Header.Set("Authorization", "Bearer "+e.token)
+	resp, err := srv.Client().Do(hreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("over the limit: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if rec := e.auditTail(1)[0]; rec.Outcome != "too_many_requests" || rec.Action != "cert:Issue" {
+		t.Errorf("the refused call's audit record = %+v", rec)
+	}
 }

@@ -43,6 +43,7 @@ type env struct {
 	handler http.Handler
 	st      store.Store
 	access  *authz.Service
+	ca      *ca.Service
 	token   string
 	logs    *lockedBuffer // everything the API logged
 }
@@ -106,7 +107,7 @@ func buildEnv(t *testing.T, dir string) *env {
 		Auth: access, Authz: access, Access: access, AccessStore: st, Audit: st,
 		CAByID: st.GetCAByID, MaxBodyBytes: 64 << 10,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	return &env{t: t, srv: httptest.NewTLSServer(h), handler: h, st: st, access: access, token: tok, logs: logs}
+	return &env{t: t, srv: httptest.NewTLSServer(h), handler: h, st: st, access: access, ca: casvc, token: tok, logs: logs}
 }
 
 // call sends a request and decodes the JSON answer into out (when non-nil).

@@ -5,6 +5,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -348,5 +350,67 @@ func TestIssuanceRateLimit(t *testing.T) {
 	}
 	if rec := e.auditTail(1)[0]; rec.Outcome != "too_many_requests" || rec.Action != "cert:Issue" {
 		t.Errorf("the refused call's audit record = %+v", rec)
+	}
+}
+
+func TestOperatorCertificateLogin(t *testing.T) {
+	e := newEnv(t)
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "root"})
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "operators", Parent: "root", Validity: "30d"})
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "workloads", Parent: "root", Validity: "30d"})
+	reader := `{"statements":[{"effect":"allow","actions":["ca:List"],"resources":["*"]}]}`
+	if code, _ := e.call("PUT", "/v1/policies/readers", apiv1.PutPolicyRequest{Document: reader}, nil); code != 200 {
+		t.Fatal("put policy")
+	}
+	if code, eb := e.call("POST", "/v1/principals", apiv1.CreatePrincipalRequest{Name: "alice", Kind: "human", Policies: []string{"readers"},
+		Identities: []string{"dns:alice.ops.example"}}, nil); code != 201 {
+		t.Fatalf("create principal: %d %+v", code, eb)
+	}
+	issue := func(ca, dns string) (tls.Certificate, string) {
+		var out apiv1.IssueResponse
+		if code, eb := e.call("POST", "/v1/certificates", apiv1.IssueRequest{CA: ca, Profile: "client", CommonName: dns, DNS: []string{dns}}, &out); code != 201 {
+			t.Fatalf("issue: %d %+v", code, eb)
+		}
+		c, err := tls.X509KeyPair([]byte(out.CertificatePEM+out.ChainPEM), []byte(out.PrivateKeyPEM))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, out.Certificate.Serial
+	}
+	access := authz.New(authz.Config{Store: e.st, OperatorCA: "operators", CertStore: e.st})
+	h := api.New(api.Config{CA: e.ca, Inventory: inventory.New(inventory.Config{Store: e.st}), Auth: access, Authz: access,
+		Audit: e.st, CAByID: e.st.GetCAByID})
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	login := func(cert tls.Certificate) (int, string) {
+		tr := srv.Client().Transport.(*http.Transport).Clone()
+		tr.TLSClientConfig.Certificates = []tls.Certificate{cert}
+		resp, err := (&http.Client{Transport: tr}).Get(srv.URL + "/v1/cas")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	alice, serial := issue("operators", "alice.ops.example")
+	if code, body := login(alice); code != 200 {
+		t.Fatalf("alice's certificate: %d %s", code, body)
+	}
+	stranger, _ := issue("operators", "bob.ops.example")
+	if code, body := login(stranger); code != 401 || !strings.Contains(body, "no principal") {
+		t.Errorf("certificate of nobody: %d %s", code, body)
+	}
+	other, _ := issue("workloads", "alice.ops.example")
+	if code, body := login(other); code != 401 || !strings.Contains(body, "not a valid operator certificate") {
+		t.Errorf("certificate of another CA: %d %s", code, body)
+	}
+	if code, _ := e.call("POST", "/v1/certificates/"+serial+"/revoke", apiv1.RevokeRequest{Reason: "keyCompromise"}, nil); code != 200 {
+		t.Fatal("revoke")
+	}
+	if code, body := login(alice); code != 401 || !strings.Contains(body, "revoked") {
+		t.Errorf("revoked certificate: %d %s", code, body)
 	}
 }

@@ -8,6 +8,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -105,9 +106,11 @@ type AccessStore interface {
 	RevokeToken(ctx context.Context, id string) error
 }
 
-// Authenticator maps a bearer token to a principal.
+// Authenticator maps a bearer token, or the client certificate of the TLS
+// connection, to a principal.
 type Authenticator interface {
 	Authenticate(ctx context.Context, secret string) (string, error)
+	AuthenticateCert(ctx context.Context, chain []*x509.Certificate) (string, error)
 }
 
 // Config configures the API handler.
@@ -348,8 +351,11 @@ func (h *Handler) wrap(rt Route) http.Handler {
 
 func (h *Handler) authenticate(r *http.Request) (string, error) {
 	authz := r.Header.Get("Authorization")
+	if authz == "" && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		return h.cfg.Auth.AuthenticateCert(r.Context(), r.TLS.PeerCertificates)
+	}
 	if authz == "" {
-		return "", fault.New(fault.Unauthenticated, "this route needs an API token: send Authorization: Bearer <token>")
+		return "", fault.New(fault.Unauthenticated, "this route needs an API token (Authorization: Bearer <token>) or an operator client certificate")
 	}
 	tok, found := strings.CutPrefix(authz, "Bearer ")
 	if !found {

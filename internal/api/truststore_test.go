@@ -63,13 +63,16 @@ func newTrustEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens := authz.NewTokens(st, nil)
-	tok, err := tokens.Create(context.Background(), "admin", 0)
+	access := authz.New(authz.Config{Store: st})
+	if _, err := access.EnsureAdmin(context.Background(), "admin"); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := access.Tokens.Create(context.Background(), "admin", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := api.New(api.Config{CA: casvc, Inventory: inventory.New(inventory.Config{Store: st}), TrustStores: trust, Auth: tokens,
-		CAByID: st.GetCAByID, MaxBodyBytes: 64 << 10})
+	h := api.New(api.Config{CA: casvc, Inventory: inventory.New(inventory.Config{Store: st}), TrustStores: trust, Auth: access,
+		Authz: access, Audit: st, CAByID: st.GetCAByID, MaxBodyBytes: 64 << 10})
 	e := &env{t: t, srv: httptest.NewTLSServer(h), handler: h, st: st, token: tok}
 	t.Cleanup(func() { e.srv.Close(); cancel(); <-done; st.Close() })
 	return e

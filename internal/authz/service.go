@@ -32,7 +32,11 @@ type Config struct {
 	// Limits holds a per-principal token bucket for each rate-limited
 	// action (e.g. "cert:Issue"); an action without one is not limited.
 	Limits map[string]RateLimit
-	Now    func() time.Time
+	// OperatorCA names the CA whose client certificates log in to the API
+	// (with CertStore); "" turns client-certificate login off.
+	OperatorCA string
+	CertStore  CertLoginStore
+	Now        func() time.Time
 }
 
 // Service answers who may do what: it keeps principals and policies,

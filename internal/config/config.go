@@ -66,6 +66,9 @@ type Access struct {
 	// RevokePerMinute and RevokeBurst are the same for revocation.
 	RevokePerMinute int `yaml:"revoke_per_minute"`
 	RevokeBurst     int `yaml:"revoke_burst"`
+	// OperatorCA names the CA whose client certificates log in to the API
+	// as the principal with a matching identity; "" turns that off.
+	OperatorCA string `yaml:"operator_ca"`
 }
 
 // API is the authenticated HTTPS API.

@@ -140,7 +140,7 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 	if a := cfg.Access; a.RevokePerMinute > 0 {
 		limits["cert:Revoke"] = authz.RateLimit{Rate: float64(a.RevokePerMinute) / 60, Burst: a.RevokeBurst}
 	}
-	access := authz.New(authz.Config{Store: st, Limits: limits, Now: opts.Now})
+	access := authz.New(authz.Config{Store: st, Limits: limits, OperatorCA: cfg.Access.OperatorCA, CertStore: st, Now: opts.Now})
 	if ps, err := st.ListPrincipals(ctx); err != nil {
 		st.Close()
 		return nil, err
@@ -282,8 +282,10 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 	}
 	lns = append(lns, apiLn)
 	servers = append(servers, &http.Server{
-		Handler:           all,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		Handler: all,
+		// A client certificate is asked for, never required: operators may
+		// log in with one (access.operator_ca), which the API verifies itself.
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert},
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, WriteTimeout: 60 * time.Second,
 		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),

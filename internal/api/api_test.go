@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -336,6 +337,9 @@ func TestEveryRouteDeclaresAnAction(t *testing.T) {
 		svc, verb, found := strings.Cut(rt.Action, ":")
 		if !found || svc == "" || verb == "" || strings.ContainsAny(rt.Action, "*/ ") {
 			t.Errorf("%s: action %q is not of the form service:Verb", label, rt.Action)
+		}
+		if !slices.Contains(authz.Actions, rt.Action) {
+			t.Errorf("%s: action %q is not in authz.Actions, so no policy could grant it", label, rt.Action)
 		}
 		if rt.Resource != "" && rt.Resource != "*" && !strings.Contains(rt.Resource, "/") {
 			t.Errorf("%s: resource %q is not of the form kind/name", label, rt.Resource)

@@ -96,6 +96,24 @@ func TestExcludedLintsAreNeeded(t *testing.T) {
 		c := newChain(t, kt)
 		lintAll(c.root.Raw)
 		lintAll(c.inter.Raw)
+		// An intermediate confined to private names and networks.
+		nc, err := pki.ParseNameConstraints(pki.NameConstraintsInput{PermittedDNS: []string{"svc.internal"},
+			ExcludedDNS: []string{"admin.svc.internal"}, PermittedIP: []string{"10.0.0.0/8", "fd00::/8"},
+			PermittedURI: []string{".prod.example"}, PermittedEmail: []string{"example.com"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ncKey := testKey(t, kt, 3)
+		nct, err := pki.CATemplate(pki.CARequest{Subject: pkix.Name{CommonName: "Confined " + string(kt)}, PublicKey: ncKey.Public(),
+			Serial: serial(t), NotBefore: testNow, NotAfter: testNow.Add(pki.Year), MaxPathLen: 0, URLs: c.rootURLs, NameConstraints: nc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ncDER, err := l.Sign(nct, c.root, ncKey.Public(), c.rootKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lintAll(ncDER)
 		for _, profile := range []string{"server", "server-client", "client"} {
 			p, _ := pki.LookupProfile(profile)
 			for _, now := range lintDates {

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"regexp"
@@ -49,6 +50,15 @@ type Service struct {
 
 	mu       sync.Mutex
 	limiters map[limiterKey]*rate.Limiter
+	// parsed caches compiled policies by name, reused while the stored
+	// document is byte for byte the same: the store is still read on
+	// every request, so a change applies to the next one.
+	parsed map[string]parsedPolicy
+}
+
+type parsedPolicy struct {
+	doc []byte
+	pol *Policy
 }
 
 type limiterKey struct{ principal, action string }
@@ -61,7 +71,7 @@ func New(cfg Config) *Service {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg, Tokens: NewTokens(cfg.Store, cfg.Now), limiters: map[limiterKey]*rate.Limiter{}}
+	return &Service{cfg: cfg, Tokens: NewTokens(cfg.Store, cfg.Now), limiters: map[limiterKey]*rate.Limiter{}, parsed: map[string]parsedPolicy{}}
 }
 
 // Authenticate returns the principal an API token belongs to.
@@ -185,13 +195,34 @@ func (s *Service) policiesOf(ctx context.Context, principal, action string) (_ [
 		if err != nil {
 			return nil, "", fmt.Errorf("authorize %s: %w", action, err)
 		}
-		pol, err := ParsePolicy(rec.Document)
+		pol, err := s.compiled(name, rec.Document)
 		if err != nil {
 			return nil, "", fmt.Errorf("authorize %s: stored policy %q: %w", action, name, err)
 		}
 		pols = append(pols, NamedPolicy{Name: name, Policy: pol})
 	}
 	return pols, "", nil
+}
+
+// compiled returns the parsed form of a stored policy document.
+func (s *Service) compiled(name string, doc []byte) (*Policy, error) {
+	s.mu.Lock()
+	c, ok := s.parsed[name]
+	s.mu.Unlock()
+	if ok && bytes.Equal(c.doc, doc) {
+		return c.pol, nil
+	}
+	pol, err := ParsePolicy(doc)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if len(s.parsed) >= 10000 {
+		clear(s.parsed)
+	}
+	s.parsed[name] = parsedPolicy{doc: bytes.Clone(doc), pol: pol}
+	s.mu.Unlock()
+	return pol, nil
 }
 
 // validName is what principal and policy names may be: safe in URLs,

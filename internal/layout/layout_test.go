@@ -26,6 +26,7 @@ var order = []string{
 	"internal/truststore",
 	"internal/inventory",
 	"internal/authz",
+	"internal/storecopy",
 	"internal/audit",
 	"internal/keystore",
 	"internal/store/sqlite",

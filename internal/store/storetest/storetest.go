@@ -73,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Meta", metaCases()},
 		{"TrustStore", trustStoreCases()},
 		{"Access", accessCases()},
+		{"Maintenance", maintenanceCases()},
 		{"Context", contextCases()},
 	}
 	for _, g := range groups {

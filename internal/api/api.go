@@ -308,6 +308,7 @@ func (h *Handler) wrap(rt Route) http.Handler {
 		var err error
 		if !rt.Public {
 			req.audit = h.newAudit(r, rt)
+			sw.Header().Set("X-Request-Id", req.audit.Record.RequestID)
 			req.Request = r.WithContext(store.WithAudit(r.Context(), req.audit))
 			defer func() { h.finishAudit(req, err) }()
 			if req.principal, err = h.authenticate(r); err != nil {

@@ -414,3 +414,21 @@ func TestOperatorCertificateLogin(t *testing.T) {
 		t.Errorf("revoked certificate: %d %s", code, body)
 	}
 }
+
+// TestServerCNIsJudgedAsAName keeps a server certificate's CN, which the
+// certificate also carries as a DNS name, from slipping past dns_names.
+func TestServerCNIsJudgedAsAName(t *testing.T) {
+	e := newEnv(t)
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "root"})
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "issuing", Parent: "root", Validity: "30d"})
+	web := e.principal("web", `{"statements":[{"effect":"allow","actions":["cert:Issue"],"resources":["ca/issuing"],
+		"conditions":{"profiles":["server"],"dns_names":["*.svc.internal"]}}]}`)
+	req := apiv1.IssueRequest{CA: "issuing", Profile: "server", CommonName: "evil.example", DNS: []string{"a.svc.internal"}, Validity: "24h"}
+	if code, eb := web.call("POST", "/v1/certificates", req, nil); code != 403 {
+		t.Fatalf("CN outside the allowed names: %d %+v, want 403", code, eb)
+	}
+	req.CommonName = "b.svc.internal"
+	if code, eb := web.call("POST", "/v1/certificates", req, nil); code != 201 {
+		t.Fatalf("CN inside: %d %+v", code, eb)
+	}
+}

@@ -161,12 +161,6 @@ func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 		}
 	}
 
-	if r.Authorize != nil {
-		if err := r.Authorize(ctx, issuanceFacts(prof.Name, subject, sans, kt, notAfter.Sub(now))); err != nil {
-			return nil, err
-		}
-	}
-
 	serial, err := pki.NewSerial(s.cfg.Rand)
 	if err != nil {
 		return nil, fmt.Errorf("serial: %w", err)
@@ -195,11 +189,19 @@ func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 	if err != nil {
 		return nil, invalid(err)
 	}
+	// Authorized on the template, so the facts are the names the
+	// certificate will carry (a server certificate's CN among its DNS
+	// names), not what the request spelled.
+	if r.Authorize != nil {
+		if err := r.Authorize(ctx, issuanceFacts(prof.Name, tmpl, kt, notAfter.Sub(now))); err != nil {
+			return nil, err
+		}
+	}
 	signer, issuerCert, err := s.signer(issuer)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkConstraints(issuerCert, chain, sans, cn); err != nil {
+	if err := checkConstraints(issuerCert, chain, pki.SANsOf(tmpl), tmpl.Subject.CommonName); err != nil {
 		return nil, err
 	}
 	der, err := s.cfg.Linter.Sign(tmpl, issuerCert, pub, signer)
@@ -247,18 +249,19 @@ func (n csrNames) empty() bool {
 	return len(n.dns)+len(n.ip)+len(n.uri)+len(n.email) == 0
 }
 
-// issuanceFacts describes a resolved request for authorization.
-func issuanceFacts(profile string, subject pkix.Name, sans pki.SANs, kt pki.KeyType, validity time.Duration) *authz.Issuance {
-	iss := &authz.Issuance{Profile: profile, DNS: sans.DNS, Emails: sans.Email, KeyType: string(kt), Validity: validity,
-		Subject: map[string][]string{}}
-	for _, ip := range sans.IP {
+// issuanceFacts describes a certificate about to be signed for authorization.
+func issuanceFacts(profile string, tmpl *x509.Certificate, kt pki.KeyType, validity time.Duration) *authz.Issuance {
+	iss := &authz.Issuance{Profile: profile, DNS: tmpl.DNSNames, Emails: tmpl.EmailAddresses, KeyType: string(kt),
+		Validity: validity, Subject: map[string][]string{}}
+	for _, ip := range tmpl.IPAddresses {
 		if a, ok := netip.AddrFromSlice(ip); ok {
 			iss.IPs = append(iss.IPs, a.Unmap())
 		}
 	}
-	for _, u := range sans.URI {
+	for _, u := range tmpl.URIs {
 		iss.URIs = append(iss.URIs, u.String())
 	}
+	subject := tmpl.Subject
 	if subject.CommonName != "" {
 		iss.Subject["CN"] = []string{subject.CommonName}
 	}

@@ -72,6 +72,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Token", tokenCases()},
 		{"Meta", metaCases()},
 		{"TrustStore", trustStoreCases()},
+		{"Lifecycle", lifecycleCases()},
 		{"Context", contextCases()},
 	}
 	for _, g := range groups {

@@ -1,0 +1,55 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// BootstrapToken is a stored one-time enrolment credential: it lets a
+// workload that has no certificate yet obtain one, bound to the names,
+// profile, CA and lifetime the token was created for. Only the SHA-256 of
+// the secret is kept.
+type BootstrapToken struct {
+	ID string // random, stable
+	// Name is the common name the token allows, and what operators call it.
+	Name string
+	Hash []byte
+	CAID string // the CA that issues under the token; must name a CA
+	// Profile is the one issuance profile the token allows.
+	Profile string
+	// SANs are the names the certificate may carry, typed as in
+	// Certificate.SANs ("dns:a.example", "uri:spiffe://x/y", "ip:10.0.0.1").
+	SANs []string
+	// MaxValidity caps the certificate's lifetime; 0 leaves the profile's cap.
+	MaxValidity time.Duration
+	// MaxUses is how many certificates the token may obtain (at least 1);
+	// Uses is how many it has obtained.
+	MaxUses   int
+	Uses      int
+	CreatedBy string
+	CreatedAt time.Time
+	ExpiresAt time.Time // zero: never
+	Revoked   bool
+}
+
+// LifecycleStore is the part of the persistence contract that certificate
+// lifecycle automation needs. Its rules are those of Store.
+type LifecycleStore interface {
+	// CreateBootstrapToken stores t with t.Uses as given (normally 0). A
+	// taken ID or hash is ErrConflict; a CAID that names no CA is
+	// ErrNotFound; MaxUses < 1 is a fault.Invalid error.
+	CreateBootstrapToken(ctx context.Context, t *BootstrapToken) error
+	// GetBootstrapTokenByHash returns the token whose secret hashes to hash.
+	GetBootstrapTokenByHash(ctx context.Context, hash []byte) (*BootstrapToken, error)
+	// UseBootstrapToken consumes one use of the token with id at time at,
+	// atomically: of concurrent calls on a token with n uses left, exactly
+	// n succeed. It succeeds only when the token is not revoked, has a use
+	// left and has not expired at at (ExpiresAt zero, or after at), and
+	// returns the record after the change. A refused use is ErrConflict,
+	// returned with the record as stored so that the caller can say why; a
+	// missing token is ErrNotFound with a nil record.
+	UseBootstrapToken(ctx context.Context, id string, at time.Time) (*BootstrapToken, error)
+	// RevokeBootstrapToken marks the token with id revoked; revoking a
+	// revoked token is not an error. A missing token is ErrNotFound.
+	RevokeBootstrapToken(ctx context.Context, id string) error
+}

@@ -1,0 +1,136 @@
+package storetest
+
+import (
+	"crypto/sha256"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/trustgate/trustgate/internal/store"
+)
+
+// bootstrapFixture returns a bootstrap token of the CA caID whose hash is
+// the SHA-256 of secret.
+func bootstrapFixture(id, caID, secret string) *store.BootstrapToken {
+	h := sha256.Sum256([]byte(secret))
+	return &store.BootstrapToken{
+		ID: id, Name: "svc-a", Hash: h[:], CAID: caID, Profile: "server",
+		SANs:        []string{"dns:svc-a.internal", "uri:spiffe://example/svc-a", "ip:10.0.0.7"},
+		MaxValidity: 24 * time.Hour, MaxUses: 1, CreatedBy: "admin",
+		CreatedAt: t0, ExpiresAt: t0.Add(time.Hour),
+	}
+}
+
+// lifecycleCases checks the LifecycleStore methods.
+func lifecycleCases() []testCase {
+	withCA := func(t *testing.T, s store.Store) string {
+		t.Helper()
+		return createCA(t, s, caFixture("ca-1", "issuing")).ID
+	}
+	roundTrip := func(mod func(tok *store.BootstrapToken)) func(t *testing.T, s store.Store) {
+		return func(t *testing.T, s store.Store) {
+			caID := withCA(t, s)
+			tok := bootstrapFixture("bt-1", caID, "secret")
+			mod(tok)
+			want := clone(tok)
+			want.CreatedAt, want.ExpiresAt = inUTC(want.CreatedAt), inUTC(want.ExpiresAt)
+			must(t, s.CreateBootstrapToken(ctx(t), tok), "CreateBootstrapToken")
+			must(t, s.CreateBootstrapToken(ctx(t), bootstrapFixture("bt-2", caID, "other")), "CreateBootstrapToken(other)")
+			got, err := s.GetBootstrapTokenByHash(ctx(t), tok.Hash)
+			must(t, err, "GetBootstrapTokenByHash")
+			checkEqual(t, "GetBootstrapTokenByHash", want, got)
+		}
+	}
+	return []testCase{
+		{"ok/bootstrap-round-trip", roundTrip(func(tok *store.BootstrapToken) {})},
+		{"ok/bootstrap-never-expires-no-sans", roundTrip(func(tok *store.BootstrapToken) {
+			tok.ExpiresAt, tok.SANs, tok.MaxValidity, tok.MaxUses, tok.Uses = time.Time{}, nil, 0, 5, 2
+		})},
+		{"ok/bootstrap-revoked", roundTrip(func(tok *store.BootstrapToken) { tok.Revoked = true })},
+		{"fail/bootstrap-create", func(t *testing.T, s store.Store) {
+			caID := withCA(t, s)
+			must(t, s.CreateBootstrapToken(ctx(t), bootstrapFixture("bt-1", caID, "secret")), "CreateBootstrapToken")
+			wantErr(t, s.CreateBootstrapToken(ctx(t), bootstrapFixture("bt-2", caID, "secret")), store.ErrConflict, "a taken hash")
+			wantErr(t, s.CreateBootstrapToken(ctx(t), bootstrapFixture("bt-1", caID, "other")), store.ErrConflict, "a taken ID")
+			wantErr(t, s.CreateBootstrapToken(ctx(t), bootstrapFixture("bt-3", "no-such-ca", "third")), store.ErrNotFound, "a missing CA")
+			bad := bootstrapFixture("bt-4", caID, "fourth")
+			bad.MaxUses = 0
+			if err := s.CreateBootstrapToken(ctx(t), bad); err == nil {
+				t.Error("CreateBootstrapToken with MaxUses 0 succeeded")
+			}
+			_, err := s.GetBootstrapTokenByHash(ctx(t), bootstrapFixture("", "", "fourth").Hash)
+			wantErr(t, err, store.ErrNotFound, "GetBootstrapTokenByHash of a refused token")
+		}},
+		{"ok/bootstrap-use-counts-up-to-max", func(t *testing.T, s store.Store) {
+			tok := bootstrapFixture("bt-1", withCA(t, s), "secret")
+			tok.MaxUses = 2
+			must(t, s.CreateBootstrapToken(ctx(t), tok), "CreateBootstrapToken")
+			for i := 1; i <= 2; i++ {
+				got, err := s.UseBootstrapToken(ctx(t), "bt-1", t0.Add(time.Minute))
+				must(t, err, "use %d", i)
+				if got.Uses != i {
+					t.Fatalf("after use %d, Uses = %d", i, got.Uses)
+				}
+			}
+			got, err := s.UseBootstrapToken(ctx(t), "bt-1", t0.Add(time.Minute))
+			wantErr(t, err, store.ErrConflict, "a third use of a two-use token")
+			if got == nil || got.Uses != 2 || got.MaxUses != 2 {
+				t.Fatalf("a refused use returned %+v, want the record with Uses 2", got)
+			}
+		}},
+		{"fail/bootstrap-use-refused", func(t *testing.T, s store.Store) {
+			caID := withCA(t, s)
+			expired := bootstrapFixture("bt-exp", caID, "exp")
+			must(t, s.CreateBootstrapToken(ctx(t), expired), "create")
+			revoked := bootstrapFixture("bt-rev", caID, "rev")
+			must(t, s.CreateBootstrapToken(ctx(t), revoked), "create")
+			must(t, s.RevokeBootstrapToken(ctx(t), "bt-rev"), "RevokeBootstrapToken")
+			must(t, s.RevokeBootstrapToken(ctx(t), "bt-rev"), "RevokeBootstrapToken again")
+			// Expiry is strict: a token is dead at its ExpiresAt.
+			got, err := s.UseBootstrapToken(ctx(t), "bt-exp", expired.ExpiresAt)
+			wantErr(t, err, store.ErrConflict, "use at expiry")
+			if got == nil || got.Uses != 0 {
+				t.Errorf("refused use of an expired token: record %+v, want Uses 0", got)
+			}
+			got, err = s.UseBootstrapToken(ctx(t), "bt-rev", t0)
+			wantErr(t, err, store.ErrConflict, "use of a revoked token")
+			if got == nil || !got.Revoked {
+				t.Errorf("refused use of a revoked token: record %+v, want Revoked", got)
+			}
+			got, err = s.UseBootstrapToken(ctx(t), "bt-missing", t0)
+			wantErr(t, err, store.ErrNotFound, "use of a missing token")
+			if got != nil {
+				t.Errorf("a missing token returned a record: %+v", got)
+			}
+			wantErr(t, s.RevokeBootstrapToken(ctx(t), "bt-missing"), store.ErrNotFound, "revoke a missing token")
+		}},
+		{"ok/bootstrap-use-concurrent", func(t *testing.T, s store.Store) {
+			// Exactly MaxUses of many concurrent uses succeed.
+			tok := bootstrapFixture("bt-1", withCA(t, s), "secret")
+			tok.MaxUses = 3
+			must(t, s.CreateBootstrapToken(ctx(t), tok), "CreateBootstrapToken")
+			var ok, refused atomic.Int64
+			var wg sync.WaitGroup
+			for range 16 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, err := s.UseBootstrapToken(ctx(t), "bt-1", t0)
+					switch {
+					case err == nil:
+						ok.Add(1)
+					case store.IsConflict(err):
+						refused.Add(1)
+					default:
+						t.Errorf("UseBootstrapToken: %v", err)
+					}
+				}()
+			}
+			wg.Wait()
+			if ok.Load() != 3 || refused.Load() != 13 {
+				t.Fatalf("16 concurrent uses of a 3-use token: %d succeeded, %d refused; want 3 and 13", ok.Load(), refused.Load())
+			}
+		}},
+	}
+}

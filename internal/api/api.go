@@ -85,7 +85,11 @@ type Config struct {
 	Inventory Inventory
 	// TrustStores serves /v1/truststores; nil answers those routes with 503.
 	TrustStores TrustStores
-	Auth        Authenticator
+	// Bootstrap serves /v1/tokens and /v1/enroll; nil answers them with 503.
+	Bootstrap BootstrapTokens
+	// Renewal serves /v1/renew; nil answers it with 503.
+	Renewal Renewal
+	Auth    Authenticator
 	// Authz decides what an authenticated principal may do; nil lets every
 	// authenticated principal do everything (tests of other concerns).
 	Authz Authorizer

@@ -43,11 +43,13 @@ var ErrNotInitialized = errors.New("the data directory is not initialized (run `
 
 // Server is an assembled control plane.
 type Server struct {
-	Config     config.Server
-	Store      store.Store
-	CA         *ca.Service
-	Inventory  *inventory.Service
-	Tokens     *authz.Tokens
+	Config    config.Server
+	Store     store.Store
+	CA        *ca.Service
+	Inventory *inventory.Service
+	Tokens    *authz.Tokens
+	// Bootstrap holds the enrolment tokens of /v1/tokens and /v1/enroll.
+	Bootstrap  *authz.Bootstrap
 	Revocation *revocation.Service
 	// TrustStores follows the CAs' revocations through Revocation.
 	TrustStores *truststore.Service
@@ -138,6 +140,7 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 		CA:          casvc,
 		Inventory:   inventory.New(inventory.Config{Store: st, Now: opts.Now}),
 		Tokens:      authz.NewTokens(st, opts.Now),
+		Bootstrap:   authz.NewBootstrap(st, opts.Now),
 		Revocation:  rev,
 		TrustStores: trust,
 		Logger:      log,
@@ -207,6 +210,7 @@ func (s *Server) Close() error { return s.Store.Close() }
 func (s *Server) Handler() http.Handler {
 	h := api.New(api.Config{
 		CA: s.CA, Inventory: s.Inventory, TrustStores: s.TrustStores, Auth: s.Tokens, CAByID: s.Store.GetCAByID,
+		Bootstrap: s.Bootstrap, Renewal: s.CA,
 		MaxBodyBytes: s.Config.API.MaxBodyBytes, Ready: s.ready.Load,
 		Logger: s.Logger.With("component", "api"), Registerer: s.Registry,
 	})
@@ -239,6 +243,16 @@ func publicHandler(all http.Handler) http.Handler {
 	})
 }
 
+// apiTLSConfig is the API listener's TLS configuration. It requests, but
+// does not require, a client certificate, and leaves its verification to
+// the routes that use one (ca.Service.VerifyPeer): token-authenticated and
+// public callers connect without one, and a certificate's standing (in the
+// inventory, not revoked) is a question for the store, not for a static
+// pool of roots.
+func apiTLSConfig(cert tls.Certificate) *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
+}
+
 // Run serves until ctx ends, then drains connections for up to 10 s. The
 // listeners are bound before Run returns an error or starts serving, so a
 // port in use is reported at once.
@@ -257,7 +271,7 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 	lns = append(lns, apiLn)
 	servers = append(servers, &http.Server{
 		Handler:           all,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		TLSConfig:         apiTLSConfig(cert),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, WriteTimeout: 60 * time.Second,
 		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),

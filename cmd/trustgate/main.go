@@ -98,7 +98,7 @@ CLI commands read TRUSTGATE_ADDR, TRUSTGATE_TOKEN and TRUSTGATE_CACERT
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	root.AddCommand(
 		newDevCmd(g), newInitCmd(g), newServerCmd(g), newGatewayCmd(g),
-		newCACmd(g), newCertCmd(g), newTrustStoreCmd(g), newVersionCmd(g),
+		newCACmd(g), newCertCmd(g), newTrustStoreCmd(g), newTokenCmd(g), newAgentCmd(g), newVersionCmd(g),
 	)
 	return root
 }

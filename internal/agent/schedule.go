@@ -68,18 +68,20 @@ type Current struct {
 // time at or before now means at once.
 //
 // Without a valid certificate the agent tries at once, or after the
-// backoff of its failures. With one it waits for its renewal time, and
-// after failures for the later of that and the backoff: the current files
-// stay in place meanwhile.
+// backoff of its failures. With one it waits for its renewal time; once
+// attempts have failed, for the backoff after the last failure. The
+// current files stay in place meanwhile. (The caller resets failures when
+// the files change under it: a new certificate has its own schedule.)
 func (p Policy) Next(now time.Time, cur Current, failures int, lastFailure time.Time, u float64) time.Time {
 	due := now
 	if cur.Valid && cur.NotAfter.After(now) {
 		due = p.RenewTime(cur.NotBefore, cur.NotAfter, u)
 	}
+	// A failure means an attempt was due, so the retry follows the backoff
+	// alone (a renewal time computed with another random draw must not
+	// push it out).
 	if failures > 0 {
-		if retry := lastFailure.Add(p.Backoff(failures, u)); retry.After(due) {
-			due = retry
-		}
+		return lastFailure.Add(p.Backoff(failures, u))
 	}
 	return due
 }

@@ -84,7 +84,7 @@ func TestNext(t *testing.T) {
 		{"ok/expired certificate: at once", t0.Add(101 * time.Hour), Current{Valid: false, NotBefore: t0, NotAfter: t0.Add(100 * time.Hour)}, 0, time.Time{}, t0.Add(101 * time.Hour)},
 		{"ok/after failures: backoff from the last failure", t0.Add(67 * time.Hour), valid, 3, t0.Add(67 * time.Hour), t0.Add(67*time.Hour + 2*time.Second)},
 		{"ok/no certificate after a failure: backoff", t0, Current{}, 1, t0, t0.Add(500 * time.Millisecond)},
-		{"ok/old failure, renewal not due yet: renewal time", t0.Add(time.Hour), valid, 1, t0, t0.Add(66 * time.Hour)},
+		{"ok/after a failure, backoff even if the jitter moved", t0.Add(66 * time.Hour), valid, 1, t0.Add(66 * time.Hour), t0.Add(66*time.Hour + 500*time.Millisecond)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -57,9 +57,12 @@ type worker struct {
 	policy  Policy
 	log     *slog.Logger
 
-	// Owned by the worker's goroutine (or RunOnce).
-	failures    int
-	lastFailure time.Time
+	// Owned by the worker's goroutine (or RunOnce). failedSerial is the
+	// serial in the files when the failures began: when the files change
+	// under the agent, the failures no longer apply.
+	failures     int
+	lastFailure  time.Time
+	failedSerial string
 	// u is the random draw of the current schedule: drawn again after
 	// each attempt, so that re-evaluating the schedule while waiting does
 	// not move it.
@@ -108,6 +111,9 @@ func (w *worker) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		now := clock.Now()
 		cur := w.load(now)
+		if w.failures > 0 && cur.serial != w.failedSerial {
+			w.failures = 0
+		}
 		due := w.policy.Next(now, cur.Current, w.failures, w.lastFailure, w.u)
 		w.setNext(due)
 		if wait := due.Sub(now); wait > 0 {
@@ -132,7 +138,7 @@ func (w *worker) attempt(ctx context.Context, cur loaded) error {
 			return err
 		}
 		w.failures++
-		w.lastFailure = now
+		w.lastFailure, w.failedSerial = now, cur.serial
 		w.recordError(now, err)
 		w.a.m.failures.WithLabelValues(w.spec.Name).Inc()
 		w.a.m.consecutive.WithLabelValues(w.spec.Name).Set(float64(w.failures))

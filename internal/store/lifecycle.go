@@ -52,4 +52,52 @@ type LifecycleStore interface {
 	// RevokeBootstrapToken marks the token with id revoked; revoking a
 	// revoked token is not an error. A missing token is ErrNotFound.
 	RevokeBootstrapToken(ctx context.Context, id string) error
+
+	EventStore
+}
+
+// Event is one lifecycle event in the outbox: a certificate crossing an
+// expiry threshold, renewed, or failing to renew. It is recorded durably
+// before anyone is told, and delivered at least once to each webhook
+// named when it was added.
+type Event struct {
+	// ID is random and unique: receivers deduplicate by it.
+	ID string
+	// Key names what the event is about ("expiring:<ca>:<serial>:7d"),
+	// so that the same crossing is recorded once however often it is seen.
+	Key       string
+	Type      string
+	Payload   []byte // the JSON document delivered
+	CreatedAt time.Time
+}
+
+// Delivery is one pending delivery of an event to one webhook.
+type Delivery struct {
+	Event   Event
+	Webhook string
+	// Attempts counts the failed attempts so far.
+	Attempts    int
+	NextAttempt time.Time
+	LastError   string
+}
+
+// EventStore is the outbox of lifecycle events. Its rules are those of
+// Store.
+type EventStore interface {
+	// AddEvent records e, and one pending delivery due at e.CreatedAt for
+	// each of webhooks, in one transaction. When an event with e.Key
+	// exists already it records nothing and returns false: a crossing is
+	// an event once. A taken ID is ErrConflict.
+	AddEvent(ctx context.Context, e *Event, webhooks []string) (added bool, err error)
+	// HasEvent reports whether an event with key was recorded.
+	HasEvent(ctx context.Context, key string) (bool, error)
+	// DueDeliveries returns up to limit pending deliveries whose
+	// NextAttempt is at or before now, the earliest first.
+	DueDeliveries(ctx context.Context, now time.Time, limit int) ([]*Delivery, error)
+	// MarkDelivered ends the delivery of event eventID to webhook. A
+	// missing or already finished delivery is ErrNotFound.
+	MarkDelivered(ctx context.Context, eventID, webhook string, at time.Time) error
+	// MarkFailed counts a failed attempt of the delivery and sets when the
+	// next one is due. A missing or finished delivery is ErrNotFound.
+	MarkFailed(ctx context.Context, eventID, webhook string, next time.Time, lastErr string) error
 }

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -132,5 +133,85 @@ func lifecycleCases() []testCase {
 				t.Fatalf("16 concurrent uses of a 3-use token: %d succeeded, %d refused; want 3 and 13", ok.Load(), refused.Load())
 			}
 		}},
+		{"ok/event-once-with-deliveries", func(t *testing.T, s store.Store) {
+			e := eventFixture("ev-1", "expiring:ca-1:1f:7d")
+			added, err := s.AddEvent(ctx(t), e, []string{"ops", "siem"})
+			must(t, err, "AddEvent")
+			if !added {
+				t.Fatal("AddEvent of a new key returned false")
+			}
+			// The same key again, with another ID: recorded once.
+			added, err = s.AddEvent(ctx(t), eventFixture("ev-2", e.Key), []string{"ops"})
+			must(t, err, "AddEvent again")
+			if added {
+				t.Fatal("AddEvent of a recorded key returned true")
+			}
+			for key, want := range map[string]bool{e.Key: true, "expiring:ca-1:1f:1d": false} {
+				got, err := s.HasEvent(ctx(t), key)
+				must(t, err, "HasEvent")
+				if got != want {
+					t.Errorf("HasEvent(%q) = %v, want %v", key, got, want)
+				}
+			}
+			// Not due before CreatedAt; due at it, both webhooks.
+			ds, err := s.DueDeliveries(ctx(t), t0.Add(-time.Second), 10)
+			must(t, err, "DueDeliveries before")
+			if len(ds) != 0 {
+				t.Fatalf("%d deliveries due before the event", len(ds))
+			}
+			ds, err = s.DueDeliveries(ctx(t), t0, 10)
+			must(t, err, "DueDeliveries")
+			if len(ds) != 2 {
+				t.Fatalf("%d deliveries due, want 2", len(ds))
+			}
+			want := clone(e)
+			want.CreatedAt = inUTC(want.CreatedAt)
+			checkEqual(t, "delivered event", want, &ds[0].Event)
+			if ds[0].Attempts != 0 || !ds[0].NextAttempt.Equal(t0) {
+				t.Errorf("delivery: %+v", ds[0])
+			}
+			// A failure moves the next attempt; a success ends it.
+			must(t, s.MarkFailed(ctx(t), "ev-1", "ops", t0.Add(time.Minute), "HTTP 500"), "MarkFailed")
+			must(t, s.MarkDelivered(ctx(t), "ev-1", "siem", t0), "MarkDelivered")
+			wantErr(t, s.MarkDelivered(ctx(t), "ev-1", "siem", t0), store.ErrNotFound, "MarkDelivered twice")
+			wantErr(t, s.MarkFailed(ctx(t), "ev-1", "nope", t0, "x"), store.ErrNotFound, "MarkFailed of a missing delivery")
+			ds, err = s.DueDeliveries(ctx(t), t0.Add(30*time.Second), 10)
+			must(t, err, "DueDeliveries after")
+			if len(ds) != 0 {
+				t.Fatalf("%d deliveries due before the retry time", len(ds))
+			}
+			ds, err = s.DueDeliveries(ctx(t), t0.Add(time.Minute), 10)
+			must(t, err, "DueDeliveries at retry")
+			if len(ds) != 1 || ds[0].Webhook != "ops" || ds[0].Attempts != 1 || ds[0].LastError != "HTTP 500" || !ds[0].NextAttempt.Equal(t0.Add(time.Minute)) {
+				t.Fatalf("retry: %d deliveries, first %+v", len(ds), ds)
+			}
+		}},
+		{"ok/event-due-order-and-limit", func(t *testing.T, s store.Store) {
+			for i, at := range []time.Duration{3 * time.Second, time.Second, 2 * time.Second} {
+				e := eventFixture(fmt.Sprintf("ev-%d", i), fmt.Sprintf("k-%d", i))
+				e.CreatedAt = t0.Add(at)
+				_, err := s.AddEvent(ctx(t), e, []string{"ops"})
+				must(t, err, "AddEvent")
+			}
+			ds, err := s.DueDeliveries(ctx(t), t0.Add(time.Hour), 2)
+			must(t, err, "DueDeliveries")
+			if len(ds) != 2 || ds[0].Event.ID != "ev-1" || ds[1].Event.ID != "ev-2" {
+				t.Fatalf("due order: %d, %+v", len(ds), ds)
+			}
+		}},
+		{"fail/event-invalid", func(t *testing.T, s store.Store) {
+			if _, err := s.AddEvent(ctx(t), &store.Event{ID: "x", Key: "k"}, nil); err == nil {
+				t.Fatal("AddEvent without a payload succeeded")
+			}
+			_, err := s.AddEvent(ctx(t), eventFixture("ev-1", "k-1"), nil)
+			must(t, err, "AddEvent")
+			_, err = s.AddEvent(ctx(t), eventFixture("ev-1", "k-2"), nil)
+			wantErr(t, err, store.ErrConflict, "AddEvent with a taken ID")
+		}},
 	}
+}
+
+// eventFixture returns an event with a JSON payload.
+func eventFixture(id, key string) *store.Event {
+	return &store.Event{ID: id, Key: key, Type: "certificate.expiring", Payload: []byte(`{"id":"` + id + `"}`), CreatedAt: t0}
 }

@@ -23,3 +23,28 @@ CREATE TABLE bootstrap_tokens (
 );
 
 CREATE INDEX bootstrap_tokens_ca_id ON bootstrap_tokens (ca_id);
+
+-- The outbox of lifecycle events. key makes an event happen once (an
+-- expiry threshold crossed, a renewal); id is what receivers deduplicate by.
+CREATE TABLE events (
+	id         text COLLATE "C" NOT NULL PRIMARY KEY,
+	key        text COLLATE "C" NOT NULL UNIQUE,
+	type       text        NOT NULL,
+	payload    bytea       NOT NULL,
+	created_at timestamptz NOT NULL
+);
+
+-- One row per event and webhook, written with the event; delivered is set
+-- once the webhook answered 2xx, so that a restart delivers what was left.
+CREATE TABLE event_deliveries (
+	event_id     text COLLATE "C" NOT NULL REFERENCES events (id),
+	webhook      text        NOT NULL,
+	attempts     integer     NOT NULL,
+	next_attempt timestamptz NOT NULL,
+	last_error   text        NOT NULL,
+	delivered    boolean     NOT NULL,
+	delivered_at timestamptz NOT NULL,
+	PRIMARY KEY (event_id, webhook)
+);
+
+CREATE INDEX event_deliveries_due ON event_deliveries (next_attempt) WHERE NOT delivered;

@@ -24,3 +24,28 @@ CREATE TABLE bootstrap_tokens (
 ) STRICT;
 
 CREATE INDEX bootstrap_tokens_ca_id ON bootstrap_tokens (ca_id);
+
+-- The outbox of lifecycle events. key makes an event happen once (an
+-- expiry threshold crossed, a renewal); id is what receivers deduplicate by.
+CREATE TABLE events (
+	id         TEXT NOT NULL PRIMARY KEY,
+	key        TEXT NOT NULL UNIQUE,
+	type       TEXT NOT NULL,
+	payload    BLOB NOT NULL,
+	created_at TEXT NOT NULL
+) STRICT;
+
+-- One row per event and webhook, written with the event; delivered is set
+-- once the webhook answered 2xx, so that a restart delivers what was left.
+CREATE TABLE event_deliveries (
+	event_id     TEXT    NOT NULL REFERENCES events (id),
+	webhook      TEXT    NOT NULL,
+	attempts     INTEGER NOT NULL,
+	next_attempt TEXT    NOT NULL,
+	last_error   TEXT    NOT NULL,
+	delivered    INTEGER NOT NULL,
+	delivered_at TEXT    NOT NULL,
+	PRIMARY KEY (event_id, webhook)
+) STRICT;
+
+CREATE INDEX event_deliveries_due ON event_deliveries (next_attempt) WHERE delivered = 0;

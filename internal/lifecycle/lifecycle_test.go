@@ -154,7 +154,10 @@ func TestSignature(t *testing.T) {
 			return h, body, secret
 		}, false},
 		{"fail/no signature", func(h http.Header) (http.Header, []byte, []byte) { h.Del(HeaderSignature); return h, body, secret }, false},
-		{"fail/bad timestamp", func(h http.Header) (http.Header, []byte, []byte) { h.Set(HeaderTimestamp, "soon"); return h, body, secret }, false},
+		{"fail/bad timestamp", func(h http.Header) (http.Header, []byte, []byte) {
+			h.Set(HeaderTimestamp, "soon")
+			return h, body, secret
+		}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -333,4 +336,3 @@ func TestRestartLosesNoEvent(t *testing.T) {
 		t.Fatalf("%d distinct events delivered, want 4", len(seen))
 	}
 }
-

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"github.com/trustgate/trustgate/internal/api/client"
 	"github.com/trustgate/trustgate/internal/apiv1"
 	"github.com/trustgate/trustgate/internal/config"
+	"github.com/trustgate/trustgate/internal/lifecycle"
 	"github.com/trustgate/trustgate/internal/server"
 )
 
@@ -101,11 +103,16 @@ type controlPlane struct {
 	files server.DevFiles
 	admin *client.Client
 	stop  func()
+	// webhooks, when set, is the lifecycle webhooks file.
+	webhooks string
 }
 
-func startControlPlane(t *testing.T, clock *fakeClock) *controlPlane {
+func startControlPlane(t *testing.T, clock *fakeClock, webhooks ...string) *controlPlane {
 	t.Helper()
 	cp := &controlPlane{t: t, clock: clock, dir: t.TempDir(), addr: "127.0.0.1:0"}
+	if len(webhooks) > 0 {
+		cp.webhooks = webhooks[0]
+	}
 	cp.start()
 	t.Cleanup(func() { cp.stop() })
 	tok, err := os.ReadFile(cp.files.Token)
@@ -126,6 +133,7 @@ func (cp *controlPlane) start() {
 	t.Helper()
 	cfg := server.DevConfig(cp.dir, cp.addr, "")
 	cfg.Public.BaseURL = "http://pki.test"
+	cfg.Lifecycle.WebhooksFile = cp.webhooks
 	s, files, err := server.PrepareDev(context.Background(), cfg, server.Options{Now: cp.clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -231,8 +239,30 @@ func loadPair(t *testing.T, spec config.AgentCertificate) *x509.Certificate {
 // each time with a matching certificate and key in place.
 func TestAgentRenewsRepeatedly(t *testing.T) {
 	clock := &fakeClock{now: time.Now().UTC()}
-	cp := startControlPlane(t, clock)
+	// A webhook receiver for the control plane's renewal events.
+	secret := []byte("0123456789abcdef-webhook")
+	var (
+		evMu    sync.Mutex
+		renewed []string
+	)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := lifecycle.Verify(secret, r.Header, body, clock.Now(), time.Minute); err != nil {
+			t.Errorf("webhook delivery: %v", err)
+			return
+		}
+		var ev struct{ Type string }
+		json.Unmarshal(body, &ev)
+		evMu.Lock()
+		renewed = append(renewed, ev.Type)
+		evMu.Unlock()
+	}))
+	defer hook.Close()
 	dir := t.TempDir()
+	secretFile, hooksFile := filepath.Join(dir, "hook.secret"), filepath.Join(dir, "webhooks.yaml")
+	os.WriteFile(secretFile, secret, 0o600)
+	os.WriteFile(hooksFile, []byte(fmt.Sprintf("- name: test\n  url: %s\n  secret_file: %s\n", hook.URL, secretFile)), 0o600)
+	cp := startControlPlane(t, clock, hooksFile)
 	spec := certSpec(dir, cp.token(apiv1.CreateBootstrapTokenRequest{Profile: "server", Name: "svc-a", DNS: []string{"svc-a.internal"}, MaxValidity: "1h"}))
 	// The hook keeps a copy of the pair as it found it, numbered.
 	hookDir := filepath.Join(dir, "hook")
@@ -321,6 +351,20 @@ func TestAgentRenewsRepeatedly(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(hookDir); len(ents) != 8 {
 		t.Fatalf("the hook ran %d times, want 4", len(ents)/2)
+	}
+	// The control plane told its webhook of each of the three renewals.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		evMu.Lock()
+		n := strings.Count(strings.Join(renewed, ","), "certificate.renewed")
+		evMu.Unlock()
+		if n == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhook received %v, want three certificate.renewed", renewed)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

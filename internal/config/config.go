@@ -48,12 +48,13 @@ type Server struct {
 	// PostgreSQL URL "postgres://user@host:5432/db" for several nodes.
 	Store string `yaml:"store"`
 	// MasterKeyFile is the 32-byte key that seals CA keys; default DataDir/master.key.
-	MasterKeyFile string `yaml:"master_key_file"`
-	API           API    `yaml:"api"`
-	Public        Public `yaml:"public"`
-	Issuance      Issue  `yaml:"issuance"`
-	Revocation    Revoke `yaml:"revocation"`
-	Log           Log    `yaml:"log"`
+	MasterKeyFile string    `yaml:"master_key_file"`
+	API           API       `yaml:"api"`
+	Public        Public    `yaml:"public"`
+	Issuance      Issue     `yaml:"issuance"`
+	Revocation    Revoke    `yaml:"revocation"`
+	Lifecycle     Lifecycle `yaml:"lifecycle"`
+	Log           Log       `yaml:"log"`
 }
 
 // API is the authenticated HTTPS API.

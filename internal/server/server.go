@@ -27,6 +27,7 @@ import (
 	"github.com/trustgate/trustgate/internal/config"
 	"github.com/trustgate/trustgate/internal/inventory"
 	"github.com/trustgate/trustgate/internal/keystore"
+	"github.com/trustgate/trustgate/internal/lifecycle"
 	"github.com/trustgate/trustgate/internal/pki"
 	"github.com/trustgate/trustgate/internal/revocation"
 	"github.com/trustgate/trustgate/internal/store"
@@ -53,8 +54,10 @@ type Server struct {
 	Revocation *revocation.Service
 	// TrustStores follows the CAs' revocations through Revocation.
 	TrustStores *truststore.Service
-	Logger      *slog.Logger
-	Registry    *prometheus.Registry
+	// Lifecycle records expiry and renewal events and delivers them.
+	Lifecycle *lifecycle.Service
+	Logger    *slog.Logger
+	Registry  *prometheus.Registry
 
 	ready atomic.Bool
 }
@@ -134,8 +137,14 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 		st.Close()
 		return nil, err
 	}
+	life, err := newLifecycle(cfg, st, opts.Now, log, reg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	return &Server{
 		Config:      cfg,
+		Lifecycle:   life,
 		Store:       st,
 		CA:          casvc,
 		Inventory:   inventory.New(inventory.Config{Store: st, Now: opts.Now}),
@@ -210,7 +219,7 @@ func (s *Server) Close() error { return s.Store.Close() }
 func (s *Server) Handler() http.Handler {
 	h := api.New(api.Config{
 		CA: s.CA, Inventory: s.Inventory, TrustStores: s.TrustStores, Auth: s.Tokens, CAByID: s.Store.GetCAByID,
-		Bootstrap: s.Bootstrap, Renewal: s.CA,
+		Bootstrap: s.Bootstrap, Renewal: &lifecycle.Renewer{CA: s.CA, Events: s.Lifecycle},
 		MaxBodyBytes: s.Config.API.MaxBodyBytes, Ready: s.ready.Load,
 		Logger: s.Logger.With("component", "api"), Registerer: s.Registry,
 	})
@@ -291,7 +300,7 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 			ErrorLog: slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),
 		})
 	}
-	errc := make(chan error, len(servers)+1)
+	errc := make(chan error, len(servers)+2)
 	var wg sync.WaitGroup
 	rctx, stopRev := context.WithCancel(ctx)
 	defer stopRev()
@@ -300,6 +309,13 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 		defer wg.Done()
 		if err := s.Revocation.Run(rctx); err != nil && !errors.Is(err, context.Canceled) {
 			errc <- fmt.Errorf("revocation publisher: %w", err)
+		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.Lifecycle.Run(rctx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("lifecycle events: %w", err)
 		}
 	}()
 	for i, srv := range servers {

@@ -63,6 +63,13 @@ type worker struct {
 	failures     int
 	lastFailure  time.Time
 	failedSerial string
+	// obtained is when the agent obtained the certificate with serial
+	// obtainedSerial. The lifetime counts from then, not from NotBefore,
+	// which the CA backdates to absorb clock skew: for a one-minute
+	// certificate backdated by a minute, half the validity would already
+	// be gone at issuance. After a restart NotBefore is all there is.
+	obtained       time.Time
+	obtainedSerial string
 	// u is the random draw of the current schedule: drawn again after
 	// each attempt, so that re-evaluating the schedule while waiting does
 	// not move it.
@@ -96,6 +103,9 @@ func (w *worker) load(now time.Time) loaded {
 	l.cert, l.serial = &c, pki.SerialHex(c.Leaf.SerialNumber)
 	l.NotBefore, l.NotAfter = c.Leaf.NotBefore, c.Leaf.NotAfter
 	l.Valid = !now.Before(l.NotBefore) && now.Before(l.NotAfter)
+	if l.serial == w.obtainedSerial && w.obtained.After(l.NotBefore) {
+		l.NotBefore = w.obtained
+	}
 	w.mu.Lock()
 	w.status.Valid, w.status.Serial = l.Valid, l.serial
 	na := l.NotAfter
@@ -200,6 +210,7 @@ func (w *worker) obtain(ctx context.Context, cur loaded) error {
 	}
 	now := w.a.cfg.Clock.Now()
 	serial := pki.SerialHex(leaf.SerialNumber)
+	w.obtained, w.obtainedSerial = now, serial
 	w.mu.Lock()
 	w.status.Renewals++
 	w.status.LastRenewal = &now

@@ -22,6 +22,7 @@ type BootstrapTokens interface {
 	Create(ctx context.Context, spec authz.BootstrapSpec) (string, *store.BootstrapToken, error)
 	Lookup(ctx context.Context, secret string) (*store.BootstrapToken, error)
 	Use(ctx context.Context, tok *store.BootstrapToken) error
+	Release(ctx context.Context, tok *store.BootstrapToken) error
 }
 
 // Renewal is what the handlers need to renew a certificate its holder
@@ -132,7 +133,8 @@ func bootstrapView(t *store.BootstrapToken, caName string) apiv1.BootstrapToken 
 
 // enroll issues a first certificate to the holder of a bootstrap token. The
 // token's binding is checked on the certificate as the issuance pipeline
-// resolved it, and a use is spent only then, just before signing.
+// resolved it, and a use is spent only then, just before signing; when the
+// issuance fails after that (a lint error, say), the use is given back.
 func enroll(r *request) (*result, error) {
 	if r.h.cfg.Bootstrap == nil {
 		return nil, fault.New(fault.Unavailable, "bootstrap tokens are not enabled on this server")
@@ -177,6 +179,7 @@ func enroll(r *request) (*result, error) {
 	if validity == "" && tok.MaxValidity > 0 {
 		validity = fmt.Sprintf("%ds", int64(tok.MaxValidity/time.Second))
 	}
+	spent := false
 	is, err := r.h.cfg.CA.Issue(r.Context(), ca.IssueRequest{
 		CA: c.Name, Profile: tok.Profile, CSR: []byte(in.CSR), CommonName: cn, DNS: dns, IP: ip, URI: uri,
 		Validity: validity, Requester: "bootstrap:" + tok.ID,
@@ -184,10 +187,21 @@ func enroll(r *request) (*result, error) {
 			if err := authz.CheckBinding(tok, iss); err != nil {
 				return err
 			}
-			return r.h.cfg.Bootstrap.Use(ctx, tok)
+			if err := r.h.cfg.Bootstrap.Use(ctx, tok); err != nil {
+				return err
+			}
+			spent = true
+			return nil
 		},
 	})
 	if err != nil {
+		if spent {
+			// Nothing was issued after the use was spent (the pipeline
+			// records before it returns): give the use back.
+			if rerr := r.h.cfg.Bootstrap.Release(context.WithoutCancel(r.Context()), tok); rerr != nil {
+				r.h.cfg.Logger.Error("could not give back a bootstrap token use", "token", tok.ID, "err", rerr)
+			}
+		}
 		return nil, err
 	}
 	return issuedView(r, is, c.Name)

@@ -327,6 +327,19 @@ func TestEnrollTokenExpiryAndConcurrency(t *testing.T) {
 		t.Fatalf("8 concurrent enrolments with a two-use token: %v", n)
 	}
 
+	// An issuance that fails after the use was spent (here a lint error:
+	// a URI host that is not a fully qualified name) gives the use back.
+	lint := e.mustToken(apiv1.CreateBootstrapTokenRequest{CA: "issuing", Profile: "client", Name: "svc-e", URI: []string{"spiffe://demo/svc-e"}})
+	for range 2 {
+		code, eb := e.post("/v1/enroll", apiv1.EnrollRequest{Token: lint.Token, CSR: csrPEM(t, newKey(t), "svc-e")}, nil, nil)
+		if code != 400 || !strings.Contains(eb.Error.Message, "lint") {
+			t.Fatalf("enrolment failing lint: %d %+v", code, eb)
+		}
+	}
+	if rec, err := e.st.GetBootstrapTokenByHash(context.Background(), authz.HashToken(lint.Token)); err != nil || rec.Uses != 0 {
+		t.Fatalf("after failed issuances the token has %d uses spent (%v), want 0", rec.Uses, err)
+	}
+
 	// Expiry.
 	late := e.mustToken(apiv1.CreateBootstrapTokenRequest{CA: "issuing", Profile: "client", Name: "svc-d", ExpiresIn: "10m"})
 	clock.Advance(10 * time.Minute)

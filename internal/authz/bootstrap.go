@@ -43,6 +43,7 @@ type BootstrapStore interface {
 	CreateBootstrapToken(ctx context.Context, t *store.BootstrapToken) error
 	GetBootstrapTokenByHash(ctx context.Context, hash []byte) (*store.BootstrapToken, error)
 	UseBootstrapToken(ctx context.Context, id string, at time.Time) (*store.BootstrapToken, error)
+	ReleaseBootstrapToken(ctx context.Context, id string) error
 }
 
 // Bootstrap creates, checks and spends bootstrap tokens. It is safe for
@@ -162,6 +163,18 @@ func (b *Bootstrap) Use(ctx context.Context, tok *store.BootstrapToken) error {
 		}
 	}
 	return fmt.Errorf("use bootstrap token %s: %w", tok.ID, err)
+}
+
+// Release gives back a use that Use spent for an issuance that then failed
+// (a lint error, a store error), so that a single-use token is not lost
+// to a failure that is not the holder's. While the use is held, a
+// concurrent request with the same token is refused: never two
+// certificates for one use.
+func (b *Bootstrap) Release(ctx context.Context, tok *store.BootstrapToken) error {
+	if err := b.st.ReleaseBootstrapToken(ctx, tok.ID); err != nil {
+		return fmt.Errorf("release a use of bootstrap token %s: %w", tok.ID, err)
+	}
+	return nil
 }
 
 // refusal says why rec cannot be used at now, or returns nil.

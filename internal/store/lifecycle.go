@@ -49,6 +49,11 @@ type LifecycleStore interface {
 	// returned with the record as stored so that the caller can say why; a
 	// missing token is ErrNotFound with a nil record.
 	UseBootstrapToken(ctx context.Context, id string, at time.Time) (*BootstrapToken, error)
+	// ReleaseBootstrapToken gives back one use that UseBootstrapToken
+	// spent for an issuance that then failed, so that a single-use token
+	// is not lost to an error of the server's. Uses never go below 0. A
+	// missing token is ErrNotFound.
+	ReleaseBootstrapToken(ctx context.Context, id string) error
 	// RevokeBootstrapToken marks the token with id revoked; revoking a
 	// revoked token is not an error. A missing token is ErrNotFound.
 	RevokeBootstrapToken(ctx context.Context, id string) error

@@ -126,9 +126,20 @@ func (d *DB) UseBootstrapToken(ctx context.Context, id string, at time.Time) (*s
 	return t, nil
 }
 
+// ReleaseBootstrapToken gives back one spent use of the token with id.
+func (d *DB) ReleaseBootstrapToken(ctx context.Context, id string) error {
+	return d.updateBootstrap(ctx, fmt.Sprintf("release a use of bootstrap token %q", id),
+		"UPDATE bootstrap_tokens SET uses = greatest(uses - 1, 0) WHERE id = $1", id)
+}
+
 // RevokeBootstrapToken marks the token with id revoked.
 func (d *DB) RevokeBootstrapToken(ctx context.Context, id string) error {
-	op := fmt.Sprintf("revoke bootstrap token %q", id)
+	return d.updateBootstrap(ctx, fmt.Sprintf("revoke bootstrap token %q", id),
+		"UPDATE bootstrap_tokens SET revoked = true WHERE id = $1", id)
+}
+
+// updateBootstrap runs an UPDATE of one token by id; no row is ErrNotFound.
+func (d *DB) updateBootstrap(ctx context.Context, op, query, id string) error {
 	if err := d.begin(ctx, op); err != nil {
 		return err
 	}
@@ -136,7 +147,7 @@ func (d *DB) RevokeBootstrapToken(ctx context.Context, id string) error {
 		return fmt.Errorf("postgres: %s: %w", op, store.ErrNotFound)
 	}
 	return d.write(ctx, op, func(ctx context.Context, c *pgxpool.Conn) error {
-		tag, err := c.Exec(ctx, "UPDATE bootstrap_tokens SET revoked = true WHERE id = $1", id)
+		tag, err := c.Exec(ctx, query, id)
 		if err != nil {
 			return d.fail(ctx, op, err)
 		}

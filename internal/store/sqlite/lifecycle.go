@@ -122,15 +122,26 @@ func (d *DB) UseBootstrapToken(ctx context.Context, id string, at time.Time) (*s
 	return nil, wrapErr("sqlite: "+op, err)
 }
 
+// ReleaseBootstrapToken gives back one spent use of the token with id.
+func (d *DB) ReleaseBootstrapToken(ctx context.Context, id string) error {
+	return d.updateBootstrap(ctx, fmt.Sprintf("release a use of bootstrap token %q", id),
+		"UPDATE bootstrap_tokens SET uses = max(uses - 1, 0) WHERE id = ?", id)
+}
+
 // RevokeBootstrapToken marks the token with id revoked.
 func (d *DB) RevokeBootstrapToken(ctx context.Context, id string) error {
-	op := fmt.Sprintf("revoke bootstrap token %q", id)
+	return d.updateBootstrap(ctx, fmt.Sprintf("revoke bootstrap token %q", id),
+		"UPDATE bootstrap_tokens SET revoked = 1 WHERE id = ?", id)
+}
+
+// updateBootstrap runs an UPDATE of one token by id; no row is ErrNotFound.
+func (d *DB) updateBootstrap(ctx context.Context, op, query, id string) error {
 	if err := d.begin(ctx, op); err != nil {
 		return err
 	}
 	var n int64
 	err := d.inWriteTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "UPDATE bootstrap_tokens SET revoked = 1 WHERE id = ?", id)
+		res, err := tx.ExecContext(ctx, query, id)
 		if err != nil {
 			return err
 		}

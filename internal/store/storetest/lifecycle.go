@@ -80,6 +80,23 @@ func lifecycleCases() []testCase {
 				t.Fatalf("a refused use returned %+v, want the record with Uses 2", got)
 			}
 		}},
+		{"ok/bootstrap-release", func(t *testing.T, s store.Store) {
+			tok := bootstrapFixture("bt-1", withCA(t, s), "secret")
+			must(t, s.CreateBootstrapToken(ctx(t), tok), "CreateBootstrapToken")
+			// Releasing an unused token leaves it at 0.
+			must(t, s.ReleaseBootstrapToken(ctx(t), "bt-1"), "ReleaseBootstrapToken at 0")
+			_, err := s.UseBootstrapToken(ctx(t), "bt-1", t0)
+			must(t, err, "use")
+			_, err = s.UseBootstrapToken(ctx(t), "bt-1", t0)
+			wantErr(t, err, store.ErrConflict, "second use of a single-use token")
+			must(t, s.ReleaseBootstrapToken(ctx(t), "bt-1"), "ReleaseBootstrapToken")
+			got, err := s.UseBootstrapToken(ctx(t), "bt-1", t0)
+			must(t, err, "use after a release")
+			if got.Uses != 1 {
+				t.Fatalf("after use, release, use: Uses = %d, want 1", got.Uses)
+			}
+			wantErr(t, s.ReleaseBootstrapToken(ctx(t), "bt-missing"), store.ErrNotFound, "release of a missing token")
+		}},
 		{"fail/bootstrap-use-refused", func(t *testing.T, s store.Store) {
 			caID := withCA(t, s)
 			expired := bootstrapFixture("bt-exp", caID, "exp")

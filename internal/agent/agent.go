@@ -66,7 +66,8 @@ type Config struct {
 	HookTimeout time.Duration
 }
 
-// Agent keeps certificates fresh. It is safe for concurrent use.
+// Agent keeps certificates fresh. Run or RunOnce drive it, one at a time;
+// Status and Handler are safe to call while they run.
 type Agent struct {
 	cfg     Config
 	workers []*worker

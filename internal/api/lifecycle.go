@@ -136,7 +136,7 @@ func bootstrapView(t *store.BootstrapToken, caName string) apiv1.BootstrapToken 
 // resolved it, and a use is spent only then, just before signing; when the
 // issuance fails after that (a lint error, say), the use is given back.
 func enroll(r *request) (*result, error) {
-	if r.h.cfg.Bootstrap == nil {
+	if r.h.cfg.Bootstrap == nil || r.h.cfg.CAByID == nil {
 		return nil, fault.New(fault.Unavailable, "bootstrap tokens are not enabled on this server")
 	}
 	var in apiv1.EnrollRequest

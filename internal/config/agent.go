@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/trustgate/trustgate/internal/apiv1"
 )
 
 // Agent is the configuration of `trustgate agent`: the control plane it
@@ -194,6 +196,11 @@ func (a Agent) Validate() error {
 				errs = append(errs, fmt.Errorf("%s: file %s is also written by %s", p, f, other))
 			}
 			files[abs] = p
+		}
+		if c.Validity != "" {
+			if _, err := apiv1.ParseDuration(c.Validity); err != nil {
+				errs = append(errs, fmt.Errorf("%s: validity: %w", p, err))
+			}
 		}
 		if c.RenewAt <= 0 || c.RenewAt >= 1 {
 			errs = append(errs, fmt.Errorf("%s: renew_at %v must be between 0 and 1 (a fraction of the lifetime)", p, c.RenewAt))

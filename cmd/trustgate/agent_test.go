@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,24 @@ func TestTokenAndAgentCLI(t *testing.T) {
 	}
 	if code, errs := agent(token, "svc-a", filepath.Join(work, "b.pem"), filepath.Join(work, "b.key")); code != exitAuth || !strings.Contains(errs, "used up") {
 		t.Fatalf("reused token: %d %s", code, errs)
+	}
+	// A revoked token is refused.
+	code, out, errs = cli(t, addr, dir, "token", "create", "--ca", "demo-intermediate", "--profile", "client", "--name", "svc-b", "-o", "json")
+	if code != 0 {
+		t.Fatalf("token create: %d %s", code, errs)
+	}
+	var created struct{ ID, Token string }
+	if err := json.Unmarshal([]byte(out), &created); err != nil || created.ID == "" {
+		t.Fatalf("token create -o json: %v %s", err, out)
+	}
+	if code, out, errs := cli(t, addr, dir, "token", "revoke", created.ID); code != 0 || !strings.Contains(out, "revoked") {
+		t.Fatalf("token revoke: %d %s %s", code, out, errs)
+	}
+	if code, errs := agent(created.Token, "svc-b", filepath.Join(work, "c.pem"), filepath.Join(work, "c.key")); code != exitAuth || !strings.Contains(errs, "revoked") {
+		t.Fatalf("revoked token: %d %s", code, errs)
+	}
+	if code, _, _ := cli(t, addr, dir, "token", "revoke", "bt-nope"); code != exitNotFound {
+		t.Fatalf("revoke of a missing token: exit %d, want %d", code, exitNotFound)
 	}
 	for _, args := range [][]string{
 		{"token", "create", "--ca", "demo-intermediate", "--profile", "client"},

@@ -11,8 +11,33 @@ import (
 
 func newTokenCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "token", Short: "Create bootstrap (enrolment) tokens for agents", Args: argsUsage(cobra.NoArgs)}
-	cmd.AddCommand(tokenCreateCmd(g))
+	cmd.AddCommand(tokenCreateCmd(g), tokenRevokeCmd(g))
 	return cmd
+}
+
+func tokenRevokeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use: "revoke ID", Short: "Revoke a bootstrap token (by the ID token create printed): enrolments with it are refused",
+		Args: argsUsage(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.checkOutput(); err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			tok, err := c.RevokeBootstrapToken(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return printJSON(cmd.OutOrStdout(), tok)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "bootstrap token %s for %q revoked (%d of %d uses spent)\n", tok.ID, tok.Name, tok.Uses, tok.MaxUses)
+			return nil
+		},
+	}
 }
 
 func tokenCreateCmd(g *globals) *cobra.Command {

@@ -23,6 +23,8 @@ type BootstrapTokens interface {
 	Lookup(ctx context.Context, secret string) (*store.BootstrapToken, error)
 	Use(ctx context.Context, tok *store.BootstrapToken) error
 	Release(ctx context.Context, tok *store.BootstrapToken) error
+	Get(ctx context.Context, id string) (*store.BootstrapToken, error)
+	Revoke(ctx context.Context, id string) (*store.BootstrapToken, error)
 }
 
 // Renewal is what the handlers need to renew a certificate its holder
@@ -119,9 +121,32 @@ func createBootstrapToken(r *request) (*result, error) {
 	return created(out)
 }
 
+// revokeBootstrapToken makes a token unusable. The caller must be allowed
+// token:Revoke on the token's CA.
+func revokeBootstrapToken(r *request) (*result, error) {
+	if r.h.cfg.Bootstrap == nil || r.h.cfg.CAByID == nil {
+		return nil, fault.New(fault.Unavailable, "bootstrap tokens are not enabled on this server")
+	}
+	tok, err := r.h.cfg.Bootstrap.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	c, err := r.h.cfg.CAByID(r.Context(), tok.CAID)
+	if err != nil {
+		return nil, fmt.Errorf("revoke bootstrap token: CA of %s: %w", tok.ID, err)
+	}
+	if err := r.authorize("ca/"+c.Name, nil); err != nil {
+		return nil, err
+	}
+	if tok, err = r.h.cfg.Bootstrap.Revoke(r.Context(), tok.ID); err != nil {
+		return nil, err
+	}
+	return ok(bootstrapView(tok, c.Name))
+}
+
 func bootstrapView(t *store.BootstrapToken, caName string) apiv1.BootstrapToken {
 	v := apiv1.BootstrapToken{ID: t.ID, Name: t.Name, CA: caName, Profile: t.Profile, SANs: t.SANs,
-		Uses: t.Uses, MaxUses: t.MaxUses, CreatedBy: t.CreatedBy, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt}
+		Uses: t.Uses, MaxUses: t.MaxUses, CreatedBy: t.CreatedBy, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, Revoked: t.Revoked}
 	if v.SANs == nil {
 		v.SANs = []string{}
 	}

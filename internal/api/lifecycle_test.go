@@ -340,6 +340,19 @@ func TestEnrollTokenExpiryAndConcurrency(t *testing.T) {
 		t.Fatalf("after failed issuances the token has %d uses spent (%v), want 0", rec.Uses, err)
 	}
 
+	// Revocation: refused from then on; unknown IDs are 404.
+	rev := e.mustToken(apiv1.CreateBootstrapTokenRequest{CA: "issuing", Profile: "client", Name: "svc-f"})
+	var revoked apiv1.BootstrapToken
+	if code, eb := e.call("POST", "/v1/tokens/"+rev.ID+"/revoke", nil, &revoked); code != 200 || !revoked.Revoked || revoked.Token != "" {
+		t.Fatalf("revoke token: %d %+v %+v", code, eb, revoked)
+	}
+	if code, eb := e.post("/v1/enroll", apiv1.EnrollRequest{Token: rev.Token, CSR: csrPEM(t, newKey(t), "svc-f")}, nil, nil); code != 401 || !strings.Contains(eb.Error.Message, "revoked") {
+		t.Fatalf("enrolment with a revoked token: %d %+v", code, eb)
+	}
+	if code, _ := e.call("POST", "/v1/tokens/bt-nope/revoke", nil, nil); code != 404 {
+		t.Fatalf("revoke of a missing token: %d", code)
+	}
+
 	// Expiry.
 	late := e.mustToken(apiv1.CreateBootstrapTokenRequest{CA: "issuing", Profile: "client", Name: "svc-d", ExpiresIn: "10m"})
 	clock.Advance(10 * time.Minute)

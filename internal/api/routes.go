@@ -91,6 +91,8 @@ func Routes() []Route {
 
 		{Method: "POST", Path: "/v1/tokens", Action: "token:Create", Resource: "", Summary: "Create a bootstrap (enrolment) token bound to a CA, a profile, a common name, SANs and a maximum lifetime; the secret is answered once and only its SHA-256 is stored. Authorized as an issuance of everything the token allows.",
 			Request: apiv1.CreateBootstrapTokenRequest{}, Response: apiv1.BootstrapToken{}, Status: 201, handle: createBootstrapToken},
+		{Method: "POST", Path: "/v1/tokens/{id}/revoke", Action: "token:Revoke", Resource: "", Summary: "Revoke a bootstrap token by ID: enrolments with it are refused from then on. Authorized on the token's CA.",
+			Response: apiv1.BootstrapToken{}, handle: revokeBootstrapToken},
 		{Method: "POST", Path: "/v1/enroll", Public: true, Summary: "Obtain a first certificate from a CSR with a bootstrap token (in the body); the certificate must stay within the token's binding, and each success spends one of its uses.",
 			Request: apiv1.EnrollRequest{}, Response: apiv1.IssueResponse{}, Status: 201, handle: enroll},
 		{Method: "POST", Path: "/v1/renew", Public: true, Summary: "Renew the certificate presented as TLS client certificate (issued here, in the inventory, neither revoked nor expired) for the new key of a CSR; the successor keeps its identity (subject, SANs, profile, CA) and lifetime.",

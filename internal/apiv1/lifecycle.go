@@ -37,6 +37,7 @@ type BootstrapToken struct {
 	CreatedBy   string    `json:"created_by"`
 	CreatedAt   time.Time `json:"created_at"`
 	ExpiresAt   time.Time `json:"expires_at"`
+	Revoked     bool      `json:"revoked,omitempty"`
 }
 
 // EnrollRequest obtains a first certificate with a bootstrap token, from a

@@ -44,6 +44,8 @@ type BootstrapStore interface {
 	GetBootstrapTokenByHash(ctx context.Context, hash []byte) (*store.BootstrapToken, error)
 	UseBootstrapToken(ctx context.Context, id string, at time.Time) (*store.BootstrapToken, error)
 	ReleaseBootstrapToken(ctx context.Context, id string) error
+	GetBootstrapToken(ctx context.Context, id string) (*store.BootstrapToken, error)
+	RevokeBootstrapToken(ctx context.Context, id string) error
 }
 
 // Bootstrap creates, checks and spends bootstrap tokens. It is safe for
@@ -175,6 +177,29 @@ func (b *Bootstrap) Release(ctx context.Context, tok *store.BootstrapToken) erro
 		return fmt.Errorf("release a use of bootstrap token %s: %w", tok.ID, err)
 	}
 	return nil
+}
+
+// Get returns the token with id; a missing one is fault.NotFound.
+func (b *Bootstrap) Get(ctx context.Context, id string) (*store.BootstrapToken, error) {
+	t, err := b.st.GetBootstrapToken(ctx, id)
+	if store.IsNotFound(err) {
+		return nil, fault.New(fault.NotFound, "no bootstrap token %q", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get bootstrap token %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// Revoke makes the token with id unusable at once (Lookup reads the store
+// every time). Revoking a revoked token is not an error.
+func (b *Bootstrap) Revoke(ctx context.Context, id string) (*store.BootstrapToken, error) {
+	if err := b.st.RevokeBootstrapToken(ctx, id); store.IsNotFound(err) {
+		return nil, fault.New(fault.NotFound, "no bootstrap token %q", id)
+	} else if err != nil {
+		return nil, fmt.Errorf("revoke bootstrap token %s: %w", id, err)
+	}
+	return b.Get(ctx, id)
 }
 
 // refusal says why rec cannot be used at now, or returns nil.

@@ -41,6 +41,8 @@ type LifecycleStore interface {
 	CreateBootstrapToken(ctx context.Context, t *BootstrapToken) error
 	// GetBootstrapTokenByHash returns the token whose secret hashes to hash.
 	GetBootstrapTokenByHash(ctx context.Context, hash []byte) (*BootstrapToken, error)
+	// GetBootstrapToken returns the token with id.
+	GetBootstrapToken(ctx context.Context, id string) (*BootstrapToken, error)
 	// UseBootstrapToken consumes one use of the token with id at time at,
 	// atomically: of concurrent calls on a token with n uses left, exactly
 	// n succeed. It succeeds only when the token is not revoked, has a use

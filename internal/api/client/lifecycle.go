@@ -13,6 +13,12 @@ func (c *Client) CreateBootstrapToken(ctx context.Context, r apiv1.CreateBootstr
 	return &out, c.Do(ctx, "POST", "/v1/tokens", r, &out)
 }
 
+// RevokeBootstrapToken revokes an enrolment token by ID.
+func (c *Client) RevokeBootstrapToken(ctx context.Context, id string) (*apiv1.BootstrapToken, error) {
+	var out apiv1.BootstrapToken
+	return &out, c.Do(ctx, "POST", "/v1/tokens/"+esc(id)+"/revoke", nil, &out)
+}
+
 // Enroll obtains a first certificate with a bootstrap token. It needs no
 // API token.
 func (c *Client) Enroll(ctx context.Context, r apiv1.EnrollRequest) (*apiv1.IssueResponse, error) {

@@ -87,6 +87,26 @@ func (d *DB) GetBootstrapTokenByHash(ctx context.Context, hash []byte) (*store.B
 	return t, nil
 }
 
+// GetBootstrapToken returns the bootstrap token with id, or an error
+// wrapping store.ErrNotFound.
+func (d *DB) GetBootstrapToken(ctx context.Context, id string) (*store.BootstrapToken, error) {
+	op := fmt.Sprintf("get bootstrap token %q", id)
+	if err := d.begin(ctx, op); err != nil {
+		return nil, err
+	}
+	if !storable(id) {
+		return nil, fmt.Errorf("postgres: %s: %w", op, store.ErrNotFound)
+	}
+	t, err := scanBootstrap(d.pool.QueryRow(ctx, selectBootstrap+" WHERE id = $1", id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("postgres: %s: %w", op, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, d.fail(ctx, op, err)
+	}
+	return t, nil
+}
+
 // UseBootstrapToken spends one use of the token with id at time at, in one
 // transaction: the conditional UPDATE, and when it changes nothing a read
 // that tells a missing token (store.ErrNotFound) from a refused use

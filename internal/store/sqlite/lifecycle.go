@@ -85,6 +85,23 @@ func (d *DB) GetBootstrapTokenByHash(ctx context.Context, hash []byte) (*store.B
 	return t, nil
 }
 
+// GetBootstrapToken returns the bootstrap token with id, or an error
+// wrapping store.ErrNotFound.
+func (d *DB) GetBootstrapToken(ctx context.Context, id string) (*store.BootstrapToken, error) {
+	op := fmt.Sprintf("get bootstrap token %q", id)
+	if err := d.begin(ctx, op); err != nil {
+		return nil, err
+	}
+	t, err := scanBootstrap(d.r.QueryRowContext(ctx, selectBootstrap+" WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sqlite: %s: %w", op, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, wrapErr("sqlite: "+op, err)
+	}
+	return t, nil
+}
+
 // UseBootstrapToken spends one use of the token with id at time at: one
 // conditional UPDATE in a write transaction. When it changes nothing, the
 // record is read in the same transaction to tell a missing token

@@ -41,6 +41,11 @@ func lifecycleCases() []testCase {
 			got, err := s.GetBootstrapTokenByHash(ctx(t), tok.Hash)
 			must(t, err, "GetBootstrapTokenByHash")
 			checkEqual(t, "GetBootstrapTokenByHash", want, got)
+			got, err = s.GetBootstrapToken(ctx(t), tok.ID)
+			must(t, err, "GetBootstrapToken")
+			checkEqual(t, "GetBootstrapToken", want, got)
+			_, err = s.GetBootstrapToken(ctx(t), "bt-missing")
+			wantErr(t, err, store.ErrNotFound, "GetBootstrapToken of a missing token")
 		}
 	}
 	return []testCase{

@@ -99,7 +99,7 @@ CLI commands read TRUSTGATE_ADDR, TRUSTGATE_TOKEN and TRUSTGATE_CACERT
 	root.AddCommand(
 		newDevCmd(g), newInitCmd(g), newServerCmd(g), newGatewayCmd(g),
 		newCACmd(g), newCertCmd(g), newTrustStoreCmd(g), newPolicyCmd(g), newPrincipalCmd(g), newAuditCmd(g), newStoreCmd(g),
-		newVersionCmd(g),
+		newTokenCmd(g), newAgentCmd(g), newVersionCmd(g),
 	)
 	return root
 }

@@ -26,8 +26,8 @@ func storeMigrateCmd(g *globals) *cobra.Command {
 		Use:   "migrate --from sqlite:DIR --to postgres://…",
 		Short: "Copy everything into a new, empty store (moving up from SQLite to PostgreSQL) and check the copy",
 		Long: `Copies CAs (their keys stay sealed to the same master key), certificates,
-revocations, CRL numbers, trust stores, principals, policies, API tokens and
-the audit chain into an empty store, then checks that the counts match and
+revocations, CRL numbers, trust stores, principals, policies, API tokens,
+bootstrap tokens, the event outbox (with each delivery's state) and the audit chain into an empty store, then checks that the counts match and
 that the audit chain verifies on the target with the source's head hash.
 It refuses a target that holds anything, and a source whose audit chain is
 broken. Stop the servers first; point them at the new store afterwards
@@ -52,9 +52,9 @@ broken. Stop the servers first; point them at the new store afterwards
 			if g.json() {
 				return printJSON(cmd.OutOrStdout(), rep)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "copied and checked: %d CAs, %d certificates, %d CRL numbers, %d trust stores, %d policies, %d principals, %d tokens, %d meta values, %d audit records (head %s) in %s\n",
-				rep.CAs, rep.Certificates, rep.CRLNumbers, rep.TrustStores, rep.Policies, rep.Principals, rep.Tokens, rep.Meta, rep.AuditRecords,
-				rep.AuditHead, time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(cmd.OutOrStdout(), "copied and checked: %d CAs, %d certificates, %d CRL numbers, %d trust stores, %d policies, %d principals, %d API tokens, %d bootstrap tokens, %d events, %d meta values, %d audit records (head %s) in %s\n",
+				rep.CAs, rep.Certificates, rep.CRLNumbers, rep.TrustStores, rep.Policies, rep.Principals, rep.Tokens, rep.BootstrapTokens, rep.Events,
+				rep.Meta, rep.AuditRecords, rep.AuditHead, time.Since(start).Round(time.Millisecond))
 			return nil
 		},
 	}

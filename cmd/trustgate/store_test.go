@@ -62,6 +62,7 @@ func TestStoreMigrateToPostgres(t *testing.T) {
 		{"truststore", "create", "partners", "--ca", "demo-intermediate"},
 		{"policy", "put", "readers", "--file", writeTemp(t, `{"statements":[{"effect":"allow","actions":["ca:Read"],"resources":["*"]}]}`)},
 		{"principal", "create", "viewer", "--policy", "readers"},
+		{"token", "create", "--ca", "demo-intermediate", "--profile", "client", "--name", "svc-a", "--expires-in", "1h"},
 	} {
 		if code, _, errs := cli(t, addr, dir, args...); code != 0 {
 			t.Fatalf("%v: %s", args, errs)
@@ -107,6 +108,9 @@ func TestStoreMigrateToPostgres(t *testing.T) {
 	}
 	if _, err := s.Store.GetPrincipal(context.Background(), "viewer"); err != nil {
 		t.Fatalf("principal on the target: %v", err)
+	}
+	if bts, err := s.Store.ListBootstrapTokens(context.Background()); err != nil || len(bts) != 1 {
+		t.Fatalf("bootstrap tokens on the target: %d %v", len(bts), err)
 	}
 }
 

@@ -8,8 +8,8 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -119,7 +119,11 @@ type Config struct {
 	Inventory Inventory
 	// TrustStores serves /v1/truststores; nil answers those routes with 503.
 	TrustStores TrustStores
-	Auth        Authenticator
+	// Bootstrap serves /v1/tokens and /v1/enroll; nil answers them with 503.
+	Bootstrap BootstrapTokens
+	// Renewal serves /v1/renew; nil answers it with 503.
+	Renewal Renewal
+	Auth    Authenticator
 	// Authz decides what an authenticated principal may do; nil lets every
 	// authenticated principal do everything (tests of other concerns).
 	Authz Authorizer
@@ -202,6 +206,9 @@ type request struct {
 // no Resource call it once they know what the request is about.
 func (r *request) authorize(resource string, iss *authz.Issuance) error {
 	r.audit.Record.Resource = resource
+	if r.route.Public {
+		return nil // the handler has proved who called in its own way
+	}
 	if r.h.cfg.Authz != nil {
 		q := authz.Query{Principal: r.principal, Action: r.route.Action, Resource: resource, Issuance: iss}
 		if err := r.h.cfg.Authz.Authorize(r.Context(), q); err != nil {
@@ -306,11 +313,13 @@ func (h *Handler) wrap(rt Route) http.Handler {
 		}()
 		req := &request{Request: r, w: sw, h: h, maxBody: max(h.cfg.MaxBodyBytes, rt.MaxBodyBytes), route: &rt}
 		var err error
-		if !rt.Public {
+		if !rt.Public || rt.Audit != "" {
 			req.audit = h.newAudit(r, rt)
 			sw.Header().Set("X-Request-Id", req.audit.Record.RequestID)
 			req.Request = r.WithContext(store.WithAudit(r.Context(), req.audit))
 			defer func() { h.finishAudit(req, err) }()
+		}
+		if !rt.Public {
 			if req.principal, err = h.authenticate(r); err != nil {
 				h.writeError(sw, r, err)
 				return
@@ -444,6 +453,14 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	writeJSON(w, status, body)
 }
 
+// setActor names the caller of a public route once its handler has proved
+// who it is ("bootstrap-token:ID", "certificate:SERIAL").
+func (r *request) setActor(actor, resource string) {
+	if r.audit != nil {
+		r.audit.Record.Actor, r.audit.Record.Resource = actor, resource
+	}
+}
+
 // newAudit starts the audit record of a call to a guarded route.
 func (h *Handler) newAudit(r *http.Request, rt Route) *store.PendingAudit {
 	idb := make([]byte, 8)
@@ -453,8 +470,12 @@ func (h *Handler) newAudit(r *http.Request, rt Route) *store.PendingAudit {
 	if host, _, err := net.SplitHostPort(source); err == nil {
 		source = host
 	}
+	action := rt.Action
+	if rt.Public {
+		action = rt.Audit
+	}
 	return &store.PendingAudit{Record: store.AuditRecord{
-		At: h.cfg.Now().UTC(), Action: rt.Action, Resource: routeResource(rt.Resource, r),
+		At: h.cfg.Now().UTC(), Action: action, Resource: routeResource(rt.Resource, r),
 		Decision: "allow", Outcome: "ok", RequestID: id, Source: source,
 	}}
 }

@@ -332,7 +332,13 @@ func TestEveryRouteDeclaresAnAction(t *testing.T) {
 			if rt.Action != "" || rt.Resource != "" {
 				t.Errorf("%s is public but declares an action", label)
 			}
+			if rt.Method != "GET" && rt.Audit == "" {
+				t.Errorf("%s is public and changes state, but declares no Audit action", label)
+			}
 			continue
+		}
+		if rt.Audit != "" {
+			t.Errorf("%s: Audit is for public routes; a guarded route is recorded under its Action", label)
 		}
 		svc, verb, found := strings.Cut(rt.Action, ":")
 		if !found || svc == "" || verb == "" || strings.ContainsAny(rt.Action, "*/ ") {

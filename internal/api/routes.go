@@ -26,6 +26,11 @@ type Route struct {
 	Summary string
 	// Public routes need no credentials.
 	Public bool
+	// Audit is the action a public route that changes something is
+	// recorded under in the audit log (its caller proves itself some other
+	// way: a bootstrap token, a certificate); a test requires it of every
+	// public route that is not a GET.
+	Audit string
 	// Action is the policy action a non-public route needs, e.g.
 	// "cert:Read". Every non-public route has one; a test walks the table.
 	Action string
@@ -88,6 +93,15 @@ func Routes() []Route {
 		{Method: "POST", Path: "/v1/certificates/{serial}/unhold", Action: "cert:Unhold", Resource: "", Summary: "Release a certificate on hold (certificateHold).", Response: apiv1.Certificate{}, handle: unhold},
 		{Method: "POST", Path: "/v1/certificates/import", Action: "cert:Import", Resource: "*", Summary: "Add an external certificate to the inventory for tracking.",
 			Request: apiv1.ImportCertificateRequest{}, Response: apiv1.Certificate{}, Status: 201, handle: importCert},
+
+		{Method: "POST", Path: "/v1/tokens", Action: "token:Create", Resource: "", Summary: "Create a bootstrap (enrolment) token bound to a CA, a profile, a common name, SANs and a maximum lifetime; the secret is answered once and only its SHA-256 is stored. Authorized as an issuance of everything the token allows.",
+			Request: apiv1.CreateBootstrapTokenRequest{}, Response: apiv1.BootstrapToken{}, Status: 201, handle: createBootstrapToken},
+		{Method: "POST", Path: "/v1/tokens/{id}/revoke", Action: "token:Revoke", Resource: "", Summary: "Revoke a bootstrap token by ID: enrolments with it are refused from then on. Authorized on the token's CA.",
+			Response: apiv1.BootstrapToken{}, handle: revokeBootstrapToken},
+		{Method: "POST", Path: "/v1/enroll", Public: true, Audit: "cert:Enroll", Summary: "Obtain a first certificate from a CSR with a bootstrap token (in the body); the certificate must stay within the token's binding, and each success spends one of its uses.",
+			Request: apiv1.EnrollRequest{}, Response: apiv1.IssueResponse{}, Status: 201, handle: enroll},
+		{Method: "POST", Path: "/v1/renew", Public: true, Audit: "cert:Renew", Summary: "Renew the certificate presented as TLS client certificate (issued here, in the inventory, neither revoked nor expired) for the new key of a CSR; the successor keeps its identity (subject, SANs, profile, CA) and lifetime.",
+			Request: apiv1.RenewRequest{}, Response: apiv1.IssueResponse{}, Status: 201, handle: renew},
 
 		{Method: "POST", Path: "/v1/truststores", Action: "truststore:Create", Resource: "truststore/*", Summary: "Create a trust store at version 1, optionally with CAs of this Trustgate (whose revocations it follows) and external CA certificates.",
 			Request: apiv1.CreateTrustStoreRequest{}, Response: apiv1.TrustStore{}, Status: 201, handle: createTrustStore},

@@ -62,8 +62,8 @@ type CA struct {
 	// NameConstraints are those of the CA's certificate, if any.
 	NameConstraints *NameConstraints `json:"name_constraints,omitempty"`
 	CertificatePEM  string           `json:"certificate_pem,omitempty"`
-	CSRPEM         string     `json:"csr_pem,omitempty"`
-	CreatedAt      time.Time  `json:"created_at"`
+	CSRPEM          string           `json:"csr_pem,omitempty"`
+	CreatedAt       time.Time        `json:"created_at"`
 }
 
 // CAList is the answer of GET /v1/cas.

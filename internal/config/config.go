@@ -48,13 +48,14 @@ type Server struct {
 	// PostgreSQL URL "postgres://user@host:5432/db" for several nodes.
 	Store string `yaml:"store"`
 	// MasterKeyFile is the 32-byte key that seals CA keys; default DataDir/master.key.
-	MasterKeyFile string `yaml:"master_key_file"`
-	API           API    `yaml:"api"`
-	Public        Public `yaml:"public"`
-	Issuance      Issue  `yaml:"issuance"`
-	Revocation    Revoke `yaml:"revocation"`
-	Access        Access `yaml:"access"`
-	Log           Log    `yaml:"log"`
+	MasterKeyFile string    `yaml:"master_key_file"`
+	API           API       `yaml:"api"`
+	Public        Public    `yaml:"public"`
+	Issuance      Issue     `yaml:"issuance"`
+	Revocation    Revoke    `yaml:"revocation"`
+	Access        Access    `yaml:"access"`
+	Lifecycle     Lifecycle `yaml:"lifecycle"`
+	Log           Log       `yaml:"log"`
 }
 
 // Access holds access-control settings.

@@ -27,6 +27,7 @@ import (
 	"github.com/trustgate/trustgate/internal/config"
 	"github.com/trustgate/trustgate/internal/inventory"
 	"github.com/trustgate/trustgate/internal/keystore"
+	"github.com/trustgate/trustgate/internal/lifecycle"
 	"github.com/trustgate/trustgate/internal/pki"
 	"github.com/trustgate/trustgate/internal/revocation"
 	"github.com/trustgate/trustgate/internal/store"
@@ -43,17 +44,21 @@ var ErrNotInitialized = errors.New("the data directory is not initialized (run `
 
 // Server is an assembled control plane.
 type Server struct {
-	Config     config.Server
-	Store      store.Store
-	CA         *ca.Service
-	Inventory  *inventory.Service
-	Tokens     *authz.Tokens
-	Access     *authz.Service
+	Config    config.Server
+	Store     store.Store
+	CA        *ca.Service
+	Inventory *inventory.Service
+	Tokens    *authz.Tokens
+	Access    *authz.Service
+	// Bootstrap holds the enrolment tokens of /v1/tokens and /v1/enroll.
+	Bootstrap  *authz.Bootstrap
 	Revocation *revocation.Service
 	// TrustStores follows the CAs' revocations through Revocation.
 	TrustStores *truststore.Service
-	Logger      *slog.Logger
-	Registry    *prometheus.Registry
+	// Lifecycle records expiry and renewal events and delivers them.
+	Lifecycle *lifecycle.Service
+	Logger    *slog.Logger
+	Registry  *prometheus.Registry
 
 	ready atomic.Bool
 }
@@ -152,13 +157,20 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 			return nil, err
 		}
 	}
+	life, err := newLifecycle(cfg, st, opts.Now, log, reg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	return &Server{
 		Config:      cfg,
+		Lifecycle:   life,
 		Store:       st,
 		CA:          casvc,
 		Inventory:   inventory.New(inventory.Config{Store: st, Now: opts.Now}),
 		Tokens:      access.Tokens,
 		Access:      access,
+		Bootstrap:   authz.NewBootstrap(st, opts.Now),
 		Revocation:  rev,
 		TrustStores: trust,
 		Logger:      log,
@@ -233,6 +245,7 @@ func (s *Server) Handler() http.Handler {
 	h := api.New(api.Config{
 		CA: s.CA, Inventory: s.Inventory, TrustStores: s.TrustStores, CAByID: s.Store.GetCAByID,
 		Auth: s.Access, Authz: s.Access, Access: s.Access, AccessStore: s.Store, Audit: s.Store,
+		Bootstrap: s.Bootstrap, Renewal: &lifecycle.Renewer{CA: s.CA, Events: s.Lifecycle},
 		MaxBodyBytes: s.Config.API.MaxBodyBytes, Ready: s.ready.Load,
 		Logger: s.Logger.With("component", "api"), Registerer: s.Registry,
 	})
@@ -265,6 +278,16 @@ func publicHandler(all http.Handler) http.Handler {
 	})
 }
 
+// apiTLSConfig is the API listener's TLS configuration. It requests, but
+// does not require, a client certificate, and leaves its verification to
+// the routes that use one (ca.Service.VerifyPeer): token-authenticated and
+// public callers connect without one, and a certificate's standing (in the
+// inventory, not revoked) is a question for the store, not for a static
+// pool of roots.
+func apiTLSConfig(cert tls.Certificate) *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
+}
+
 // Run serves until ctx ends, then drains connections for up to 10 s. The
 // listeners are bound before Run returns an error or starts serving, so a
 // port in use is reported at once.
@@ -283,9 +306,10 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 	lns = append(lns, apiLn)
 	servers = append(servers, &http.Server{
 		Handler: all,
-		// A client certificate is asked for, never required: operators may
-		// log in with one (access.operator_ca), which the API verifies itself.
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert},
+		// A client certificate is asked for, never required: operators
+		// (access.operator_ca) and agents renewing (/v1/renew) log in with
+		// one, which the API verifies itself.
+		TLSConfig:         apiTLSConfig(cert),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, WriteTimeout: 60 * time.Second,
 		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),
@@ -305,7 +329,7 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 			ErrorLog: slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),
 		})
 	}
-	errc := make(chan error, len(servers)+1)
+	errc := make(chan error, len(servers)+2)
 	var wg sync.WaitGroup
 	rctx, stopRev := context.WithCancel(ctx)
 	defer stopRev()
@@ -314,6 +338,13 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 		defer wg.Done()
 		if err := s.Revocation.Run(rctx); err != nil && !errors.Is(err, context.Canceled) {
 			errc <- fmt.Errorf("revocation publisher: %w", err)
+		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.Lifecycle.Run(rctx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("lifecycle events: %w", err)
 		}
 	}()
 	for i, srv := range servers {

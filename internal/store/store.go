@@ -229,6 +229,7 @@ type TrustStoreChange struct {
 type Store interface {
 	AccessStore
 	MaintenanceStore
+	LifecycleStore
 
 	// CreateCA inserts a CA; a taken name or ID is ErrConflict.
 	CreateCA(ctx context.Context, ca *CA) error

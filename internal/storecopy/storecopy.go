@@ -23,7 +23,7 @@ type Progress func(what string, done int64)
 
 // Report counts what was copied.
 type Report struct {
-	Meta, CAs, Policies, Principals, Tokens, Certificates, CRLNumbers, TrustStores, AuditRecords int64
+	Meta, CAs, Policies, Principals, Tokens, BootstrapTokens, Certificates, CRLNumbers, TrustStores, Events, AuditRecords int64
 	// AuditHead is the hash of the last audit record, hex, equal on both sides.
 	AuditHead string
 }
@@ -55,7 +55,8 @@ func Copy(ctx context.Context, src, dst store.Store, progress Progress) (*Report
 	}{
 		{"meta", copyMeta}, {"CAs", copyCAs}, {"policies", copyPolicies}, {"principals", copyPrincipals},
 		{"tokens", copyTokens}, {"certificates", copyCertificates}, {"CRL numbers", copyCRLNumbers},
-		{"trust stores", copyTrustStores}, {"audit records", copyAudit},
+		{"trust stores", copyTrustStores}, {"bootstrap tokens", copyBootstrapTokens}, {"events", copyEvents},
+		{"audit records", copyAudit},
 	}
 	for _, s := range steps {
 		if err := s.fn(ctx, src, dst, rep, progress); err != nil {
@@ -282,6 +283,43 @@ func copyTrustStores(ctx context.Context, src, dst store.Store, rep *Report, _ P
 	return nil
 }
 
+func copyBootstrapTokens(ctx context.Context, src, dst store.Store, rep *Report, _ Progress) error {
+	ts, err := src.ListBootstrapTokens(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		if err := dst.CreateBootstrapToken(ctx, t); err != nil {
+			return fmt.Errorf("bootstrap token %q: %w", t.ID, err)
+		}
+		rep.BootstrapTokens++
+	}
+	return nil
+}
+
+// copyEvents copies the outbox with each delivery's state, so nothing
+// pending is lost and nothing delivered is sent again.
+func copyEvents(ctx context.Context, src, dst store.Store, rep *Report, progress Progress) error {
+	after := ""
+	for {
+		page, err := src.ListEvents(ctx, after, 1000)
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		for _, e := range page {
+			if err := dst.RestoreEvent(ctx, e); err != nil {
+				return fmt.Errorf("event %q: %w", e.Event.ID, err)
+			}
+			rep.Events++
+		}
+		after = page[len(page)-1].Event.ID
+		progress("events", rep.Events)
+	}
+}
+
 // copyAudit appends the source's records in order. The target chains each
 // one afresh; as the target starts empty and the fields are the same, each
 // hash must come out equal to the source's, which is checked record by
@@ -342,6 +380,7 @@ func check(ctx context.Context, src, dst store.Store, rep *Report, srcAudit audi
 		{"trust stores", func(s store.Store) (int, error) { l, err := s.ListTrustStores(ctx); return len(l), err }},
 		{"CRL numbers", func(s store.Store) (int, error) { l, err := s.ListCRLNumbers(ctx); return len(l), err }},
 		{"meta values", func(s store.Store) (int, error) { m, err := s.ListMeta(ctx); return len(m), err }},
+		{"bootstrap tokens", func(s store.Store) (int, error) { l, err := s.ListBootstrapTokens(ctx); return len(l), err }},
 	} {
 		a, err1 := c.n(src)
 		b, err2 := c.n(dst)

@@ -93,3 +93,112 @@ func (d *DB) RaiseTrustStoreVersion(ctx context.Context, id string, version int6
 	}
 	return nil
 }
+
+// ListBootstrapTokens returns every bootstrap token, oldest first.
+func (d *DB) ListBootstrapTokens(ctx context.Context) ([]*store.BootstrapToken, error) {
+	const op = "list bootstrap tokens"
+	if err := d.begin(ctx, op); err != nil {
+		return nil, err
+	}
+	var out []*store.BootstrapToken
+	err := eachRow(ctx, d.r, selectBootstrap+" ORDER BY created_at, id", nil, func(s scanner) error {
+		t, err := scanBootstrap(s)
+		if err == nil {
+			out = append(out, t)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, wrapErr("sqlite: "+op, err)
+	}
+	return out, nil
+}
+
+// ListEvents returns a page of the outbox with every delivery's state.
+func (d *DB) ListEvents(ctx context.Context, afterID string, limit int) ([]*store.EventCopy, error) {
+	const op = "list events"
+	if err := d.begin(ctx, op); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	var out []*store.EventCopy
+	byID := map[string]*store.EventCopy{}
+	err := d.inReadTx(ctx, func(tx *sql.Tx) error {
+		err := eachRow(ctx, tx, "SELECT id, key, type, payload, created_at FROM events WHERE id > ? ORDER BY id LIMIT ?",
+			[]any{afterID, limit}, func(s scanner) error {
+				var e store.EventCopy
+				var ct string
+				if err := s.Scan(&e.Event.ID, &e.Event.Key, &e.Event.Type, blob{&e.Event.Payload}, &ct); err != nil {
+					return err
+				}
+				var err error
+				e.Event.CreatedAt, err = decodeTime(ct)
+				out = append(out, &e)
+				byID[e.Event.ID] = &e
+				return err
+			})
+		if err != nil || len(out) == 0 {
+			return err
+		}
+		return eachRow(ctx, tx, `SELECT event_id, webhook, attempts, next_attempt, last_error, delivered, delivered_at
+			FROM event_deliveries WHERE event_id > ? AND event_id <= ? ORDER BY event_id, webhook`,
+			[]any{afterID, out[len(out)-1].Event.ID}, func(s scanner) error {
+				var (
+					id, na, da string
+					ds         store.DeliveryState
+					att, del   int64
+				)
+				if err := s.Scan(&id, &ds.Webhook, &att, &na, &ds.LastError, &del, &da); err != nil {
+					return err
+				}
+				var err1, err2 error
+				ds.NextAttempt, err1 = decodeTime(na)
+				ds.DeliveredAt, err2 = decodeTime(da)
+				ds.Attempts, ds.Delivered = int(att), del != 0
+				if e := byID[id]; e != nil {
+					e.Deliveries = append(e.Deliveries, ds)
+				}
+				return errors.Join(err1, err2)
+			})
+	})
+	if err != nil {
+		return nil, wrapErr("sqlite: "+op, err)
+	}
+	return out, nil
+}
+
+// RestoreEvent records an event and its deliveries as they were.
+func (d *DB) RestoreEvent(ctx context.Context, e *store.EventCopy) error {
+	op := fmt.Sprintf("restore event %q", e.Event.ID)
+	if err := d.begin(ctx, op); err != nil {
+		return err
+	}
+	ct, err := encodeTime(e.Event.CreatedAt)
+	if err != nil {
+		return fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	err = d.inWriteTx(ctx, op, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO events (id, key, type, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+			e.Event.ID, e.Event.Key, e.Event.Type, e.Event.Payload, ct); err != nil {
+			return err
+		}
+		for _, ds := range e.Deliveries {
+			na, err1 := encodeTime(ds.NextAttempt)
+			da, err2 := encodeTime(ds.DeliveredAt)
+			if err := errors.Join(err1, err2); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO event_deliveries (event_id, webhook, attempts, next_attempt, last_error, delivered, delivered_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?)`, e.Event.ID, ds.Webhook, ds.Attempts, na, ds.LastError, boolInt(ds.Delivered), da); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return wrapErr("sqlite: "+op, err)
+	}
+	return nil
+}

@@ -74,6 +74,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TrustStore", trustStoreCases()},
 		{"Access", accessCases()},
 		{"Maintenance", maintenanceCases()},
+		{"Lifecycle", lifecycleCases()},
 		{"Context", contextCases()},
 	}
 	for _, g := range groups {

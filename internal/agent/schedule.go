@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"math"
+	"time"
+)
+
+// Policy holds the agent's timing rules. Its methods are pure functions of
+// their arguments (the time and a random number among them), so that the
+// schedule is tested without waiting and without a random source.
+type Policy struct {
+	// RenewAt is the fraction of a certificate's lifetime after which it
+	// is renewed, in (0, 1).
+	RenewAt float64
+	// Jitter is the fraction of the lifetime by which a renewal may come
+	// earlier than RenewAt, spread at random, so that certificates issued
+	// together are not renewed together.
+	Jitter float64
+	// InitialBackoff is the wait after a first failure; it doubles with
+	// every further failure up to MaxBackoff.
+	InitialBackoff, MaxBackoff time.Duration
+}
+
+// DefaultJitter is Policy.Jitter unless set: 5% of the lifetime.
+const DefaultJitter = 0.05
+
+// RenewTime returns when a certificate valid from notBefore to notAfter is
+// due for renewal: at RenewAt of its lifetime, brought forward by up to
+// Jitter of it by u in [0, 1). It is never earlier than notBefore.
+func (p Policy) RenewTime(notBefore, notAfter time.Time, u float64) time.Time {
+	life := notAfter.Sub(notBefore)
+	if life <= 0 {
+		return notBefore
+	}
+	at := time.Duration(float64(life) * (p.RenewAt - p.Jitter*clamp01(u)))
+	return notBefore.Add(max(at, 0))
+}
+
+// Backoff returns the wait after the failures-th consecutive failure
+// (failures >= 1): InitialBackoff doubled failures-1 times, capped at
+// MaxBackoff, of which the upper half is spread by u in [0, 1) ("equal
+// jitter": never less than half the nominal wait, so a fleet that lost the
+// control plane together does not retry together).
+func (p Policy) Backoff(failures int, u float64) time.Duration {
+	if failures < 1 {
+		return 0
+	}
+	d := p.MaxBackoff
+	if exp := float64(failures - 1); exp < 62 {
+		if n := float64(p.InitialBackoff) * math.Pow(2, exp); n < float64(p.MaxBackoff) {
+			d = time.Duration(n)
+		}
+	}
+	return d/2 + time.Duration(float64(d/2)*clamp01(u))
+}
+
+// Current describes the certificate in the agent's files, if any.
+type Current struct {
+	// Valid is true when the files hold a certificate and its key that
+	// match and are within their validity.
+	Valid               bool
+	NotBefore, NotAfter time.Time
+}
+
+// Next returns when the agent should next try to obtain a certificate,
+// given the current one, the number of consecutive failures and the time
+// of the last one, and a random u in [0, 1) drawn for this decision. A due
+// time at or before now means at once.
+//
+// Without a valid certificate the agent tries at once, or after the
+// backoff of its failures. With one it waits for its renewal time; once
+// attempts have failed, for the backoff after the last failure. The
+// current files stay in place meanwhile. (The caller resets failures when
+// the files change under it: a new certificate has its own schedule.)
+func (p Policy) Next(now time.Time, cur Current, failures int, lastFailure time.Time, u float64) time.Time {
+	due := now
+	if cur.Valid && cur.NotAfter.After(now) {
+		due = p.RenewTime(cur.NotBefore, cur.NotAfter, u)
+	}
+	// A failure means an attempt was due, so the retry follows the backoff
+	// alone (a renewal time computed with another random draw must not
+	// push it out).
+	if failures > 0 {
+		return lastFailure.Add(p.Backoff(failures, u))
+	}
+	return due
+}
+
+func clamp01(u float64) float64 {
+	switch {
+	case u < 0 || math.IsNaN(u):
+		return 0
+	case u >= 1:
+		return math.Nextafter(1, 0)
+	}
+	return u
+}

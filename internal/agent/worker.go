@@ -1,0 +1,457 @@
+package agent
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/trustgate/trustgate/internal/api/client"
+	"github.com/trustgate/trustgate/internal/apiv1"
+	"github.com/trustgate/trustgate/internal/atomicfile"
+	"github.com/trustgate/trustgate/internal/config"
+	"github.com/trustgate/trustgate/internal/pki"
+)
+
+// Status is the state of one certificate, as the health endpoint shows it.
+type Status struct {
+	Name     string `json:"name"`
+	CertFile string `json:"cert_file"`
+	// Valid is true when the files hold a matching certificate and key
+	// within their validity.
+	Valid    bool       `json:"valid"`
+	Serial   string     `json:"serial,omitempty"`
+	NotAfter *time.Time `json:"not_after,omitempty"`
+	// NextAttempt is when the agent next renews (or retries).
+	NextAttempt *time.Time `json:"next_attempt,omitempty"`
+	LastRenewal *time.Time `json:"last_renewal,omitempty"`
+	// Renewals counts certificates obtained since the agent started
+	// (enrolments included).
+	Renewals            int        `json:"renewals"`
+	ConsecutiveFailures int        `json:"consecutive_failures"`
+	LastError           string     `json:"last_error,omitempty"`
+	LastErrorAt         *time.Time `json:"last_error_at,omitempty"`
+}
+
+// worker keeps one certificate fresh.
+type worker struct {
+	a       *Agent
+	spec    config.AgentCertificate
+	keyType pki.KeyType
+	policy  Policy
+	log     *slog.Logger
+
+	// Owned by the worker's goroutine (or RunOnce). failedSerial is the
+	// serial in the files when the failures began: when the files change
+	// under the agent, the failures no longer apply.
+	failures     int
+	lastFailure  time.Time
+	failedSerial string
+	// obtained is when the agent obtained the certificate with serial
+	// obtainedSerial. The lifetime counts from then, not from NotBefore,
+	// which the CA backdates to absorb clock skew: for a one-minute
+	// certificate backdated by a minute, half the validity would already
+	// be gone at issuance. After a restart NotBefore is all there is.
+	obtained       time.Time
+	obtainedSerial string
+	// u is the random draw of the current schedule: drawn again after
+	// each attempt, so that re-evaluating the schedule while waiting does
+	// not move it.
+	u float64
+
+	mu     sync.Mutex
+	status Status
+}
+
+// loaded is what the files hold.
+type loaded struct {
+	Current
+	cert   *tls.Certificate
+	serial string
+}
+
+// load reads the certificate and key files. A missing, unreadable or
+// mismatched pair, or one outside its validity at now, is not Valid.
+func (w *worker) load(now time.Time) loaded {
+	var l loaded
+	certPEM, err1 := os.ReadFile(w.spec.CertFile)
+	keyPEM, err2 := os.ReadFile(w.spec.KeyFile)
+	if err1 != nil || err2 != nil {
+		return l
+	}
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		w.log.Warn("the certificate and key files do not hold a matching pair", "err", err)
+		return l
+	}
+	l.cert, l.serial = &c, pki.SerialHex(c.Leaf.SerialNumber)
+	l.NotBefore, l.NotAfter = c.Leaf.NotBefore, c.Leaf.NotAfter
+	l.Valid = !now.Before(l.NotBefore) && now.Before(l.NotAfter)
+	if l.serial == w.obtainedSerial && w.obtained.After(l.NotBefore) {
+		l.NotBefore = w.obtained
+	}
+	w.mu.Lock()
+	w.status.Valid, w.status.Serial = l.Valid, l.serial
+	na := l.NotAfter
+	w.status.NotAfter = &na
+	w.mu.Unlock()
+	w.a.m.notAfter.WithLabelValues(w.spec.Name).Set(float64(l.NotAfter.Unix()))
+	return l
+}
+
+// run renews until ctx ends.
+func (w *worker) run(ctx context.Context) {
+	clock := w.a.cfg.Clock
+	for ctx.Err() == nil {
+		now := clock.Now()
+		cur := w.load(now)
+		if w.failures > 0 && cur.serial != w.failedSerial {
+			w.failures = 0
+		}
+		due := w.policy.Next(now, cur.Current, w.failures, w.lastFailure, w.u)
+		w.setNext(due)
+		if wait := due.Sub(now); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-clock.After(wait):
+			}
+			continue // the files may have changed meanwhile: look again
+		}
+		w.attempt(ctx, cur)
+	}
+}
+
+// attempt obtains a certificate once and records the outcome.
+func (w *worker) attempt(ctx context.Context, cur loaded) error {
+	err := w.obtain(ctx, cur)
+	now := w.a.cfg.Clock.Now()
+	w.u = w.a.cfg.Rand()
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		w.failures++
+		w.lastFailure, w.failedSerial = now, cur.serial
+		w.recordError(now, err)
+		w.a.m.failures.WithLabelValues(w.spec.Name).Inc()
+		w.a.m.consecutive.WithLabelValues(w.spec.Name).Set(float64(w.failures))
+		w.log.Warn("could not obtain a certificate; keeping the current files",
+			"err", err, "consecutive_failures", w.failures, "retry_in", w.policy.Backoff(w.failures, w.u).String())
+		return err
+	}
+	w.failures = 0
+	w.mu.Lock()
+	w.status.ConsecutiveFailures = 0
+	w.mu.Unlock()
+	w.a.m.consecutive.WithLabelValues(w.spec.Name).Set(0)
+	return nil
+}
+
+// obtain renews the current certificate, or enrols with the token when
+// there is none (or renewal is refused and a token is at hand), writes the
+// files, and runs the reload hook.
+func (w *worker) obtain(ctx context.Context, cur loaded) error {
+	key, err := pki.GenerateKey(w.keyType)
+	if err != nil {
+		return fmt.Errorf("generate key: %w", err)
+	}
+	csr, err := w.csr(key)
+	if err != nil {
+		return err
+	}
+	var res *apiv1.IssueResponse
+	how := "renewed"
+	if cur.Valid {
+		res, err = w.call(ctx, cur.cert, func(c *client.Client) (*apiv1.IssueResponse, error) { return c.Renew(ctx, csr) })
+		var ce *client.Error
+		if err != nil && !(errors.As(err, &ce) && ce.Status == http.StatusUnauthorized && w.hasToken()) {
+			return fmt.Errorf("renew: %w", err)
+		}
+		if err != nil {
+			w.log.Warn("renewal refused; enrolling again with the bootstrap token", "err", err)
+			res = nil
+		}
+	}
+	if res == nil {
+		how = "enrolled"
+		tok, err := w.token()
+		if err != nil {
+			return err
+		}
+		if tok == "" {
+			return fmt.Errorf("no valid certificate in %s and no bootstrap token (token or token_file) to enrol with", w.spec.CertFile)
+		}
+		req := apiv1.EnrollRequest{Token: tok, CSR: csr, CommonName: w.spec.CommonName, DNS: w.spec.DNS, IP: w.spec.IP,
+			URI: w.spec.URI, Validity: w.spec.Validity}
+		if res, err = w.call(ctx, nil, func(c *client.Client) (*apiv1.IssueResponse, error) { return c.Enroll(ctx, req) }); err != nil {
+			return fmt.Errorf("enrol: %w", err)
+		}
+	}
+	leaf, err := w.write(key, res)
+	if err != nil {
+		return err
+	}
+	now := w.a.cfg.Clock.Now()
+	serial := pki.SerialHex(leaf.SerialNumber)
+	w.obtained, w.obtainedSerial = now, serial
+	w.mu.Lock()
+	w.status.Renewals++
+	w.status.LastRenewal = &now
+	w.status.Valid, w.status.Serial = true, serial
+	na := leaf.NotAfter
+	w.status.NotAfter = &na
+	w.mu.Unlock()
+	w.a.m.renewals.WithLabelValues(w.spec.Name).Inc()
+	w.a.m.lastRenewal.WithLabelValues(w.spec.Name).Set(float64(now.Unix()))
+	w.a.m.notAfter.WithLabelValues(w.spec.Name).Set(float64(leaf.NotAfter.Unix()))
+	w.log.Info("certificate "+how, "serial", serial, "not_after", leaf.NotAfter)
+	if err := w.reload(ctx); err != nil {
+		// The new files are in place; the consumer did not pick them up.
+		// That is an error to see, not a reason to renew again.
+		w.recordError(now, err)
+		w.a.m.hookFailures.WithLabelValues(w.spec.Name).Inc()
+		w.log.Error("reload after renewal failed", "err", err)
+	}
+	return nil
+}
+
+// call runs fn with a client of the control plane that presents cert (nil
+// for none). Each call has its own connections, closed after: a kept-alive
+// connection would go on presenting the certificate it was opened with.
+func (w *worker) call(ctx context.Context, cert *tls.Certificate, fn func(*client.Client) (*apiv1.IssueResponse, error)) (*apiv1.IssueResponse, error) {
+	cp := w.a.cfg.Spec.ControlPlane
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cp.CAFile != "" {
+		b, err := os.ReadFile(cp.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read the control plane's CA certificate: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", cp.CAFile)
+		}
+	}
+	if cert != nil {
+		tc.Certificates = []tls.Certificate{*cert}
+	}
+	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext, TLSHandshakeTimeout: 10 * time.Second}
+	defer tr.CloseIdleConnections()
+	c, err := client.New(client.Config{Addr: cp.Address, HTTPClient: &http.Client{Transport: tr, Timeout: w.a.cfg.RequestTimeout}})
+	if err != nil {
+		return nil, err
+	}
+	return fn(c)
+}
+
+// csr makes the certificate request for key. Its names matter only at
+// enrolment; a renewal keeps the identity of the current certificate.
+func (w *worker) csr(key crypto.Signer) (string, error) {
+	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: w.spec.CommonName}, DNSNames: w.spec.DNS}
+	for _, s := range w.spec.IP {
+		if ip := net.ParseIP(s); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		}
+	}
+	for _, s := range w.spec.URI {
+		if u, err := url.Parse(s); err == nil {
+			tmpl.URIs = append(tmpl.URIs, u)
+		}
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		return "", fmt.Errorf("create CSR: %w", err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})), nil
+}
+
+func (w *worker) hasToken() bool { return w.spec.Token != "" || w.spec.TokenFile != "" }
+
+// token returns the bootstrap token, "" when none is configured.
+func (w *worker) token() (string, error) {
+	if w.spec.TokenFile == "" {
+		return w.spec.Token, nil
+	}
+	b, err := os.ReadFile(w.spec.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("read token file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// write checks the answer against key and writes the files, each
+// atomically: key, certificate (with the intermediates), chain, bundle.
+// The key goes first, so that a consumer that watches the certificate
+// file finds the new key in place when it sees the new certificate.
+func (w *worker) write(key crypto.Signer, res *apiv1.IssueResponse) (*x509.Certificate, error) {
+	leaf, err := firstCert(res.CertificatePEM)
+	if err != nil {
+		return nil, fmt.Errorf("the control plane answered with an unusable certificate: %w", err)
+	}
+	if !publicKeyEqual(leaf.PublicKey, key.Public()) {
+		return nil, errors.New("the control plane answered with a certificate for another key")
+	}
+	chain, err := certsOf(res.ChainPEM)
+	if err != nil {
+		return nil, fmt.Errorf("the control plane answered with an unusable chain: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("encode key: %w", err)
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	// What a TLS peer sends: the leaf and the intermediates, not the root.
+	full := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})
+	for _, c := range chain {
+		if !isSelfSigned(c) {
+			full = append(full, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+		}
+	}
+	if err := atomicfile.WriteFile(w.spec.KeyFile, keyPEM, 0o600); err != nil {
+		return nil, err
+	}
+	if err := atomicfile.WriteFile(w.spec.CertFile, full, 0o644); err != nil {
+		return nil, err
+	}
+	if w.spec.ChainFile != "" {
+		if err := atomicfile.WriteFile(w.spec.ChainFile, []byte(res.ChainPEM), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	if w.spec.BundleFile != "" {
+		if err := atomicfile.WriteFile(w.spec.BundleFile, append(keyPEM, full...), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return leaf, nil
+}
+
+// reload runs the on_renew command and signals the pid_file's process.
+func (w *worker) reload(ctx context.Context) error {
+	var errs []error
+	if w.spec.OnRenew != "" {
+		hctx, cancel := context.WithTimeout(ctx, w.a.cfg.HookTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(hctx, "/bin/sh", "-c", w.spec.OnRenew)
+		cmd.Env = append(os.Environ(), "TRUSTGATE_CERT_NAME="+w.spec.Name, "TRUSTGATE_CERT_FILE="+w.spec.CertFile,
+			"TRUSTGATE_KEY_FILE="+w.spec.KeyFile, "TRUSTGATE_CHAIN_FILE="+w.spec.ChainFile, "TRUSTGATE_BUNDLE_FILE="+w.spec.BundleFile)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("on_renew command: %w: %s", err, strings.TrimSpace(string(tail(out, 512)))))
+		}
+	}
+	if w.spec.PIDFile != "" {
+		if err := signalPIDFile(w.spec.PIDFile, w.spec.ReloadSignal); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var signals = map[string]syscall.Signal{
+	"HUP": syscall.SIGHUP, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2,
+	"TERM": syscall.SIGTERM, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT,
+}
+
+// signalPIDFile sends the named signal to the process whose ID the file holds.
+func signalPIDFile(path, name string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reload signal: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return fmt.Errorf("reload signal: %s does not hold a process ID", path)
+	}
+	sig, ok := signals[name]
+	if !ok {
+		return fmt.Errorf("reload signal: unknown signal %q", name)
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		return fmt.Errorf("reload signal: send SIG%s to %d: %w", name, pid, err)
+	}
+	return nil
+}
+
+func (w *worker) setNext(due time.Time) {
+	w.mu.Lock()
+	w.status.NextAttempt = &due
+	w.mu.Unlock()
+}
+
+func (w *worker) recordError(at time.Time, err error) {
+	w.mu.Lock()
+	w.status.LastError, w.status.LastErrorAt = err.Error(), &at
+	w.status.ConsecutiveFailures = w.failures
+	w.mu.Unlock()
+	w.a.m.lastError.WithLabelValues(w.spec.Name).Set(float64(at.Unix()))
+}
+
+func (w *worker) snapshot() Status {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.status
+	return s
+}
+
+func firstCert(s string) (*x509.Certificate, error) {
+	cs, err := certsOf(s)
+	if err != nil {
+		return nil, err
+	}
+	if len(cs) == 0 {
+		return nil, errors.New("no certificate")
+	}
+	return cs[0], nil
+}
+
+func certsOf(s string) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	rest := []byte(s)
+	for {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return out, nil
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+}
+
+func isSelfSigned(c *x509.Certificate) bool {
+	return string(c.RawIssuer) == string(c.RawSubject) && c.CheckSignatureFrom(c) == nil
+}
+
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && e.Equal(b)
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}

@@ -1,0 +1,57 @@
+package lifecycle
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+
+	"github.com/trustgate/trustgate/internal/ca"
+	"github.com/trustgate/trustgate/internal/fault"
+	"github.com/trustgate/trustgate/internal/store"
+)
+
+// CARenewer is what Renewer needs from the CA service.
+type CARenewer interface {
+	VerifyPeer(ctx context.Context, chain []*x509.Certificate) (*store.Certificate, error)
+	Renew(ctx context.Context, old *store.Certificate, csr []byte) (*ca.Issued, error)
+}
+
+// Renewer renews through the CA service and records the outcome as an
+// event: certificate.renewed (which also stops expiry events for the
+// renewed certificate) or certificate.renewal_failed. A failure to record
+// the event is logged; it does not undo or fail the renewal, whose
+// certificate is already recorded.
+type Renewer struct {
+	CA     CARenewer
+	Events *Service
+}
+
+// VerifyPeer is the CA service's.
+func (r *Renewer) VerifyPeer(ctx context.Context, chain []*x509.Certificate) (*store.Certificate, error) {
+	return r.CA.VerifyPeer(ctx, chain)
+}
+
+// Renew renews old for the key of csr and records the event.
+func (r *Renewer) Renew(ctx context.Context, old *store.Certificate, csr []byte) (*ca.Issued, error) {
+	is, err := r.CA.Renew(ctx, old, csr)
+	if err != nil {
+		// A bad CSR is the caller's mistake, not a failure of the
+		// certificate's lifecycle.
+		if !fault.Is(err, fault.Invalid) && !fault.Is(err, fault.TooLarge) {
+			key := fmt.Sprintf("renewal_failed:%s:%s:%d", old.CAID, old.Serial, r.Events.cfg.Now().UnixNano())
+			if _, eerr := r.Events.Emit(ctx, TypeRenewalFailed, key, map[string]any{
+				"serial": old.Serial, "ca_id": old.CAID, "subject": old.Subject, "not_after": old.NotAfter, "error": cleanText(err.Error(), 500),
+			}); eerr != nil {
+				r.Events.cfg.Logger.Error("could not record a renewal failure", "serial", old.Serial, "err", eerr)
+			}
+		}
+		return nil, err
+	}
+	if _, err := r.Events.Emit(ctx, TypeRenewed, renewedKey(old.CAID, old.Serial), map[string]any{
+		"serial": is.Record.Serial, "renewed_serial": old.Serial, "ca_id": old.CAID, "subject": is.Record.Subject,
+		"sans": is.Record.SANs, "not_after": is.Record.NotAfter,
+	}); err != nil {
+		r.Events.cfg.Logger.Error("could not record a renewal", "serial", is.Record.Serial, "err", err)
+	}
+	return is, nil
+}

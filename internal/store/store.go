@@ -227,6 +227,7 @@ type TrustStoreChange struct {
 // Times come back in UTC, exact to at least the microsecond, valid through
 // year 9999; nil and empty blobs come back distinct.
 type Store interface {
+	Leaser
 	// CreateCA inserts a CA; a taken name or ID is ErrConflict.
 	CreateCA(ctx context.Context, ca *CA) error
 	// UpdateCA replaces the mutable fields of the CA with ca.ID (state,

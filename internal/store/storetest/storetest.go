@@ -35,6 +35,9 @@
 //     is unique across stores; CA references, fingerprints and CRL keys are
 //     unique within one. Of concurrent ChangeTrustStore calls from one
 //     version exactly one succeeds; the others get ErrConflict.
+//   - A lease has one holder at a time among the holders of one store;
+//     Release frees it at once and closes Lost; a held lease is not lost
+//     while the database stays reachable.
 package storetest
 
 import (
@@ -73,6 +76,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Meta", metaCases()},
 		{"TrustStore", trustStoreCases()},
 		{"Context", contextCases()},
+		{"Lease", leaseCases()},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

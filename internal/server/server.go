@@ -51,8 +51,11 @@ type Server struct {
 	Revocation *revocation.Service
 	// TrustStores follows the CAs' revocations through Revocation.
 	TrustStores *truststore.Service
-	Logger      *slog.Logger
-	Registry    *prometheus.Registry
+	// Jobs runs the singleton jobs (the revocation publisher) while this
+	// node holds the store's lease.
+	Jobs     *Singleton
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
 
 	ready atomic.Bool
 }
@@ -132,7 +135,15 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 		st.Close()
 		return nil, err
 	}
+	jobs, err := NewSingleton(SingletonConfig{
+		Leaser: st, Logger: log.With("component", "lease"), Registerer: reg,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	return &Server{
+		Jobs:        jobs,
 		Config:      cfg,
 		Store:       st,
 		CA:          casvc,
@@ -281,13 +292,14 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 	var wg sync.WaitGroup
 	rctx, stopRev := context.WithCancel(ctx)
 	defer stopRev()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := s.Revocation.Run(rctx); err != nil && !errors.Is(err, context.Canceled) {
-			errc <- fmt.Errorf("revocation publisher: %w", err)
-		}
-	}()
+	// The singleton jobs run on the one node holding the store's lease.
+	wg.Go(func() {
+		s.Jobs.Run(rctx, func(ctx context.Context) {
+			if err := s.Revocation.Run(ctx); err != nil {
+				s.Logger.Error("revocation publisher", "err", err)
+			}
+		})
+	})
 	for i, srv := range servers {
 		wg.Add(1)
 		go func(i int, srv *http.Server) {

@@ -630,3 +630,31 @@ func TestRunRepublishesAtStart(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestPublishChangesWithoutRun is a node that does not hold the lease: Run
+// is not running, and a revocation made through it still reaches its CRL
+// within a second.
+func TestPublishChangesWithoutRun(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	bad := e.issue(e.sub, "bad.example")
+	srv := e.server()
+	first := fetchCRL(t, srv.URL+"/crl/sub.crl", e.sub.cert)
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.svc.PublishChanges(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("PublishChanges: %v", err)
+		}
+	})
+	e.revoke(e.sub, bad, 1)
+	var crl *x509.RevocationList
+	eventually(t, time.Second, "the CRL lists the revocation", func() bool {
+		crl = fetchCRL(t, srv.URL+"/crl/sub.crl", e.sub.cert)
+		return len(crl.RevokedCertificateEntries) == 1
+	})
+	if crl.Number.Cmp(first.Number) <= 0 {
+		t.Errorf("CRL number %s does not follow %s", crl.Number, first.Number)
+	}
+}

@@ -292,6 +292,42 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
+// PublishChanges publishes the changes reported by [Service.Notify] within
+// about a second (a burst in one CRL), retrying failed publications every
+// second, until ctx ends; then it returns nil. It is the part of Run's work
+// that a node does for the changes made through it whether or not it runs
+// Run: on a control plane of several nodes Run (the periodic
+// republication, OCSP refresh, responder rotation and pre-signing) runs on
+// one node only, and a revocation made through another node must still
+// reach the CRLs and OCSP answers that node serves. Running it beside Run
+// is safe: each change is published once, by whichever loop takes it.
+func (s *Service) PublishChanges(ctx context.Context) error {
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-retry.C:
+			s.mu.Lock()
+			pending := len(s.pending) > 0
+			s.mu.Unlock()
+			if pending {
+				s.flush(ctx)
+			}
+		case <-s.wake:
+			t := time.NewTimer(s.cfg.Coalesce)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+			s.flush(ctx)
+		}
+	}
+}
+
 // tickInterval is how often the sweep runs: an eighth of the shortest
 // validity, between one second and one minute.
 func (s *Service) tickInterval() time.Duration {

@@ -292,7 +292,9 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 	var wg sync.WaitGroup
 	rctx, stopRev := context.WithCancel(ctx)
 	defer stopRev()
-	// The singleton jobs run on the one node holding the store's lease.
+	// Every node publishes the revocations made through it; the singleton
+	// jobs run on the one node holding the store's lease.
+	wg.Go(func() { s.Revocation.PublishChanges(rctx) })
 	wg.Go(func() {
 		s.Jobs.Run(rctx, func(ctx context.Context) {
 			if err := s.Revocation.Run(ctx); err != nil {

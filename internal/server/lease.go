@@ -19,9 +19,11 @@ const jobsLease = "jobs"
 // postgres.DB.TryLease), another node takes over within about this long.
 const DefaultLeaseRetry = time.Second
 
-// Singleton runs a control plane's singleton jobs (CRL publishing and OCSP
-// pre-signing; later managed renewal and webhook delivery) on exactly one
-// node of those that share a store: the one holding the store's lease.
+// Singleton runs a control plane's singleton jobs (the revocation
+// publisher's periodic work: republishing CRLs, refreshing OCSP answers,
+// rotating responder certificates, pre-signing; later managed renewal and
+// webhook delivery) on exactly one node of those that share a store: the
+// one holding the store's lease.
 // Every node runs a Singleton; the one that takes the lease starts the
 // jobs, and when it loses the lease (its database session broke) it stops
 // them, so that the node that takes the lease next may start them without

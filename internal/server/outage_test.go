@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -132,7 +135,11 @@ func TestStoreOutage(t *testing.T) {
 	if err != nil {
 		t.Skipf("no PostgreSQL at %s: %v", base.Redacted(), err)
 	}
-	schema := "tg_test_outage_" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "_")
+	// Named as internal/store/postgres names its test schemas, whose sweep
+	// drops the leftovers of killed test binaries after an hour.
+	b := make([]byte, 6)
+	rand.Read(b)
+	schema := fmt.Sprintf("tg_test_%d_%s", time.Now().Unix(), hex.EncodeToString(b))
 	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
 		t.Fatal(err)
 	}

@@ -51,8 +51,8 @@ type Server struct {
 	Revocation *revocation.Service
 	// TrustStores follows the CAs' revocations through Revocation.
 	TrustStores *truststore.Service
-	// Jobs runs the singleton jobs (the revocation publisher) while this
-	// node holds the store's lease.
+	// Jobs runs the singleton jobs (the revocation publisher's Run) while
+	// this node holds the store's lease.
 	Jobs     *Singleton
 	Logger   *slog.Logger
 	Registry *prometheus.Registry

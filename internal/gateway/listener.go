@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
@@ -89,6 +90,9 @@ func newListener(ctx context.Context, g *Gateway, spec config.GatewayListener) (
 				MaxStaleness: time.Duration(g.spec.ControlPlane.MaxStaleness),
 			}
 			if dir := g.spec.ControlPlane.SnapshotDir; dir != "" {
+				if err := os.MkdirAll(dir, 0o700); err != nil {
+					return nil, fmt.Errorf("control_plane.snapshot_dir: %w", err)
+				}
 				// Trust store names are [a-z0-9][a-z0-9._-]*: safe file names.
 				src.(*ControlPlaneSource).CacheFile = filepath.Join(dir, ts.Name+".snapshot.json")
 			}

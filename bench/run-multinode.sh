@@ -166,10 +166,12 @@ done
 echo "loadavg after: $(cat /proc/loadavg)" >>"$OUT/machine.txt"
 
 {
-  echo "| configuration | runs | certs/s (median) | p50 ms | p99 ms | server CPU µs/cert | other processes (cores) | errors |"
+  echo "| configuration | certs/s, each run | certs/s, median | p50 ms, median | p99 ms, median | server CPU µs/cert, median | other processes (cores), each run | errors |"
   echo "|---|---|---|---|---|---|---|---|"
-  jq -rs 'group_by(.label)[] | sort_by(.ops_per_s) as $r | ($r | length) as $n | $r[($n - 1) / 2 | floor] as $m |
-    "| \($m.label) | \($n) | \($m.ops_per_s) | \($m.p50_ms) | \($m.p99_ms) | \($m.server_cpu_us_per_op) | \([$r[].other_cores] | map(tostring) | join(", ")) | \([$r[].errors] | add) |"' "$RAWJ"
+  jq -rs 'def median: sort | length as $n | if $n % 2 == 1 then .[($n - 1) / 2] else (.[$n / 2 - 1] + .[$n / 2]) / 2 end;
+    def r1: . * 10 | round / 10;
+    group_by(.label)[] |
+    "| \(.[0].label) | \([.[].ops_per_s | r1 | tostring] | join(", ")) | \([.[].ops_per_s] | median | r1) | \([.[].p50_ms] | median | r1) | \([.[].p99_ms] | median | r1) | \([.[].server_cpu_us_per_op] | median | round) | \([.[].other_cores | tostring] | join(", ")) | \([.[].errors] | add) |"' "$RAWJ"
 } >"$OUT/summary.md"
 log "results in $OUT"
 cat "$OUT/summary.md"

@@ -134,7 +134,10 @@ func TestCRLBuilderClampsAndRejects(t *testing.T) {
 // TestCRLPublishedAfterNotify is the main path: revoke, Notify, and within
 // a second the CRL lists the certificate, correctly formed and served.
 func TestCRLPublishedAfterNotify(t *testing.T) {
-	e := newEnv(t, envOptions{})
+	// A coalescing window wide enough for both revocations of the burst
+	// below on a loaded machine (the race detector slows each revocation
+	// down to tens of milliseconds).
+	e := newEnv(t, envOptions{cfg: func(c *Config) { c.Coalesce = 300 * time.Millisecond }})
 	good := e.issue(e.sub, "good.example")
 	bad := e.issue(e.sub, "bad.example")
 	plain := e.issue(e.sub, "plain.example")

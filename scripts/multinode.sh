@@ -5,7 +5,8 @@
 #      in the store exactly once, and no serial is duplicated;
 #   2. kill -9 of the node holding the singleton-jobs lease under load: no
 #      returned certificate is missing, another node takes the lease and
-#      publishes within 10 s, and the CRL number still increases;
+#      publishes within 10 s, and the CRL number still increases; a node
+#      that does not hold the lease publishes the revocations made through it;
 #   3. PostgreSQL stopped and started under load: the API answers 503 with a
 #      clear error while it is down (never a 500), and recovers by itself.
 #
@@ -293,6 +294,23 @@ while [ $SECONDS -lt $end ]; do
 done
 [ -n "$n2" ] && [ "$n2" -gt "$n1" ] && pass "a revocation after the failover publishes CRL number $n2 > $n1" ||
   fail "a revocation after the failover left CRL number at '${n2}' (was $n1)"
+# A node that does not hold the lease publishes the revocations made
+# through it (the other nodes see them when their CRLs are renewed).
+for i in $(seq 1 "$NODES"); do
+  [ "$i" != "$new" ] && kill -0 "${npid[$i]}" 2>/dev/null && { follower=$i; break; }
+done
+victim3=$(awk '($2==200||$2==201){print $3}' "$work"/results.* 2>/dev/null | sed -n 5p)
+# The node builds and caches its CRL first, so that only a publication can
+# add the revocation to it.
+curl -sf --max-time 5 "http://127.0.0.1:${pub[$follower]}/crl/mn-ca.crl" >/dev/null || fail "no CRL on node $follower"
+r=$(api_call "$follower" POST "/v1/certificates/$victim3/revoke" '{"reason":"keyCompromise"}')
+[ "$(code_of "$r")" = 200 ] || fail "revoke on node $follower: $r"
+listed() {
+  curl -sf --max-time 5 "http://127.0.0.1:${pub[$1]}/crl/mn-ca.crl" | openssl crl -inform DER -noout -text 2>/dev/null |
+    tr -d ' :' | tr 'A-Z' 'a-z' | grep -q "serialnumber0*$2\$"
+}
+wait_until 5 "node $follower's CRL lists the certificate revoked through it" listed "$follower" "$victim3"
+pass "node $follower (not the lease holder) publishes the revocation made through it"
 sleep 1
 touch "$work/stop"
 for p in "${lp[@]}"; do wait "$p"; done

@@ -228,6 +228,7 @@ type TrustStoreChange struct {
 // year 9999; nil and empty blobs come back distinct.
 type Store interface {
 	Leaser
+	Changes
 	// CreateCA inserts a CA; a taken name or ID is ErrConflict.
 	CreateCA(ctx context.Context, ca *CA) error
 	// UpdateCA replaces the mutable fields of the CA with ca.ID (state,

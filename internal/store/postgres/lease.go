@@ -78,6 +78,8 @@ func (d *DB) TryLease(ctx context.Context, name string) (store.Held, error) {
 			cc.RuntimeParams[k] = v
 		}
 	}
+	// What the session is for, in pg_stat_activity.
+	cc.RuntimeParams["application_name"] = "trustgate-lease"
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, d.fail(ctx, op, err)

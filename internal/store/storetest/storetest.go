@@ -38,6 +38,8 @@
 //   - A lease has one holder at a time among the holders of one store;
 //     Release frees it at once and closes Lost; a held lease is not lost
 //     while the database stays reachable.
+//   - A change published reaches every subscriber of the store that
+//     listens; SubscribeChanges returns nil once its context ends.
 package storetest
 
 import (
@@ -77,6 +79,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TrustStore", trustStoreCases()},
 		{"Context", contextCases()},
 		{"Lease", leaseCases()},
+		{"Changes", changeCases()},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -57,6 +57,8 @@ type Server struct {
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 
+	// feed carries revocations between the nodes sharing the store.
+	feed  *revocationFeed
 	ready atomic.Bool
 }
 
@@ -107,10 +109,11 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 	// revocation service signs with the CA service's keys: rev is set
 	// before either is used.
 	var rev *revocation.Service
+	var feed *revocationFeed
 	casvc, err := ca.New(ca.Config{
 		Store: st, Sealer: sealer, Linter: linter, PublicBaseURL: cfg.Public.BaseURL,
 		Backdate: time.Duration(cfg.Issuance.Backdate), Now: opts.Now, Logger: log.With("component", "ca"),
-		Revocations: ca.NotifyFunc(func(caID string, at time.Time) { rev.Notify(caID, at) }),
+		Revocations: ca.NotifyFunc(func(caID string, at time.Time) { rev.Notify(caID, at); feed.revoked(caID) }),
 		Issuances:   ca.IssuedFunc(func(caID, serial string) { rev.Issued(caID, serial) }),
 	})
 	if err != nil {
@@ -128,6 +131,7 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 		st.Close()
 		return nil, err
 	}
+	feed = newRevocationFeed(st, st.ListCAs, rev, log.With("component", "feed"))
 	trust, err := truststore.New(truststore.Config{
 		Store: st, CRLs: rev, Now: opts.Now, Logger: log.With("component", "truststore"),
 	})
@@ -143,6 +147,7 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 		return nil, err
 	}
 	return &Server{
+		feed:        feed,
 		Jobs:        jobs,
 		Config:      cfg,
 		Store:       st,
@@ -292,9 +297,11 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 	var wg sync.WaitGroup
 	rctx, stopRev := context.WithCancel(ctx)
 	defer stopRev()
-	// Every node publishes the revocations made through it; the singleton
-	// jobs run on the one node holding the store's lease.
+	// Every node publishes the revocations made through it and, told by
+	// the feed, those made through the others; the singleton jobs run on
+	// the one node holding the store's lease.
 	wg.Go(func() { s.Revocation.PublishChanges(rctx) })
+	wg.Go(func() { s.feed.run(rctx) })
 	wg.Go(func() {
 		s.Jobs.Run(rctx, func(ctx context.Context) {
 			if err := s.Revocation.Run(ctx); err != nil {

@@ -5,8 +5,9 @@
 #      in the store exactly once, and no serial is duplicated;
 #   2. kill -9 of the node holding the singleton-jobs lease under load: no
 #      returned certificate is missing, another node takes the lease and
-#      publishes within 10 s, and the CRL number still increases; a node
-#      that does not hold the lease publishes the revocations made through it;
+#      publishes within 10 s, and the CRL number still increases; a
+#      revocation made through a node that does not hold the lease reaches
+#      the CRLs of that node and of the others;
 #   3. PostgreSQL stopped and started under load: the API answers 503 with a
 #      clear error while it is down (never a 500), and recovers by itself.
 #
@@ -311,6 +312,8 @@ listed() {
 }
 wait_until 5 "node $follower's CRL lists the certificate revoked through it" listed "$follower" "$victim3"
 pass "node $follower (not the lease holder) publishes the revocation made through it"
+wait_until 5 "node $new's CRL lists the certificate revoked through node $follower" listed "$new" "$victim3"
+pass "the revocation made through node $follower reaches node $new's CRL"
 sleep 1
 touch "$work/stop"
 for p in "${lp[@]}"; do wait "$p"; done

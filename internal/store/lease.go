@@ -7,9 +7,9 @@ import (
 
 // Leaser hands out leases: named locks that at most one holder at a time
 // has among all the processes sharing a store. The control plane runs its
-// singleton jobs (periodic CRL republication, OCSP pre-signing, later managed renewal
-// and webhook delivery) only while it holds their lease, so that several
-// nodes on one database do not do them twice.
+// singleton jobs (periodic CRL republication, OCSP pre-signing, later
+// managed renewal and webhook delivery) only while it holds their lease, so
+// that several nodes on one database do not do them twice.
 type Leaser interface {
 	// TryLease tries once, without waiting, to take the lease named name.
 	// When another holder has it, TryLease returns (nil, ErrLeaseHeld

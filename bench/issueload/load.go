@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,10 @@ const (
 
 type load struct {
 	adapter Adapter
+	// bases, when set, spreads the workers over several servers: worker w
+	// sends to the adapter's URL with its base replaced by bases[w%len].
+	bases   []string
+	base    string // the adapter URL's base, replaced by bases[w%len]
 	csrs    []*csr
 	issuer  *x509.Certificate
 	workers int
@@ -129,6 +134,9 @@ func (l *load) worker(ctx context.Context, w int, bodies [][]byte, st *workerSta
 	client := &http.Client{Transport: tr, Timeout: l.timeout}
 	st.lat = make([]time.Duration, 0, 4096)
 	url := l.adapter.URL()
+	if len(l.bases) > 1 {
+		url = l.bases[w%len(l.bases)] + strings.TrimPrefix(url, l.base)
+	}
 	// Workers start at different places in the pool.
 	i := w * len(bodies) / l.workers
 	for {

@@ -95,7 +95,7 @@ func run() int {
 	var (
 		label     = flag.String("label", "", "label copied into the JSON line")
 		adapter   = flag.String("adapter", "trustgate", "API: trustgate | cfssl")
-		baseURL   = flag.String("url", "", "base URL of the CA (https://HOST:PORT for trustgate, http://HOST:PORT for cfssl)")
+		baseURL   = flag.String("url", "", "base URL of the CA (https://HOST:PORT for trustgate, http://HOST:PORT for cfssl); several, comma separated, spread the workers over them (nodes of one control plane)")
 		token     = flag.String("token", "", "trustgate: bearer token (prefer -token-file or $TRUSTGATE_TOKEN)")
 		tokenFile = flag.String("token-file", "", "trustgate: file holding the bearer token")
 		caFile    = flag.String("cacert", "", "PEM file that verifies the server's TLS certificate (https only)")
@@ -124,6 +124,13 @@ func run() int {
 	}
 	if *baseURL == "" {
 		return usageErr("-url is required")
+	}
+	bases := strings.Split(*baseURL, ",")
+	for i, b := range bases {
+		bases[i] = strings.TrimRight(strings.TrimSpace(b), "/")
+		if bases[i] == "" {
+			return usageErr("-url %q: an empty URL in the list", *baseURL)
+		}
 	}
 	if *issuer == "" {
 		return usageErr("-issuer is required: every certificate is verified against it")
@@ -165,10 +172,10 @@ func run() int {
 		if tok == "" {
 			return usageErr("trustgate needs a token: -token-file, -token or $TRUSTGATE_TOKEN")
 		}
-		ad = &trustgateAdapter{url: strings.TrimRight(*baseURL, "/") + "/v1/certificates", token: tok,
+		ad = &trustgateAdapter{url: bases[0] + "/v1/certificates", token: tok,
 			ca: *caName, profile: *profile, validity: *validity}
 	case "cfssl":
-		ad = &cfsslAdapter{url: strings.TrimRight(*baseURL, "/") + "/api/v1/cfssl/sign", profile: *cfProfile}
+		ad = &cfsslAdapter{url: bases[0] + "/api/v1/cfssl/sign", profile: *cfProfile}
 	default:
 		return usageErr("unknown -adapter %q (trustgate | cfssl)", *adapter)
 	}
@@ -216,6 +223,7 @@ func run() int {
 	}
 
 	ld := &load{
+		bases: bases, base: bases[0],
 		adapter: ad, csrs: csrs, issuer: issuerCert, workers: *workers,
 		warmup: *warmup, dur: *dur, timeout: *timeout, roots: roots, pids: pids,
 	}

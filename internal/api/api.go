@@ -432,7 +432,15 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		body.Error.ID = hex.EncodeToString(idb)
 		body.Error.Message = "internal error; quote id " + body.Error.ID + " to the operator"
 		if k == fault.Unavailable {
-			body.Error.Message = "the service is temporarily unavailable; retry later (id " + body.Error.ID + ")"
+			// What is down (the store, the server still starting) is the
+			// kind's own message, never its cause: an operator reading a
+			// client's error learns where to look without the client
+			// learning addresses or driver errors.
+			what := ""
+			if fe, ok := errors.AsType[*fault.Error](err); ok && fe.Msg != "" {
+				what = " (" + fe.Msg + ")"
+			}
+			body.Error.Message = "the service is temporarily unavailable" + what + "; retry later (id " + body.Error.ID + ")"
 			w.Header().Set("Retry-After", "1")
 		}
 		h.cfg.Logger.Error("request failed", "error_id", body.Error.ID, "method", r.Method, "path", r.URL.Path, "err", err)

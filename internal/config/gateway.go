@@ -58,6 +58,17 @@ type GatewayControlPlane struct {
 	// PollInterval is how often each named trust store is polled; an
 	// unchanged one costs a 304. Default 1s.
 	PollInterval Duration `yaml:"poll_interval"`
+	// SnapshotDir, when set, is a directory where the gateway keeps the
+	// last good snapshot of each named trust store (NAME.snapshot.json,
+	// checksummed), so that a gateway started while no control-plane node
+	// answers enforces it. Empty keeps snapshots in memory only.
+	SnapshotDir string `yaml:"snapshot_dir"`
+	// MaxStaleness is how long a listener keeps enforcing a snapshot that
+	// the control plane has not confirmed current (a poll that answered
+	// the snapshot or 304): past it, the listener refuses every client
+	// certificate (fails closed) until the control plane answers again.
+	// Default 24h.
+	MaxStaleness Duration `yaml:"max_staleness"`
 }
 
 // GatewayTimeouts are the client-side timeouts of the listeners.
@@ -281,6 +292,7 @@ func (g *Gateway) ApplyDefaults() {
 		g.MaxHeaderBytes = 64 << 10
 	}
 	setDur(&g.ControlPlane.PollInterval, time.Second)
+	setDur(&g.ControlPlane.MaxStaleness, 24*time.Hour)
 	g.Listeners = append([]GatewayListener(nil), g.Listeners...)
 	for i := range g.Listeners {
 		l := &g.Listeners[i]
@@ -467,6 +479,10 @@ func (c GatewayControlPlane) validate(usedBy string) []error {
 	}
 	if d := time.Duration(c.PollInterval); d < 100*time.Millisecond || d > time.Hour {
 		add("poll_interval", "%s is outside 100ms..1h", d)
+	}
+	// At least a few polls, so that one slow answer does not shut the door.
+	if d := time.Duration(c.MaxStaleness); d < 3*time.Duration(c.PollInterval) || d > 366*24*time.Hour {
+		add("max_staleness", "%s is outside 3 poll intervals..366d", d)
 	}
 	return errs
 }

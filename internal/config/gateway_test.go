@@ -192,8 +192,15 @@ func TestGatewayValidate(t *testing.T) {
 		{"ok/named-trust-store", func(g *Gateway) {
 			g.Listeners[0].MTLS.TrustStore.CAFile = ""
 			g.Listeners[0].MTLS.TrustStore.Name = "partners"
-			g.ControlPlane = GatewayControlPlane{Address: "https://cp.internal:9443", TokenFile: "token", PollInterval: Duration(time.Second)}
+			g.ControlPlane = GatewayControlPlane{Address: "https://cp.internal:9443", TokenFile: "token", PollInterval: Duration(time.Second),
+				SnapshotDir: "/var/lib/trustgate-gateway", MaxStaleness: Duration(time.Hour)}
 		}, nil},
+		{"fail/max-staleness-below-three-polls", func(g *Gateway) {
+			g.Listeners[0].MTLS.TrustStore.CAFile = ""
+			g.Listeners[0].MTLS.TrustStore.Name = "partners"
+			g.ControlPlane = GatewayControlPlane{Address: "https://cp.internal:9443", TokenFile: "token", PollInterval: Duration(time.Second),
+				MaxStaleness: Duration(2 * time.Second)}
+		}, []string{"control_plane.max_staleness: 2s is outside 3 poll intervals..366d"}},
 		{"ok/control-plane-unused", func(g *Gateway) {
 			g.ControlPlane.Address = "https://cp.internal:9443"
 		}, nil},

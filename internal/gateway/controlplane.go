@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trustgate/trustgate/internal/api/client"
@@ -30,8 +31,21 @@ type SnapshotClient interface {
 var (
 	_ TrustSource    = (*ControlPlaneSource)(nil)
 	_ Invalidator    = (*ControlPlaneSource)(nil)
+	_ Aging          = (*ControlPlaneSource)(nil)
 	_ SnapshotClient = (*client.Client)(nil)
 )
+
+// Aging is an optional TrustSource capability, for a source whose trust
+// state comes from elsewhere and may go unconfirmed for a while (a control
+// plane that cannot be reached). Age is called on every handshake and must
+// not block.
+type Aging interface {
+	// Age returns how long ago, at now, the trust state in use was last
+	// confirmed current, and whether that is past the source's limit: a
+	// listener then refuses every client certificate (fails closed). A
+	// source never confirmed reports 0 and false.
+	Age(now time.Time) (age time.Duration, expired bool)
+}
 
 // Poll outcomes, the result label of trustgate_gateway_control_plane_polls_total.
 const (
@@ -51,7 +65,14 @@ const (
 // parse, a CRL that does not compile, a new CRL URL that cannot be
 // fetched), Load returns the last good Verifier with the error, and the
 // gateway keeps enforcing it. The first Load, when the gateway starts, has
-// none to fall back on, and its error stops the start.
+// none to fall back on but the snapshot file (CacheFile), when there is a
+// good one; without it, its error stops the start.
+//
+// Every snapshot it compiles is written to CacheFile, and the time the
+// control plane last confirmed it (an answer with the snapshot, or 304) is
+// kept there too, at most a minute behind. Past MaxStaleness without a
+// confirmation, Age reports the snapshot expired and the listener fails
+// closed until the control plane answers again.
 //
 // Its zero value is not usable: set Client and Name. Load calls are
 // serialized by the caller (see TrustSource); Invalidate may be called
@@ -75,6 +96,13 @@ type ControlPlaneSource struct {
 	// OnPoll, when set, is told the outcome of each request to the control
 	// plane: PollChanged, PollNotModified or PollError.
 	OnPoll func(result string)
+	// CacheFile, when set, is the file that keeps the last good snapshot
+	// (see snapshotFile); "" keeps it in memory only.
+	CacheFile string
+	// MaxStaleness, when positive, is how long the snapshot in use may go
+	// without the control plane confirming it before Age reports it
+	// expired; 0 means never.
+	MaxStaleness time.Duration
 
 	mu         sync.Mutex
 	etag       string // of snap
@@ -86,6 +114,12 @@ type ControlPlaneSource struct {
 	v          *verify.Verifier
 	version    string
 	force      bool
+	// confirmed is when the control plane last confirmed the snapshot in
+	// use, in Unix nanoseconds (0: never); atomic, for Age on every
+	// handshake while Load holds mu across a request.
+	confirmed atomic.Int64
+	saved     time.Time // the confirmation time in CacheFile
+	saveErr   string    // the last failure to write CacheFile, logged once
 }
 
 // Invalidate makes the next Load fetch the whole snapshot and re-fetch
@@ -127,10 +161,15 @@ func (s *ControlPlaneSource) Load(ctx context.Context) (*verify.Verifier, string
 		etag = ""
 	}
 	snap, newETag, notModified, err := s.Client.TrustStoreSnapshot(ctx, s.Name, etag)
+	now := s.now()
 	switch {
 	case err != nil:
 		s.poll(PollError)
-		return s.v, s.version, fmt.Errorf("trust store %q: control plane: %w", s.Name, err)
+		err = fmt.Errorf("trust store %q: control plane: %w", s.Name, err)
+		if s.v == nil && s.CacheFile != "" {
+			return s.loadFile(err)
+		}
+		return s.v, s.version, err
 	case notModified:
 		s.poll(PollNotModified)
 	default:
@@ -149,16 +188,34 @@ func (s *ControlPlaneSource) Load(ctx context.Context) (*verify.Verifier, string
 		return s.v, s.version, fmt.Errorf("trust store %q version %d: %w", s.Name, s.snap.Version, err)
 	}
 	if !s.dirty && !urlsChanged && !force {
+		if s.compileErr == nil {
+			s.confirm(now, false)
+		}
 		return s.v, s.version, errors.Join(append(soft, s.compileErr)...)
 	}
 	s.dirty = false
+	if err := s.compile(); err != nil {
+		return s.v, s.version, errors.Join(append(soft, err)...)
+	}
+	s.confirm(now, true)
+	if s.Logger != nil {
+		for _, w := range s.snap.Warnings {
+			s.Logger.Warn("gateway: trust store snapshot warning", "truststore", s.Name, "version", s.snap.Version, "warning", w)
+		}
+	}
+	return s.v, s.version, errors.Join(soft...)
+}
+
+// compile compiles s.snap with the fetched copies of its CRL URLs into
+// s.v. On failure s.v stays and the error is kept in s.compileErr.
+func (s *ControlPlaneSource) compile() error {
 	fetched := s.crls.ders(s.snap.CRLURLs)
 	crls := make([][]byte, 0, len(s.snap.CRLs)+len(fetched))
 	crls = append(append(crls, s.snap.CRLs...), fetched...)
 	v, err := verify.CompileDER(s.roots, crls, s.Options)
 	if err != nil {
 		s.compileErr = fmt.Errorf("trust store %q version %d: %w", s.Name, s.snap.Version, err)
-		return s.v, s.version, errors.Join(append(soft, s.compileErr)...)
+		return s.compileErr
 	}
 	s.compileErr = nil
 	h := sha256.New()
@@ -169,12 +226,77 @@ func (s *ControlPlaneSource) Load(ctx context.Context) (*verify.Verifier, string
 	}
 	s.v = v
 	s.version = fmt.Sprintf("%d-%s", s.snap.Version, hex.EncodeToString(h.Sum(nil)[:6]))
-	if s.Logger != nil {
-		for _, w := range s.snap.Warnings {
-			s.Logger.Warn("gateway: trust store snapshot warning", "truststore", s.Name, "version", s.snap.Version, "warning", w)
-		}
+	return nil
+}
+
+// snapshotSaveEvery is how often, at most, a confirmation of an unchanged
+// snapshot is written to CacheFile: a gateway restarted during an outage
+// counts its snapshot's age from at most this far back, which errs on the
+// side of failing closed early.
+const snapshotSaveEvery = time.Minute
+
+// confirm records that the control plane confirmed the snapshot in use at
+// now, and writes CacheFile when the snapshot changed or the file's
+// confirmation is snapshotSaveEvery old. A failed write is logged, not
+// returned: the snapshot in memory is enforced all the same.
+func (s *ControlPlaneSource) confirm(now time.Time, changed bool) {
+	s.confirmed.Store(now.UnixNano())
+	if s.CacheFile == "" || (!changed && now.Sub(s.saved) < snapshotSaveEvery) {
+		return
 	}
-	return s.v, s.version, errors.Join(soft...)
+	err := writeSnapshotFile(s.CacheFile, &snapshotContent{
+		TrustStore: s.Name, ETag: s.etag, Snapshot: s.snap,
+		CRLs: s.crls.copies(s.snap.CRLURLs), ConfirmedAt: now,
+	})
+	if err != nil {
+		if msg := err.Error(); msg != s.saveErr && s.Logger != nil {
+			s.Logger.Warn("gateway: cannot keep the trust store snapshot on disk", "truststore", s.Name, "error", err)
+		}
+		s.saveErr = err.Error()
+		return
+	}
+	s.saved, s.saveErr = now, ""
+}
+
+// loadFile starts from the snapshot in CacheFile, the first Load having
+// found no control plane (cpErr). The snapshot is enforced as it was, its
+// CRL URLs with the copies kept beside it (fetched again when they can be);
+// its age runs from the file's confirmation time, so a file older than
+// MaxStaleness fails closed at once. Without a good file, the error is
+// cpErr with the file's.
+func (s *ControlPlaneSource) loadFile(cpErr error) (*verify.Verifier, string, error) {
+	c, err := readSnapshotFile(s.CacheFile, s.Name)
+	if err != nil {
+		return nil, "", errors.Join(cpErr, err)
+	}
+	roots, err := parseDERCerts(c.Snapshot.CACertificates)
+	if err != nil {
+		return nil, "", errors.Join(cpErr, fmt.Errorf("snapshot file %s: %w", s.CacheFile, err))
+	}
+	s.snap, s.roots, s.etag = c.Snapshot, roots, c.ETag
+	s.crls.seed(c.CRLs)
+	if err := s.compile(); err != nil {
+		s.snap, s.roots, s.etag = nil, nil, ""
+		return nil, "", errors.Join(cpErr, fmt.Errorf("snapshot file %s: %w", s.CacheFile, err))
+	}
+	s.confirmed.Store(c.ConfirmedAt.UnixNano())
+	s.saved = c.ConfirmedAt
+	if s.Logger != nil {
+		s.Logger.Warn("gateway: no control plane answers; enforcing the trust store snapshot kept on disk",
+			"truststore", s.Name, "version", s.snap.Version, "confirmed_at", c.ConfirmedAt, "file", s.CacheFile, "error", cpErr)
+	}
+	return s.v, s.version, nil
+}
+
+// Age implements Aging: the time since the control plane last confirmed
+// the snapshot in use, expired past MaxStaleness.
+func (s *ControlPlaneSource) Age(now time.Time) (time.Duration, bool) {
+	c := s.confirmed.Load()
+	if c == 0 {
+		return 0, false
+	}
+	age := max(now.Sub(time.Unix(0, c)), 0)
+	return age, s.MaxStaleness > 0 && age > s.MaxStaleness
 }
 
 // parseDERCerts parses the trust anchors of a snapshot.

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -84,7 +86,15 @@ func newListener(ctx context.Context, g *Gateway, spec config.GatewayListener) (
 			src = &ControlPlaneSource{
 				Client: g.controlPlane, Name: ts.Name, Refresh: time.Duration(ts.CRLRefresh), Options: l.limits,
 				HTTPClient: g.cfg.HTTPClient, Now: g.cfg.Now, Logger: g.log.With(keyListener, l.name),
-				OnPoll: func(result string) { g.m.controlPlanePolls.WithLabelValues(l.name, result).Inc() },
+				OnPoll:       func(result string) { g.m.controlPlanePolls.WithLabelValues(l.name, result).Inc() },
+				MaxStaleness: time.Duration(g.spec.ControlPlane.MaxStaleness),
+			}
+			if dir := g.spec.ControlPlane.SnapshotDir; dir != "" {
+				if err := os.MkdirAll(dir, 0o700); err != nil {
+					return nil, fmt.Errorf("control_plane.snapshot_dir: %w", err)
+				}
+				// Trust store names are [a-z0-9][a-z0-9._-]*: safe file names.
+				src.(*ControlPlaneSource).CacheFile = filepath.Join(dir, ts.Name+".snapshot.json")
 			}
 		default:
 			src = &FileSource{
@@ -177,6 +187,10 @@ func (l *listener) verifyConnection(info *connInfo, cs tls.ConnectionState) erro
 	info.presented = cs.PeerCertificates
 	switch l.mode {
 	case config.MTLSVerify:
+		if err := l.trust.expired(l.g.now()); err != nil {
+			info.verr = err
+			return err
+		}
 		v := l.trust.current()
 		res, err := v.Verify(cs.PeerCertificates, l.g.now())
 		info.result, info.verr = res, err

@@ -62,6 +62,9 @@ var (
 	crlNextUpdateDesc = prometheus.NewDesc("trustgate_gateway_crl_next_update_timestamp_seconds",
 		"The earliest nextUpdate of the CRLs in use for an issuer, as a Unix time.",
 		[]string{"listener", "issuer"}, nil)
+	snapshotAgeDesc = prometheus.NewDesc("trustgate_gateway_trust_snapshot_age_seconds",
+		"Seconds since the control plane last confirmed the trust-store snapshot a listener enforces; past control_plane.max_staleness the listener refuses every client certificate.",
+		[]string{"listener"}, nil)
 	certExpiryDesc = prometheus.NewDesc("trustgate_gateway_certificate_not_after_timestamp_seconds",
 		"The notAfter of a listener's server certificate, as a Unix time.",
 		[]string{"listener"}, nil)
@@ -75,6 +78,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- crlAgeDesc
 	ch <- crlNextUpdateDesc
 	ch <- certExpiryDesc
+	ch <- snapshotAgeDesc
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -85,6 +89,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if l.trust == nil {
 			continue
+		}
+		if a, ok := l.trust.src.(Aging); ok {
+			age, _ := a.Age(now)
+			ch <- prometheus.MustNewConstMetric(snapshotAgeDesc, prometheus.GaugeValue, age.Seconds(), l.name)
 		}
 		type agg struct{ oldest, next time.Time }
 		byIssuer := map[string]*agg{}

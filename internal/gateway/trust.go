@@ -240,6 +240,29 @@ func (f *crlFetcher) update(ctx context.Context, urls []string, force bool) (cha
 	return changed, soft, nil
 }
 
+// copies returns the copies of urls by URL, for the snapshot file.
+func (f *crlFetcher) copies(urls []string) map[string][]byte {
+	out := make(map[string][]byte, len(urls))
+	for _, u := range urls {
+		if c := f.urls[u]; c != nil {
+			out[u] = c.der
+		}
+	}
+	return out
+}
+
+// seed gives the fetcher copies of CRL URLs read from a snapshot file, due
+// to be fetched again at the next update; without an ETag, the first fetch
+// downloads them whole.
+func (f *crlFetcher) seed(copies map[string][]byte) {
+	if f.urls == nil {
+		f.urls = map[string]*fetched{}
+	}
+	for u, der := range copies {
+		f.urls[u] = &fetched{der: der}
+	}
+}
+
 // ders returns the copies of urls, in order; update must have given each
 // one a copy.
 func (f *crlFetcher) ders(urls []string) [][]byte {
@@ -369,6 +392,22 @@ func newTrustState(ctx context.Context, listener string, src TrustSource) (*trus
 }
 
 func (t *trustState) current() *verify.Verifier { return t.cur.Load() }
+
+// expired returns the error that refuses every client certificate while
+// the source's trust state is too old to enforce (see Aging), else nil. It
+// takes the reason of a stale CRL under the fail-closed policy: what is too
+// old is the revocation state the gateway enforces.
+func (t *trustState) expired(now time.Time) error {
+	a, ok := t.src.(Aging)
+	if !ok {
+		return nil
+	}
+	if age, expired := a.Age(now); expired {
+		return &verify.Error{Reason: verify.ClientCertCrlExpired,
+			Err: fmt.Errorf("the trust store snapshot was last confirmed by the control plane %s ago, more than control_plane.max_staleness", age.Round(time.Second))}
+	}
+	return nil
+}
 
 // refresh loads from the source and swaps in a new Verifier when the
 // version changed. It returns the version now in use, whether it swapped,

@@ -69,6 +69,13 @@ const (
 	// buildIfChanged builds and publishes when the entries changed or
 	// the scope is due (after Notify).
 	buildIfChanged
+	// buildAlways builds and publishes whatever was published before: as
+	// Run starts, which on a control plane of several nodes is when this
+	// node takes over publishing. A CRL this node built on request before
+	// (a follower's) may carry a number below the last one another node
+	// published; the new one takes the next number, so that the CRL served
+	// never goes back across a failover.
+	buildAlways
 )
 
 // buildCRLs builds every scope of a per mode; it returns the first error

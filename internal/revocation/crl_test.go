@@ -2,6 +2,7 @@ package revocation
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -9,6 +10,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -132,7 +134,10 @@ func TestCRLBuilderClampsAndRejects(t *testing.T) {
 // TestCRLPublishedAfterNotify is the main path: revoke, Notify, and within
 // a second the CRL lists the certificate, correctly formed and served.
 func TestCRLPublishedAfterNotify(t *testing.T) {
-	e := newEnv(t, envOptions{})
+	// A coalescing window wide enough for both revocations of the burst
+	// below on a loaded machine (the race detector slows each revocation
+	// down to tens of milliseconds).
+	e := newEnv(t, envOptions{cfg: func(c *Config) { c.Coalesce = 300 * time.Millisecond }})
 	good := e.issue(e.sub, "good.example")
 	bad := e.issue(e.sub, "bad.example")
 	plain := e.issue(e.sub, "plain.example")
@@ -581,5 +586,78 @@ func TestCurrentCRL(t *testing.T) {
 	}
 	if _, err := e.svc.CurrentCRL(e.ctx, "no-such-ca"); err == nil {
 		t.Error("an unknown CA has a CRL")
+	}
+}
+
+// TestRunRepublishesAtStart plays a failover between two nodes on one
+// store: node b serves a CRL built on request while node a publishes; a
+// publishes a newer one; when b takes over publishing (its Run starts), the
+// CRL it serves has a number above a's, though its own was not due.
+func TestRunRepublishesAtStart(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	a := e.svc
+	b := e.newService()
+	bad := e.issue(e.sub, "bad.example")
+	srvB := httptest.NewServer(b.Handler())
+	t.Cleanup(srvB.Close)
+	onB := fetchCRL(t, srvB.URL+"/crl/sub.crl", e.sub.cert) // built on request
+
+	e.revoke(e.sub, bad, 1)
+	a.Notify(e.sub.id(), e.clock.Now())
+	a.flush(e.ctx)
+	onA, err := a.CurrentCRL(e.ctx, e.sub.id())
+	if err != nil {
+		t.Fatal(err)
+	}
+	numA := parseCRL(t, onA, e.sub.cert).Number
+	if numA.Cmp(onB.Number) <= 0 {
+		t.Fatalf("node a published %s, not above node b's %s", numA, onB.Number)
+	}
+
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := fetchCRL(t, srvB.URL+"/crl/sub.crl", e.sub.cert)
+		if got.Number.Cmp(numA) > 0 {
+			if len(got.RevokedCertificateEntries) != 1 {
+				t.Fatalf("node b's CRL %s lists %d entries, want 1", got.Number, len(got.RevokedCertificateEntries))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node b still serves CRL %s, not above node a's %s", got.Number, numA)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPublishChangesWithoutRun is a node that does not hold the lease: Run
+// is not running, and a revocation made through it still reaches its CRL
+// within a second.
+func TestPublishChangesWithoutRun(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	bad := e.issue(e.sub, "bad.example")
+	srv := e.server()
+	first := fetchCRL(t, srv.URL+"/crl/sub.crl", e.sub.cert)
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.svc.PublishChanges(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("PublishChanges: %v", err)
+		}
+	})
+	e.revoke(e.sub, bad, 1)
+	var crl *x509.RevocationList
+	eventually(t, time.Second, "the CRL lists the revocation", func() bool {
+		crl = fetchCRL(t, srv.URL+"/crl/sub.crl", e.sub.cert)
+		return len(crl.RevokedCertificateEntries) == 1
+	})
+	if crl.Number.Cmp(first.Number) <= 0 {
+		t.Errorf("CRL number %s does not follow %s", crl.Number, first.Number)
 	}
 }

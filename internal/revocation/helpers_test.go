@@ -156,6 +156,7 @@ func (e *env) run() {
 	e.tb.Helper()
 	ctx, cancel := context.WithCancel(e.ctx)
 	done := make(chan error, 1)
+	before := e.svc.sweeps.Load()
 	go func() { done <- e.svc.Run(ctx) }()
 	e.tb.Cleanup(func() {
 		cancel()
@@ -163,6 +164,14 @@ func (e *env) run() {
 			e.tb.Errorf("Run: %v", err)
 		}
 	})
+	// Run publishes every CRL afresh as it starts; tests begin after that.
+	deadline := time.Now().Add(10 * time.Second)
+	for e.svc.sweeps.Load() == before {
+		if time.Now().After(deadline) {
+			e.tb.Fatal("Run did not finish its first sweep within 10 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // server serves e.svc.Handler() on a loopback port until the test ends.

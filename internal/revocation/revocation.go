@@ -193,6 +193,9 @@ type Service struct {
 	addMu        sync.Mutex // serializes creating authorities
 
 	cacheEntries atomic.Int64
+	// sweeps counts finished sweeps, so that a test can wait for the
+	// publication Run makes as it starts.
+	sweeps atomic.Uint64
 
 	// lookupMax is how many cached answers of a CA a refresh checks one
 	// by one in the store; beyond it, it reads the CA's revoked list once.
@@ -271,8 +274,9 @@ func (s *Service) Issued(caID, serial string) {
 	}
 }
 
-// Run publishes until ctx ends, then returns nil: it builds every CA's
-// CRLs at start, publishes changes reported by [Service.Notify],
+// Run publishes until ctx ends, then returns nil: it builds and publishes
+// every CA's CRLs afresh at start (a node taking over publishing from
+// another serves numbers above the other's), publishes changes reported by [Service.Notify],
 // republishes CRLs at half their validity, re-signs cached OCSP answers at
 // half theirs, rotates responder certificates at half their lifetime and
 // pre-signs answers of issued certificates. Run may be called once at a time.
@@ -288,6 +292,42 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
+// PublishChanges publishes the changes reported by [Service.Notify] within
+// about a second (a burst in one CRL), retrying failed publications every
+// second, until ctx ends; then it returns nil. It is the part of Run's work
+// that a node does for the changes made through it whether or not it runs
+// Run: on a control plane of several nodes Run (the periodic
+// republication, OCSP refresh, responder rotation and pre-signing) runs on
+// one node only, and a revocation made through another node must still
+// reach the CRLs and OCSP answers that node serves. Running it beside Run
+// is safe: each change is published once, by whichever loop takes it.
+func (s *Service) PublishChanges(ctx context.Context) error {
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-retry.C:
+			s.mu.Lock()
+			pending := len(s.pending) > 0
+			s.mu.Unlock()
+			if pending {
+				s.flush(ctx)
+			}
+		case <-s.wake:
+			t := time.NewTimer(s.cfg.Coalesce)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+			s.flush(ctx)
+		}
+	}
+}
+
 // tickInterval is how often the sweep runs: an eighth of the shortest
 // validity, between one second and one minute.
 func (s *Service) tickInterval() time.Duration {
@@ -296,7 +336,7 @@ func (s *Service) tickInterval() time.Duration {
 }
 
 func (s *Service) publishLoop(ctx context.Context) {
-	s.sweep(ctx, s.now())
+	s.sweepWith(ctx, s.now(), buildAlways)
 	tick := time.NewTicker(s.tickInterval())
 	defer tick.Stop()
 	for {
@@ -407,6 +447,12 @@ func (s *Service) observe(kind int, ats []time.Time) {
 // responder certificates at half their lifetime, and re-sign cached OCSP
 // answers at half theirs.
 func (s *Service) sweep(ctx context.Context, now time.Time) {
+	s.sweepWith(ctx, now, buildIfDue)
+}
+
+// sweepWith is sweep building CRLs per mode.
+func (s *Service) sweepWith(ctx context.Context, now time.Time, mode buildMode) {
+	defer s.sweeps.Add(1)
 	s.mu.Lock()
 	retry := len(s.pending) > 0
 	s.mu.Unlock()
@@ -430,7 +476,7 @@ func (s *Service) sweep(ctx context.Context, now time.Time) {
 			s.log.Warn("revocation: unusable CA certificate", logCA, c.Name, logErr, err)
 			continue
 		}
-		if err := s.buildCRLs(ctx, a, now, buildIfDue); err != nil && !errors.Is(err, errCannotSign) {
+		if err := s.buildCRLs(ctx, a, now, mode); err != nil && !errors.Is(err, errCannotSign) {
 			s.log.Warn("revocation: cannot publish CRL", logCA, a.name, logErr, err)
 		}
 		s.rotateResponder(ctx, a, now)

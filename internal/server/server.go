@@ -57,9 +57,15 @@ type Server struct {
 	TrustStores *truststore.Service
 	// Lifecycle records expiry and renewal events and delivers them.
 	Lifecycle *lifecycle.Service
-	Logger    *slog.Logger
-	Registry  *prometheus.Registry
+	// Jobs runs the singleton jobs (the revocation publisher's Run and the
+	// lifecycle events' scan and delivery) while this node holds the
+	// store's lease.
+	Jobs     *Singleton
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
 
+	// feed carries revocations between the nodes sharing the store.
+	feed  *revocationFeed
 	ready atomic.Bool
 }
 
@@ -110,10 +116,11 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 	// revocation service signs with the CA service's keys: rev is set
 	// before either is used.
 	var rev *revocation.Service
+	var feed *revocationFeed
 	casvc, err := ca.New(ca.Config{
 		Store: st, Sealer: sealer, Linter: linter, PublicBaseURL: cfg.Public.BaseURL,
 		Backdate: time.Duration(cfg.Issuance.Backdate), Now: opts.Now, Logger: log.With("component", "ca"),
-		Revocations: ca.NotifyFunc(func(caID string, at time.Time) { rev.Notify(caID, at) }),
+		Revocations: ca.NotifyFunc(func(caID string, at time.Time) { rev.Notify(caID, at); feed.revoked(caID) }),
 		Issuances:   ca.IssuedFunc(func(caID, serial string) { rev.Issued(caID, serial) }),
 	})
 	if err != nil {
@@ -131,6 +138,7 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 		st.Close()
 		return nil, err
 	}
+	feed = newRevocationFeed(st, st.ListCAs, rev, log.With("component", "feed"))
 	trust, err := truststore.New(truststore.Config{
 		Store: st, CRLs: rev, Now: opts.Now, Logger: log.With("component", "truststore"),
 	})
@@ -162,7 +170,16 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 		st.Close()
 		return nil, err
 	}
+	jobs, err := NewSingleton(SingletonConfig{
+		Leaser: st, Logger: log.With("component", "lease"), Registerer: reg,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	return &Server{
+		feed:        feed,
+		Jobs:        jobs,
 		Config:      cfg,
 		Lifecycle:   life,
 		Store:       st,
@@ -333,20 +350,29 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 	var wg sync.WaitGroup
 	rctx, stopRev := context.WithCancel(ctx)
 	defer stopRev()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := s.Revocation.Run(rctx); err != nil && !errors.Is(err, context.Canceled) {
-			errc <- fmt.Errorf("revocation publisher: %w", err)
-		}
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := s.Lifecycle.Run(rctx); err != nil && !errors.Is(err, context.Canceled) {
-			errc <- fmt.Errorf("lifecycle events: %w", err)
-		}
-	}()
+	// Every node publishes the revocations made through it and, told by
+	// the feed, those made through the others; the singleton jobs run on
+	// the one node holding the store's lease: periodic CRL republication
+	// and OCSP work, and the lifecycle scan and webhook deliveries (so two
+	// nodes do not send the same delivery at once).
+	wg.Go(func() { s.Revocation.PublishChanges(rctx) })
+	wg.Go(func() { s.feed.run(rctx) })
+	wg.Go(func() {
+		s.Jobs.Run(rctx, func(ctx context.Context) {
+			var jobs sync.WaitGroup
+			jobs.Go(func() {
+				if err := s.Revocation.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+					s.Logger.Error("revocation publisher", "err", err)
+				}
+			})
+			jobs.Go(func() {
+				if err := s.Lifecycle.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+					s.Logger.Error("lifecycle events", "err", err)
+				}
+			})
+			jobs.Wait()
+		})
+	})
 	for i, srv := range servers {
 		wg.Add(1)
 		go func(i int, srv *http.Server) {

@@ -230,6 +230,8 @@ type Store interface {
 	AccessStore
 	MaintenanceStore
 	LifecycleStore
+	Leaser
+	Changes
 
 	// CreateCA inserts a CA; a taken name or ID is ErrConflict.
 	CreateCA(ctx context.Context, ca *CA) error

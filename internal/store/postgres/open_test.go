@@ -464,6 +464,7 @@ func TestClassify(t *testing.T) {
 		"connect":             {live, &pgconn.ConnectError{}, store.ErrUnavailable},
 		"eof":                 {live, fmt.Errorf("read: %w", io.ErrUnexpectedEOF), store.ErrUnavailable},
 		"net":                 {live, &net.OpError{Op: "read", Err: errors.New("connection reset")}, store.ErrUnavailable},
+		"conn-closed":         {live, fmt.Errorf("query: %w", pgconn.ErrConnClosed), store.ErrUnavailable},
 		"deadline":            {live, fmt.Errorf("x: %w", context.DeadlineExceeded), store.ErrUnavailable},
 		"caller-cancelled":    {cancelled, fmt.Errorf("x: %w", context.Canceled), nil},
 		"other":               {live, errors.New("boom"), nil},

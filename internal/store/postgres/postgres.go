@@ -458,6 +458,9 @@ func classify(ctx context.Context, err error) error {
 	}
 	if _, ok := errors.AsType[net.Error](err); ok ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		// A statement on a connection that an earlier failure closed (a
+		// read transaction's second query after the server went away).
+		errors.Is(err, pgconn.ErrConnClosed) ||
 		pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) {
 		// The connection broke or a bounded wait for the server ran out.
 		return store.ErrUnavailable

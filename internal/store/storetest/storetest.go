@@ -35,6 +35,11 @@
 //     is unique across stores; CA references, fingerprints and CRL keys are
 //     unique within one. Of concurrent ChangeTrustStore calls from one
 //     version exactly one succeeds; the others get ErrConflict.
+//   - A lease has one holder at a time among the holders of one store;
+//     Release frees it at once and closes Lost; a held lease is not lost
+//     while the database stays reachable.
+//   - A change published reaches every subscriber of the store that
+//     listens; SubscribeChanges returns nil once its context ends.
 package storetest
 
 import (
@@ -76,6 +81,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Maintenance", maintenanceCases()},
 		{"Lifecycle", lifecycleCases()},
 		{"Context", contextCases()},
+		{"Lease", leaseCases()},
+		{"Changes", changeCases()},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -1,0 +1,205 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trustgate/trustgate/internal/apiv1"
+	"github.com/trustgate/trustgate/internal/ca"
+	"github.com/trustgate/trustgate/internal/config"
+	"github.com/trustgate/trustgate/internal/gateway"
+	"github.com/trustgate/trustgate/internal/pki"
+)
+
+// TestGatewayRestartDuringOutage runs a real control plane and a real
+// gateway that keeps its snapshots on disk. With the control plane down,
+// the gateway is restarted: it starts from the snapshot on disk, accepts
+// the valid client, refuses the one revoked before the outage and exports
+// the snapshot's age; a damaged snapshot file is refused. A client revoked
+// during the outage is refused once the control plane is back.
+func TestGatewayRestartDuringOutage(t *testing.T) {
+	ctx := t.Context()
+	cfg := DevConfig(t.TempDir(), "127.0.0.1:0", "")
+	cfg.Public.BaseURL = "http://pki.test"
+	s, files, err := PrepareDev(ctx, cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.TrustStores.Create(ctx, apiv1.CreateTrustStoreRequest{Name: "partners", CAs: []string{DemoIntermediate}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The control plane, reached through a proxy that plays the outage.
+	cpCtx, cancel := context.WithCancel(ctx)
+	addr, done := make(chan string, 1), make(chan error, 1)
+	go func() { done <- s.Run(cpCtx, func(api, _ string) { addr <- api }) }()
+	var api string
+	select {
+	case api = <-addr:
+	case err := <-done:
+		t.Fatalf("control plane: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the control plane did not start")
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("control plane Run: %v", err)
+		}
+	})
+	proxy := newTCPProxy(t, api)
+
+	client := func(name string) (tls.Certificate, string) {
+		t.Helper()
+		is, err := s.CA.Issue(ctx, ca.IssueRequest{CA: DemoIntermediate, Profile: "client", CommonName: name, Validity: "1d", Requester: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tls.Certificate{Certificate: [][]byte{is.Cert.Raw, is.Chain[0]}, PrivateKey: is.Key, Leaf: is.Cert}, pki.SerialHex(is.Cert.SerialNumber)
+	}
+	good, _ := client("good")
+	early, earlySerial := client("revoked-before")
+	late, lateSerial := client("revoked-during")
+	if _, err := s.CA.Revoke(ctx, earlySerial, 1, "test"); err != nil {
+		t.Fatal(err)
+	}
+
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
+	t.Cleanup(backend.Close)
+	snapDir := t.TempDir()
+	spec := config.Gateway{
+		ConnectionLog: "off", AccessLog: "off",
+		ControlPlane: config.GatewayControlPlane{Address: "https://" + proxy.addr, TokenFile: files.Token, CAFile: files.Root,
+			PollInterval: config.Duration(250 * time.Millisecond), SnapshotDir: snapDir},
+		Listeners: []config.GatewayListener{{
+			Name: "partners", Address: "127.0.0.1:0",
+			Certificate: config.GatewayCertificate{CertFile: files.ServerCert, KeyFile: files.ServerKey},
+			MTLS:        config.GatewayMTLS{Mode: config.MTLSVerify, TrustStore: config.GatewayTrustStore{Name: "partners"}},
+			Routes:      []config.GatewayRoute{{Backend: config.GatewayBackend{URL: backend.URL}}},
+		}},
+	}
+	// startGW runs a gateway until the returned func stops it.
+	startGW := func(t *testing.T) (*gateway.Gateway, *prometheus.Registry, func()) {
+		t.Helper()
+		reg := prometheus.NewRegistry()
+		gw, err := gateway.New(ctx, gateway.Config{Spec: spec, Registry: reg, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatalf("gateway: %v", err)
+		}
+		gwCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- gw.Run(gwCtx) }()
+		return gw, reg, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("gateway Run: %v", err)
+			}
+		}
+	}
+	rootPEM, err := os.ReadFile(files.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(rootPEM)
+	passes := func(gw *gateway.Gateway, cert tls.Certificate) bool {
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+			TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{cert}}}}
+		resp, err := c.Get("https://" + gw.Addr("partners").String() + "/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}
+	check := func(t *testing.T, gw *gateway.Gateway, when string, lateRevoked bool) {
+		t.Helper()
+		for _, c := range []struct {
+			name string
+			cert tls.Certificate
+			want bool
+		}{{"ok/valid client", good, true}, {"fail/revoked before the outage", early, false}, {"revoked during the outage", late, !lateRevoked}} {
+			if got := passes(gw, c.cert); got != c.want {
+				t.Errorf("%s: %s: passes %v, want %v", when, c.name, got, c.want)
+			}
+		}
+	}
+
+	gw, _, stopGW := startGW(t)
+	waitFor(t, 10*time.Second, "the revocation before the outage enforced", func() bool { return !passes(gw, early) })
+	check(t, gw, "control plane up", false)
+	file := filepath.Join(snapDir, "partners.snapshot.json")
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("no snapshot on disk: %v", err)
+	}
+
+	// Outage: no control plane answers, a client is revoked meanwhile, and
+	// the gateway restarts from its snapshot on disk.
+	proxy.cut()
+	if _, err := s.CA.Revoke(ctx, lateSerial, 1, "test"); err != nil {
+		t.Fatal(err)
+	}
+	stopGW()
+	gw, reg, stopGW := startGW(t)
+	defer stopGW()
+	check(t, gw, "restarted during the outage", false)
+	if age := gauge(t, reg, "trustgate_gateway_trust_snapshot_age_seconds", map[string]string{"listener": "partners"}); age < 0 || age > 60 {
+		t.Errorf("snapshot age %v s, want between 0 and 60", age)
+	}
+
+	// A damaged snapshot file is refused: the gateway does not start on it.
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := filepath.Join(t.TempDir(), "partners.snapshot.json")
+	os.WriteFile(damaged, append(b[:len(b)/2:len(b)/2], b[len(b)/2+1:]...), 0o600)
+	bad := spec
+	bad.ControlPlane.SnapshotDir = filepath.Dir(damaged)
+	if g, err := gateway.New(ctx, gateway.Config{Spec: bad, Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler)}); err == nil {
+		g.Close()
+		t.Error("a gateway started from a damaged snapshot file")
+	}
+
+	// The control plane is back: the revocation made during the outage arrives.
+	proxy.restore(t)
+	waitFor(t, 10*time.Second, "the revocation made during the outage enforced", func() bool { return !passes(gw, late) })
+	check(t, gw, "control plane back", true)
+}
+
+// gauge returns the value of the gauge name with the labels want.
+func gauge(t *testing.T, g prometheus.Gatherer, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v, ok := want[l.GetName()]; ok && v != l.GetValue() {
+					continue next
+				}
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no gauge %s%v", name, want)
+	return 0
+}

@@ -372,6 +372,23 @@ notclear=$(cat "$work"/results.* | awk '$2==503 && $4!="unavailable"' | wc -l)
 [ "$notclear" = 0 ] || fail "$notclear answers 503 without the error code unavailable"
 check_store "PostgreSQL outage"
 
+# Every node appended audit records, each in the transaction of its
+# certificate: the one chain must still verify, and hold a record of every
+# certificate issued.
+for i in $(seq 1 "$NODES"); do kill -0 "${npid[$i]}" 2>/dev/null && { alive=$i; break; }; done
+r=$(api_call "$alive" GET /v1/audit/verify)
+if [ "$(code_of "$r")" = 200 ] && [ "$(body_of "$r" | jq -r .ok)" = true ]; then
+  recs=$(body_of "$r" | jq -r .records)
+  issued=$(cat "$work"/results.* | awk '$2==201' | wc -l)
+  if [ "$recs" -ge "$issued" ]; then
+    pass "the audit chain written by $NODES nodes concurrently verifies ($recs records)"
+  else
+    fail "the audit chain holds $recs records for $issued certificates"
+  fi
+else
+  fail "audit verify: $r"
+fi
+
 for i in $(seq 1 "$NODES"); do
   if grep -q "panic" "$work/node$i.log"; then fail "node $i logged a panic"; fi
 done

@@ -230,6 +230,7 @@ type Store interface {
 	AccessStore
 	MaintenanceStore
 	LifecycleStore
+	RenewalStore
 
 	// CreateCA inserts a CA; a taken name or ID is ErrConflict.
 	CreateCA(ctx context.Context, ca *CA) error

@@ -75,6 +75,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Access", accessCases()},
 		{"Maintenance", maintenanceCases()},
 		{"Lifecycle", lifecycleCases()},
+		{"Renewal", renewalCases()},
 		{"Context", contextCases()},
 	}
 	for _, g := range groups {

@@ -54,6 +54,7 @@ type Inventory interface {
 	Get(ctx context.Context, serial string) (*store.Certificate, error)
 	Chain(ctx context.Context, c *store.Certificate) ([][]byte, error)
 	Import(ctx context.Context, pemData []byte, requester string) (*store.Certificate, error)
+	Successors(ctx context.Context, c *store.Certificate) (renewedBy, latest string, err error)
 }
 
 // TrustStores is what the handlers need from the trust-store service.

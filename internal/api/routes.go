@@ -87,7 +87,7 @@ func Routes() []Route {
 			Query: []Param{{"ca", "CA name"}, {"status", "active, revoked or expired"}, {"expiring_within", "duration, e.g. 30d"},
 				{"san_contains", "substring of any SAN"}, {"cursor", "the next value of the previous page"}, {"limit", "page size, at most 1000"}},
 			handle: listCerts},
-		{Method: "GET", Path: "/v1/certificates/{serial}", Action: "cert:Read", Resource: "", Summary: "Show a certificate with its PEM and chain.", Response: apiv1.CertificateDetail{}, handle: getCert},
+		{Method: "GET", Path: "/v1/certificates/{serial}", Action: "cert:Read", Resource: "", Summary: "Show a certificate with its PEM and chain; renewed_by names the certificate that renewed it and latest the newest of its renewals.", Response: apiv1.CertificateDetail{}, handle: getCert},
 		{Method: "POST", Path: "/v1/certificates/{serial}/revoke", Action: "cert:Revoke", Resource: "", Summary: "Revoke a certificate with an RFC 5280 reason; only certificateHold can be released. Already revoked: 409 stating the original reason and time.",
 			Request: apiv1.RevokeRequest{}, Response: apiv1.Certificate{}, handle: revoke},
 		{Method: "POST", Path: "/v1/certificates/{serial}/unhold", Action: "cert:Unhold", Resource: "", Summary: "Release a certificate on hold (certificateHold).", Response: apiv1.Certificate{}, handle: unhold},
@@ -372,10 +372,16 @@ func getCert(r *request) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	renewedBy, latest, err := r.h.cfg.Inventory.Successors(r.Context(), c)
+	if err != nil {
+		return nil, err
+	}
 	return ok(apiv1.CertificateDetail{
 		Certificate:    certView(c, names.name(c.CAID), r.h.cfg.Now()),
 		CertificatePEM: inventory.EncodePEM(c.DER),
 		ChainPEM:       inventory.EncodePEM(chain...),
+		RenewedBy:      renewedBy,
+		Latest:         latest,
 	})
 }
 

@@ -162,6 +162,12 @@ type CertificateDetail struct {
 	Certificate
 	CertificatePEM string `json:"certificate_pem"`
 	ChainPEM       string `json:"chain_pem,omitempty"`
+	// RenewedBy is the serial of the certificate that renewed this one
+	// (managed renewal or POST /v1/renew), when one did.
+	RenewedBy string `json:"renewed_by,omitempty"`
+	// Latest is the newest certificate of this one's line of renewals,
+	// when this one is not it: what a consumer should use now.
+	Latest string `json:"latest,omitempty"`
 }
 
 // ImportCertificateRequest adds an external certificate to the inventory for tracking.

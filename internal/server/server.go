@@ -57,8 +57,10 @@ type Server struct {
 	TrustStores *truststore.Service
 	// Lifecycle records expiry and renewal events and delivers them.
 	Lifecycle *lifecycle.Service
-	Logger    *slog.Logger
-	Registry  *prometheus.Registry
+	// Managed renews managed certificates (issued with managed: true).
+	Managed  *lifecycle.Managed
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
 
 	ready atomic.Bool
 }
@@ -162,9 +164,15 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 		st.Close()
 		return nil, err
 	}
+	managed, err := newManaged(cfg, st, casvc, life, opts.Now, log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	return &Server{
 		Config:      cfg,
 		Lifecycle:   life,
+		Managed:     managed,
 		Store:       st,
 		CA:          casvc,
 		Inventory:   inventory.New(inventory.Config{Store: st, Now: opts.Now}),
@@ -245,7 +253,7 @@ func (s *Server) Handler() http.Handler {
 	h := api.New(api.Config{
 		CA: s.CA, Inventory: s.Inventory, TrustStores: s.TrustStores, CAByID: s.Store.GetCAByID,
 		Auth: s.Access, Authz: s.Access, Access: s.Access, AccessStore: s.Store, Audit: s.Store,
-		Bootstrap: s.Bootstrap, Renewal: &lifecycle.Renewer{CA: s.CA, Events: s.Lifecycle},
+		Bootstrap: s.Bootstrap, Renewal: &lifecycle.Renewer{CA: s.CA, Events: s.Lifecycle, Successors: s.Store},
 		MaxBodyBytes: s.Config.API.MaxBodyBytes, Ready: s.ready.Load,
 		Logger: s.Logger.With("component", "api"), Registerer: s.Registry,
 	})
@@ -329,7 +337,7 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 			ErrorLog: slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),
 		})
 	}
-	errc := make(chan error, len(servers)+2)
+	errc := make(chan error, len(servers)+3)
 	var wg sync.WaitGroup
 	rctx, stopRev := context.WithCancel(ctx)
 	defer stopRev()
@@ -345,6 +353,15 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 		defer wg.Done()
 		if err := s.Lifecycle.Run(rctx); err != nil && !errors.Is(err, context.Canceled) {
 			errc <- fmt.Errorf("lifecycle events: %w", err)
+		}
+	}()
+	// Managed renewal runs on every node, as the lifecycle scan does: the
+	// store's claim makes each renewal happen once whichever node is first.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.Managed.Run(rctx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("managed renewal: %w", err)
 		}
 	}()
 	for i, srv := range servers {

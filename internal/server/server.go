@@ -112,11 +112,16 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 	// revocation service signs with the CA service's keys: rev is set
 	// before either is used.
 	var rev *revocation.Service
+	var trust *truststore.Service
 	casvc, err := ca.New(ca.Config{
 		Store: st, Sealer: sealer, Linter: linter, PublicBaseURL: cfg.Public.BaseURL,
 		Backdate: time.Duration(cfg.Issuance.Backdate), Now: opts.Now, Logger: log.With("component", "ca"),
 		Revocations: ca.NotifyFunc(func(caID string, at time.Time) { rev.Notify(caID, at) }),
 		Issuances:   ca.IssuedFunc(func(caID, serial string) { rev.Issued(caID, serial) }),
+		// A rotated CA's successor joins the trust stores of the old one.
+		Rotations: ca.RotatedFunc(func(ctx context.Context, old, successor *store.CA) ([]string, error) {
+			return trust.CARotated(ctx, old, successor)
+		}),
 	})
 	if err != nil {
 		st.Close()
@@ -133,7 +138,7 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 		st.Close()
 		return nil, err
 	}
-	trust, err := truststore.New(truststore.Config{
+	trust, err = truststore.New(truststore.Config{
 		Store: st, CRLs: rev, Now: opts.Now, Logger: log.With("component", "truststore"),
 	})
 	if err != nil {

@@ -43,4 +43,33 @@ type RenewalStore interface {
 	// GetCAPredecessor returns the ID of the CA that caID took over from,
 	// or "" when it took over from none.
 	GetCAPredecessor(ctx context.Context, caID string) (string, error)
+
+	// ListRenewals calls fn for every recorded renewal (claimed or done),
+	// ordered by CA ID and serial, streaming; an error from fn stops it
+	// and is returned. For copying a store.
+	ListRenewals(ctx context.Context, fn func(Renewal) error) error
+	// RestoreRenewal records r exactly as it was. A renewal already
+	// recorded for (CAID, Serial) is ErrConflict; a missing certificate
+	// is ErrNotFound.
+	RestoreRenewal(ctx context.Context, r Renewal) error
+	// ListCASuccessions returns every recorded CA rotation, ordered by
+	// time and then CA ID. For copying a store (SetCASuccessor restores).
+	ListCASuccessions(ctx context.Context) ([]CASuccession, error)
+}
+
+// Renewal is the renewal state of one certificate.
+type Renewal struct {
+	CAID, Serial string
+	// ClaimedAt is when the renewal was last claimed (zero when the
+	// successor was recorded without a claim).
+	ClaimedAt time.Time
+	// Successor is the serial that renewed it; "" while only claimed.
+	Successor string
+	RenewedAt time.Time // zero while only claimed
+}
+
+// CASuccession is one CA rotation: SuccessorID took over from CAID.
+type CASuccession struct {
+	CAID, SuccessorID string
+	RotatedAt         time.Time
 }

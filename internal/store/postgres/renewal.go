@@ -188,6 +188,84 @@ func (d *DB) GetCAPredecessor(ctx context.Context, caID string) (string, error) 
 	return d.getString(ctx, op, "SELECT ca_id FROM ca_successors WHERE successor_id = $1", caID)
 }
 
+// ListRenewals calls fn for every recorded renewal.
+func (d *DB) ListRenewals(ctx context.Context, fn func(store.Renewal) error) error {
+	const op = "list renewals"
+	if err := d.begin(ctx, op); err != nil {
+		return err
+	}
+	rows, err := d.pool.Query(ctx, "SELECT ca_id, serial, claimed_at, successor, renewed_at FROM certificate_renewals ORDER BY ca_id, serial")
+	if err != nil {
+		return d.fail(ctx, op, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r store.Renewal
+		if err := rows.Scan(&r.CAID, &r.Serial, &r.ClaimedAt, &r.Successor, &r.RenewedAt); err != nil {
+			return d.fail(ctx, op, err)
+		}
+		r.ClaimedAt, r.RenewedAt = fromDB(r.ClaimedAt), fromDB(r.RenewedAt)
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return d.fail(ctx, op, err)
+	}
+	return nil
+}
+
+// RestoreRenewal records r exactly as it was.
+func (d *DB) RestoreRenewal(ctx context.Context, r store.Renewal) error {
+	op := fmt.Sprintf("restore renewal of certificate %s of CA %q", r.Serial, r.CAID)
+	if err := d.begin(ctx, op); err != nil {
+		return err
+	}
+	if err := errors.Join(checkTime("claimed at", r.ClaimedAt), checkTime("renewed at", r.RenewedAt)); err != nil {
+		return fmt.Errorf("postgres: %s: %w", op, err)
+	}
+	if !storable(r.CAID, r.Serial, r.Successor) {
+		return fmt.Errorf("postgres: %s: %w", op, fault.New(fault.Invalid, "a text field is not UTF-8 or holds a NUL"))
+	}
+	return d.inTx(ctx, op, func(ctx context.Context, tx pgx.Tx) error {
+		if err := certExists(ctx, tx, r.CAID, r.Serial); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "INSERT INTO certificate_renewals (ca_id, serial, claimed_at, successor, renewed_at) VALUES ($1, $2, $3, $4, $5)",
+			r.CAID, r.Serial, r.ClaimedAt, r.Successor, r.RenewedAt)
+		if isCode(err, codeUniqueViolation) {
+			return fmt.Errorf("a renewal is already recorded: %w", store.ErrConflict)
+		}
+		return err
+	})
+}
+
+// ListCASuccessions returns every recorded CA rotation.
+func (d *DB) ListCASuccessions(ctx context.Context) ([]store.CASuccession, error) {
+	const op = "list CA successions"
+	if err := d.begin(ctx, op); err != nil {
+		return nil, err
+	}
+	rows, err := d.pool.Query(ctx, "SELECT ca_id, successor_id, rotated_at FROM ca_successors ORDER BY rotated_at, ca_id")
+	if err != nil {
+		return nil, d.fail(ctx, op, err)
+	}
+	defer rows.Close()
+	var out []store.CASuccession
+	for rows.Next() {
+		var c store.CASuccession
+		if err := rows.Scan(&c.CAID, &c.SuccessorID, &c.RotatedAt); err != nil {
+			return nil, d.fail(ctx, op, err)
+		}
+		c.RotatedAt = fromDB(c.RotatedAt)
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, d.fail(ctx, op, err)
+	}
+	return out, nil
+}
+
 // getString reads one text value; no row is "".
 func (d *DB) getString(ctx context.Context, op, query string, args ...any) (string, error) {
 	if err := d.begin(ctx, op); err != nil {

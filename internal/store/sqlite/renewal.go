@@ -182,6 +182,93 @@ func (d *DB) GetCAPredecessor(ctx context.Context, caID string) (string, error) 
 	return d.getString(ctx, fmt.Sprintf("get predecessor of CA %q", caID), "SELECT ca_id FROM ca_successors WHERE successor_id = ?", caID)
 }
 
+// ListRenewals calls fn for every recorded renewal.
+func (d *DB) ListRenewals(ctx context.Context, fn func(store.Renewal) error) error {
+	const op = "list renewals"
+	if err := d.begin(ctx, op); err != nil {
+		return err
+	}
+	rows, err := d.r.QueryContext(ctx, "SELECT ca_id, serial, claimed_at, successor, renewed_at FROM certificate_renewals ORDER BY ca_id, serial")
+	if err != nil {
+		return wrapErr("sqlite: "+op, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r store.Renewal
+		var ct, rt string
+		if err := rows.Scan(&r.CAID, &r.Serial, &ct, &r.Successor, &rt); err != nil {
+			return wrapErr("sqlite: "+op, err)
+		}
+		var err1, err2 error
+		r.ClaimedAt, err1 = decodeTime(ct)
+		r.RenewedAt, err2 = decodeTime(rt)
+		if err := errors.Join(err1, err2); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", op, err)
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return wrapErr("sqlite: "+op, err)
+	}
+	return nil
+}
+
+// RestoreRenewal records r exactly as it was.
+func (d *DB) RestoreRenewal(ctx context.Context, r store.Renewal) error {
+	op := fmt.Sprintf("restore renewal of certificate %s of CA %q", r.Serial, r.CAID)
+	if err := d.begin(ctx, op); err != nil {
+		return err
+	}
+	ct, err1 := encodeTime(r.ClaimedAt)
+	rt, err2 := encodeTime(r.RenewedAt)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	err := d.inWriteTx(ctx, op, func(tx *sql.Tx) error {
+		if err := certExists(ctx, tx, r.CAID, r.Serial); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "INSERT INTO certificate_renewals (ca_id, serial, claimed_at, successor, renewed_at) VALUES (?, ?, ?, ?, ?)",
+			r.CAID, r.Serial, ct, r.Successor, rt)
+		return err
+	})
+	if err != nil {
+		return wrapErr("sqlite: "+op, err)
+	}
+	return nil
+}
+
+// ListCASuccessions returns every recorded CA rotation.
+func (d *DB) ListCASuccessions(ctx context.Context) ([]store.CASuccession, error) {
+	const op = "list CA successions"
+	if err := d.begin(ctx, op); err != nil {
+		return nil, err
+	}
+	rows, err := d.r.QueryContext(ctx, "SELECT ca_id, successor_id, rotated_at FROM ca_successors ORDER BY rotated_at, ca_id")
+	if err != nil {
+		return nil, wrapErr("sqlite: "+op, err)
+	}
+	defer rows.Close()
+	var out []store.CASuccession
+	for rows.Next() {
+		var c store.CASuccession
+		var at string
+		if err := rows.Scan(&c.CAID, &c.SuccessorID, &at); err != nil {
+			return nil, wrapErr("sqlite: "+op, err)
+		}
+		if c.RotatedAt, err = decodeTime(at); err != nil {
+			return nil, fmt.Errorf("sqlite: %s: %w", op, err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrapErr("sqlite: "+op, err)
+	}
+	return out, nil
+}
+
 // getString reads one text value; no row is "".
 func (d *DB) getString(ctx context.Context, op, query string, args ...any) (string, error) {
 	if err := d.begin(ctx, op); err != nil {

@@ -131,6 +131,39 @@ func renewalCases() []testCase {
 				t.Errorf("GetSuccessor of a missing certificate = %q, %v", got, err)
 			}
 		}},
+		{"ok/list-and-restore", func(t *testing.T, s store.Store) {
+			caID := createCA(t, s, caFixture("ca-1", "issuing")).ID
+			for _, serial := range []string{"a1", "a2", "a3"} {
+				insertCert(t, s, certFixture(caID, serial))
+			}
+			_, err := s.ClaimRenewal(ctx(t), caID, "a2", t0, t0.Add(-time.Hour))
+			must(t, err, "ClaimRenewal")
+			_, err = s.ClaimRenewal(ctx(t), caID, "a1", t0.Add(time.Minute), t0.Add(-time.Hour))
+			must(t, err, "ClaimRenewal")
+			must(t, s.SetSuccessor(ctx(t), caID, "a1", "b1", t0.Add(2*time.Minute)), "SetSuccessor")
+			var got []store.Renewal
+			must(t, s.ListRenewals(ctx(t), func(r store.Renewal) error { got = append(got, r); return nil }), "ListRenewals")
+			want := []store.Renewal{
+				{CAID: caID, Serial: "a1", ClaimedAt: t0.Add(time.Minute), Successor: "b1", RenewedAt: t0.Add(2 * time.Minute)},
+				{CAID: caID, Serial: "a2", ClaimedAt: t0},
+			}
+			if len(got) != len(want) {
+				t.Fatalf("ListRenewals = %+v, want %+v", got, want)
+			}
+			for i := range want {
+				checkEqual(t, "renewal "+want[i].Serial, &want[i], &got[i])
+			}
+			// Restoring into another store of the same certificates.
+			other := want[0]
+			other.Serial = "a3"
+			must(t, s.RestoreRenewal(ctx(t), other), "RestoreRenewal")
+			if succ, err := s.GetSuccessor(ctx(t), caID, "a3"); err != nil || succ != "b1" {
+				t.Errorf("GetSuccessor after RestoreRenewal = %q, %v", succ, err)
+			}
+			wantErr(t, s.RestoreRenewal(ctx(t), other), store.ErrConflict, "RestoreRenewal twice")
+			other.Serial = "missing"
+			wantErr(t, s.RestoreRenewal(ctx(t), other), store.ErrNotFound, "RestoreRenewal of a missing certificate")
+		}},
 		{"ok/ca-successor", func(t *testing.T, s store.Store) {
 			a := createCA(t, s, caFixture("ca-1", "issuing")).ID
 			b := createCA(t, s, caFixture("ca-2", "issuing-2")).ID
@@ -144,7 +177,12 @@ func renewalCases() []testCase {
 			wantErr(t, s.SetCASuccessor(ctx(t), a, c, t0), store.ErrConflict, "a second successor")
 			wantErr(t, s.SetCASuccessor(ctx(t), c, b, t0), store.ErrConflict, "a successor of two CAs")
 			wantErr(t, s.SetCASuccessor(ctx(t), b, "ca-missing", t0), store.ErrNotFound, "a missing successor")
-			must(t, s.SetCASuccessor(ctx(t), b, c, t0), "SetCASuccessor(b, c)")
+			must(t, s.SetCASuccessor(ctx(t), b, c, t0.Add(time.Second)), "SetCASuccessor(b, c)")
+			succs, err := s.ListCASuccessions(ctx(t))
+			must(t, err, "ListCASuccessions")
+			if len(succs) != 2 || succs[0] != (store.CASuccession{CAID: a, SuccessorID: b, RotatedAt: t0}) || succs[1].CAID != b || succs[1].SuccessorID != c {
+				t.Errorf("ListCASuccessions = %+v", succs)
+			}
 			for _, tc := range []struct{ id, next, prev string }{{a, b, ""}, {b, c, a}, {c, "", b}} {
 				if got, err := s.GetCASuccessor(ctx(t), tc.id); err != nil || got != tc.next {
 					t.Errorf("GetCASuccessor(%s) = %q, %v; want %q", tc.id, got, err, tc.next)

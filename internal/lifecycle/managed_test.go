@@ -277,3 +277,30 @@ func publicKeysEqual(a, b crypto.PublicKey) bool {
 	ka, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && ka.Equal(b)
 }
+
+// After a rotation, a managed certificate of the old generation is
+// renewed by the new one, and the line of successors crosses the two.
+func TestManagedRenewalAfterRotation(t *testing.T) {
+	e := newCAEnv(t)
+	ctx := context.Background()
+	old := e.issue(t, "svc-a.internal", true)
+	rot, err := e.ca.Rotate(ctx, ca.RotateRequest{CA: "issuing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Set(due(old.Record))
+	if n, err := e.managed(t).RenewDue(ctx); err != nil || n != 1 {
+		t.Fatalf("RenewDue = %d, %v; want 1", n, err)
+	}
+	succ, err := e.st.GetSuccessor(ctx, old.Record.CAID, old.Record.Serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := e.st.GetCertificate(ctx, succ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.CAID != rot.New.ID || old.Record.CAID != rot.Old.ID {
+		t.Errorf("renewed by CA %s, want the successor %s (old %s)", rec.CAID, rot.New.ID, rot.Old.ID)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,7 +19,40 @@ func newCACmd(g *globals) *cobra.Command {
 	cmd.AddCommand(caCreateCmd(g), caListCmd(g), caShowCmd(g), caImportCertCmd(g), caExportKeyCmd(g),
 		caActionCmd(g, "disable", "Stop a CA from issuing"), caActionCmd(g, "enable", "Let a disabled CA issue again"),
 		caActionCmd(g, "offline", "Remove an exported root CA's key from the server (after ca export-key)"),
-		caPEMCmd(g))
+		caRotateCmd(g), caPEMCmd(g))
+	return cmd
+}
+
+func caRotateCmd(g *globals) *cobra.Command {
+	var in apiv1.RotateCARequest
+	cmd := &cobra.Command{
+		Use:   "rotate NAME [--name SUCCESSOR] [--validity D]",
+		Short: "Create the successor of an intermediate CA; issuance through NAME moves to it",
+		Long: `Creates a successor of the intermediate CA NAME (or of its newest generation)
+with a new key, under the same parent, with the same path length, name
+constraints, CRL partitions and key type. Issuance and renewal through NAME
+go to the successor from then on; the old CA keeps its name, its CRL and its
+OCSP answers until its certificates have expired. Trust stores that hold the
+old CA get the successor added.`,
+		Args: argsUsage(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(cmd, g, func(c *client.Client) (any, error) { return c.RotateCA(cmd.Context(), args[0], in) },
+				func(w io.Writer, v any) {
+					r := v.(*apiv1.RotateCAResponse)
+					fmt.Fprintf(w, "Rotated CA %s: generation %d is %s; issuance through %s now goes to it.\n", r.Old.Name, r.Generation, r.Successor.Name, args[0])
+					if len(r.TrustStores) > 0 {
+						fmt.Fprintf(w, "Added to trust stores: %s\n", strings.Join(r.TrustStores, ", "))
+					}
+					if r.Warning != "" {
+						fmt.Fprintf(w, "Warning: %s\n", r.Warning)
+					}
+					fmt.Fprintln(w)
+					printCA(cmd, &r.Successor)
+				})
+		},
+	}
+	cmd.Flags().StringVar(&in.Name, "name", "", "name of the successor (default NAME-g<N>)")
+	cmd.Flags().StringVar(&in.Validity, "validity", "", "validity of the successor (default the old CA's lifetime, within the parent's)")
 	return cmd
 }
 
@@ -120,6 +154,12 @@ func printCA(cmd *cobra.Command, c *apiv1.CA) {
 	}
 	if c.KeyExported {
 		fmt.Fprintf(w, "Key:         exported\n")
+	}
+	if c.Predecessor != "" {
+		fmt.Fprintf(w, "Succeeds:    %s\n", c.Predecessor)
+	}
+	if c.Successor != "" {
+		fmt.Fprintf(w, "Successor:   %s (issues in this CA's stead)\n", c.Successor)
 	}
 }
 

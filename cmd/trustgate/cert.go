@@ -123,7 +123,7 @@ func certIssueCmd(g *globals) *cobra.Command {
 	f.StringArrayVar(&r.URI, "uri", nil, "URI SAN, e.g. a SPIFFE ID (repeatable)")
 	f.StringArrayVar(&r.Email, "email", nil, "email SAN (repeatable)")
 	f.StringVar(&r.Validity, "validity", "", "validity, e.g. 24h, 90d (default: the profile's)")
-	f.BoolVar(&r.Managed, "managed", false, "renewed by the control plane")
+	f.BoolVar(&r.Managed, "managed", false, "renewed by the control plane at lifecycle.renew_at of its lifetime, for the same key (docs/lifecycle.md)")
 	f.StringVar(&out, "out", "", "write the certificate here instead of stdout")
 	f.StringVar(&keyOut, "key-out", "", "write the generated key here (mode 0600)")
 	f.StringVar(&chainOut, "chain-out", "", "write the CA chain here")
@@ -221,6 +221,15 @@ func certShowCmd(g *globals) *cobra.Command {
 				d.CreatedAt.Format("2006-01-02T15:04:05Z07:00"))
 			if d.RevokedAt != nil {
 				fmt.Fprintf(w, "Revoked:     %s (%s)\n", d.RevokedAt.Format("2006-01-02T15:04:05Z07:00"), d.RevocationReason)
+			}
+			if d.Managed {
+				fmt.Fprintf(w, "Managed:     renewed by the control plane\n")
+			}
+			if d.RenewedBy != "" {
+				fmt.Fprintf(w, "Renewed by:  %s\n", d.RenewedBy)
+			}
+			if d.Latest != "" && d.Latest != d.RenewedBy {
+				fmt.Fprintf(w, "Latest:      %s\n", d.Latest)
 			}
 			return nil
 		},

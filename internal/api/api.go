@@ -46,6 +46,8 @@ type CAService interface {
 	Issue(ctx context.Context, r ca.IssueRequest) (*ca.Issued, error)
 	Revoke(ctx context.Context, serial string, reason int, requester string) (*store.Certificate, error)
 	Unhold(ctx context.Context, serial, requester string) (*store.Certificate, error)
+	Rotate(ctx context.Context, r ca.RotateRequest) (*ca.Rotation, error)
+	Generations(ctx context.Context, c *store.CA) (predecessor, successor string, err error)
 }
 
 // Inventory is what the handlers need from the inventory.
@@ -54,6 +56,7 @@ type Inventory interface {
 	Get(ctx context.Context, serial string) (*store.Certificate, error)
 	Chain(ctx context.Context, c *store.Certificate) ([][]byte, error)
 	Import(ctx context.Context, pemData []byte, requester string) (*store.Certificate, error)
+	Successors(ctx context.Context, c *store.Certificate) (renewedBy, latest string, err error)
 }
 
 // TrustStores is what the handlers need from the trust-store service.

@@ -79,6 +79,8 @@ func Routes() []Route {
 		{Method: "POST", Path: "/v1/cas/{name}/enable", Action: "ca:Enable", Resource: "ca/{name}", Summary: "Let a disabled CA issue again.", Response: apiv1.CA{}, handle: setEnabled(true)},
 		{Method: "POST", Path: "/v1/cas/{name}/export-key", Action: "ca:ExportKey", Resource: "ca/{name}", Summary: "Export a root CA's key once, as encrypted PKCS#8 PEM.",
 			Request: apiv1.ExportCAKeyRequest{}, Response: apiv1.ExportCAKeyResponse{}, handle: exportKey},
+		{Method: "POST", Path: "/v1/cas/{name}/rotate", Action: "ca:Rotate", Resource: "ca/{name}", Summary: "Create the successor of an intermediate CA (new key, same parent and constraints); issuance through the CA's name moves to it, trust stores holding the old CA get it added, and the old CA keeps its CRL and OCSP.",
+			Request: apiv1.RotateCARequest{}, Response: apiv1.RotateCAResponse{}, Status: 201, handle: rotateCA},
 		{Method: "POST", Path: "/v1/cas/{name}/offline", Action: "ca:TakeOffline", Resource: "ca/{name}", Summary: "Remove an exported root CA's key from the server.", Response: apiv1.CA{}, handle: offline},
 
 		{Method: "POST", Path: "/v1/certificates", Action: "cert:Issue", Resource: "", Summary: "Issue a certificate from a CSR or with a server-generated key (returned once, never stored).",
@@ -87,7 +89,7 @@ func Routes() []Route {
 			Query: []Param{{"ca", "CA name"}, {"status", "active, revoked or expired"}, {"expiring_within", "duration, e.g. 30d"},
 				{"san_contains", "substring of any SAN"}, {"cursor", "the next value of the previous page"}, {"limit", "page size, at most 1000"}},
 			handle: listCerts},
-		{Method: "GET", Path: "/v1/certificates/{serial}", Action: "cert:Read", Resource: "", Summary: "Show a certificate with its PEM and chain.", Response: apiv1.CertificateDetail{}, handle: getCert},
+		{Method: "GET", Path: "/v1/certificates/{serial}", Action: "cert:Read", Resource: "", Summary: "Show a certificate with its PEM and chain; renewed_by names the certificate that renewed it and latest the newest of its renewals.", Response: apiv1.CertificateDetail{}, handle: getCert},
 		{Method: "POST", Path: "/v1/certificates/{serial}/revoke", Action: "cert:Revoke", Resource: "", Summary: "Revoke a certificate with an RFC 5280 reason; only certificateHold can be released. Already revoked: 409 stating the original reason and time.",
 			Request: apiv1.RevokeRequest{}, Response: apiv1.Certificate{}, handle: revoke},
 		{Method: "POST", Path: "/v1/certificates/{serial}/unhold", Action: "cert:Unhold", Resource: "", Summary: "Release a certificate on hold (certificateHold).", Response: apiv1.Certificate{}, handle: unhold},
@@ -176,7 +178,33 @@ func (h *Handler) caView(r *request, c *store.CA) apiv1.CA {
 	if len(c.CSRDER) > 0 && c.State == store.CAPending {
 		v.CSRPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: c.CSRDER}))
 	}
+	// Best effort, as the parent's name: a view is never refused for it.
+	if pred, succ, err := h.cfg.CA.Generations(r.Context(), c); err == nil {
+		v.Predecessor, v.Successor = pred, succ
+	}
 	return v
+}
+
+func rotateCA(r *request) (*result, error) {
+	var in apiv1.RotateCARequest
+	if err := r.decodeOptional(&in); err != nil {
+		return nil, err
+	}
+	if in.Name != "" {
+		if err := ca.ValidateName(in.Name); err != nil {
+			return nil, err
+		}
+	}
+	rot, err := r.h.cfg.CA.Rotate(r.Context(), ca.RotateRequest{CA: r.PathValue("name"), Name: in.Name, Validity: in.Validity})
+	if err != nil {
+		return nil, err
+	}
+	out := apiv1.RotateCAResponse{Old: r.h.caView(r, rot.Old), Successor: r.h.caView(r, rot.New), Generation: rot.Generation,
+		TrustStores: rot.TrustStores, Warning: rot.TrustStoreError}
+	if out.TrustStores == nil {
+		out.TrustStores = []string{}
+	}
+	return created(out)
 }
 
 func createCA(r *request) (*result, error) {
@@ -372,10 +400,16 @@ func getCert(r *request) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	renewedBy, latest, err := r.h.cfg.Inventory.Successors(r.Context(), c)
+	if err != nil {
+		return nil, err
+	}
 	return ok(apiv1.CertificateDetail{
 		Certificate:    certView(c, names.name(c.CAID), r.h.cfg.Now()),
 		CertificatePEM: inventory.EncodePEM(c.DER),
 		ChainPEM:       inventory.EncodePEM(chain...),
+		RenewedBy:      renewedBy,
+		Latest:         latest,
 	})
 }
 

@@ -64,6 +64,36 @@ type CA struct {
 	CertificatePEM  string           `json:"certificate_pem,omitempty"`
 	CSRPEM          string           `json:"csr_pem,omitempty"`
 	CreatedAt       time.Time        `json:"created_at"`
+	// Successor is the CA that took over this one's issuance (ca rotate):
+	// issuance through this CA's name goes to the newest generation,
+	// while this one keeps publishing its CRL and answering OCSP.
+	Successor string `json:"successor,omitempty"`
+	// Predecessor is the CA this one took over from.
+	Predecessor string `json:"predecessor,omitempty"`
+}
+
+// RotateCARequest asks for the successor of an intermediate CA. Both
+// fields are optional.
+type RotateCARequest struct {
+	// Name of the successor; default the first generation's name plus
+	// "-g<N>".
+	Name string `json:"name,omitempty"`
+	// Validity of the successor; default the old generation's lifetime,
+	// cut to the parent's.
+	Validity string `json:"validity,omitempty"`
+}
+
+// RotateCAResponse is the outcome of a CA rotation.
+type RotateCAResponse struct {
+	Old        CA  `json:"old"`
+	Successor  CA  `json:"successor"`
+	Generation int `json:"generation"`
+	// TrustStores are the trust stores the successor was added to
+	// because they hold the old CA.
+	TrustStores []string `json:"truststores"`
+	// Warning says what could not be done (adding the successor to some
+	// trust store); the rotation itself stands.
+	Warning string `json:"warning,omitempty"`
 }
 
 // CAList is the answer of GET /v1/cas.
@@ -162,6 +192,12 @@ type CertificateDetail struct {
 	Certificate
 	CertificatePEM string `json:"certificate_pem"`
 	ChainPEM       string `json:"chain_pem,omitempty"`
+	// RenewedBy is the serial of the certificate that renewed this one
+	// (managed renewal or POST /v1/renew), when one did.
+	RenewedBy string `json:"renewed_by,omitempty"`
+	// Latest is the newest certificate of this one's line of renewals,
+	// when this one is not it: what a consumer should use now.
+	Latest string `json:"latest,omitempty"`
 }
 
 // ImportCertificateRequest adds an external certificate to the inventory for tracking.

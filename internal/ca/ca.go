@@ -58,6 +58,8 @@ type Config struct {
 	Revocations RevocationNotifier
 	// Issuances, when set, learns of every issued certificate.
 	Issuances IssueNotifier
+	// Rotations, when set, learns of every CA rotation.
+	Rotations RotationNotifier
 }
 
 // Service creates CAs and issues certificates. It is safe for concurrent use.
@@ -204,6 +206,10 @@ func (s *Service) issuer(ctx context.Context, name string) (*store.CA, [][]byte,
 	}
 	c, err := s.GetCA(ctx, name)
 	if err != nil {
+		return nil, nil, err
+	}
+	// Issuance through a rotated CA's name goes to its newest generation.
+	if c, err = s.newest(ctx, c); err != nil {
 		return nil, nil, err
 	}
 	var chain [][]byte

@@ -33,6 +33,10 @@ type IssueRequest struct {
 	Validity   string // empty: the profile's default
 	Managed    bool
 	Requester  string
+	// PublicKey, when set instead of CSR, is a key already certified to
+	// be certified again (managed renewal); only the service sets it,
+	// never a request from outside.
+	PublicKey crypto.PublicKey
 	// Authorize, when set, is asked whether the requester may have the
 	// certificate as resolved (profile, names, subject, key type, validity)
 	// before anything is signed or recorded; its error is returned as is.
@@ -80,6 +84,11 @@ func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 		csrSANs csrNames
 	)
 	switch {
+	case r.PublicKey != nil:
+		if len(r.CSR) > 0 || r.KeyType != "" {
+			return nil, fault.New(fault.Invalid, "a public key to re-certify excludes a CSR and a key type")
+		}
+		pub = r.PublicKey
 	case len(r.CSR) > 0:
 		if r.KeyType != "" {
 			return nil, fault.New(fault.Invalid, "key_type applies only when the server generates the key; the CSR already names its key")

@@ -42,9 +42,48 @@ func (s *Service) Renew(ctx context.Context, old *store.Certificate, csr []byte)
 	if publicKeysEqual(req.PublicKey, oldCert.PublicKey) {
 		return nil, fault.New(fault.Invalid, "the CSR holds the key of certificate %s; a renewal needs a new key", old.Serial)
 	}
+	r, err := s.renewal(ctx, old, oldCert, prof)
+	if err != nil {
+		return nil, err
+	}
+	r.CSR = csr
+	return s.Issue(ctx, r)
+}
+
+// Recertify issues the successor of a managed certificate for the same
+// public key: the renewal the control plane makes by itself. The private
+// key is never on the server (a CSR's key stays with its owner, and a key
+// the server generated was handed out once and not kept), so the only new
+// certificate its holder can use is one for the key it holds. Identity and
+// lifetime are kept as in Renew; the issuing CA is the newest generation
+// of the old one's (see Rotate).
+func (s *Service) Recertify(ctx context.Context, old *store.Certificate) (*Issued, error) {
+	if old.CAID == "" {
+		return nil, fault.New(fault.Conflict, "certificate %s was imported for tracking; only its issuer can renew it", old.Serial)
+	}
+	oldCert, err := x509.ParseCertificate(old.DER)
+	if err != nil {
+		return nil, fmt.Errorf("recertify %s: parse recorded certificate: %w", old.Serial, err)
+	}
+	prof, err := pki.LookupProfile(old.Profile)
+	if err != nil || prof.IsCA {
+		return nil, fault.New(fault.Conflict, "certificate %s has profile %q, which is not renewed", old.Serial, old.Profile)
+	}
+	r, err := s.renewal(ctx, old, oldCert, prof)
+	if err != nil {
+		return nil, err
+	}
+	r.PublicKey = oldCert.PublicKey
+	r.Requester = "managed-renewal-of:" + old.Serial
+	return s.Issue(ctx, r)
+}
+
+// renewal returns the issuance request that reproduces old's identity
+// (CA, profile, subject, SANs, managed flag) and lifetime, without a key.
+func (s *Service) renewal(ctx context.Context, old *store.Certificate, oldCert *x509.Certificate, prof *pki.Profile) (IssueRequest, error) {
 	issuerRec, err := s.cfg.Store.GetCAByID(ctx, old.CAID)
 	if err != nil {
-		return nil, fmt.Errorf("renew %s: issuing CA: %w", old.Serial, err)
+		return IssueRequest{}, fmt.Errorf("renew %s: issuing CA: %w", old.Serial, err)
 	}
 
 	// The lifetime the old certificate was asked for: NotBefore was moved
@@ -53,7 +92,13 @@ func (s *Service) Renew(ctx context.Context, old *store.Certificate, csr []byte)
 	if l := lifetime - s.cfg.Backdate; l >= prof.MinValidity {
 		lifetime = l
 	}
-	if left := issuerRec.NotAfter.Sub(s.cfg.Now()); lifetime > left {
+	// Issuance goes to the newest generation of the CA, whose own
+	// validity is what bounds the new certificate.
+	head, _, err := s.issuer(ctx, issuerRec.Name)
+	if err != nil {
+		return IssueRequest{}, err
+	}
+	if left := head.NotAfter.Sub(s.cfg.Now()); lifetime > left {
 		lifetime = left
 	}
 	lifetime = lifetime.Truncate(time.Second)
@@ -67,8 +112,8 @@ func (s *Service) Renew(ctx context.Context, old *store.Certificate, csr []byte)
 	for _, u := range sans.URI {
 		uris = append(uris, u.String())
 	}
-	return s.Issue(ctx, IssueRequest{
-		CA: issuerRec.Name, Profile: prof.Name, CSR: csr, CommonName: oldCert.Subject.CommonName,
+	return IssueRequest{
+		CA: issuerRec.Name, Profile: prof.Name, CommonName: oldCert.Subject.CommonName,
 		DNS: sans.DNS, IP: ips, URI: uris, Email: sans.Email,
 		Validity: fmt.Sprintf("%ds", int64(lifetime/time.Second)), Managed: old.Managed,
 		Requester: "renewal-of:" + old.Serial,
@@ -78,7 +123,7 @@ func (s *Service) Renew(ctx context.Context, old *store.Certificate, csr []byte)
 			}
 			return nil
 		},
-	})
+	}, nil
 }
 
 // sameIdentity reports how the resolved facts of a renewal differ from the

@@ -254,6 +254,12 @@ func (c Server) Validate() error {
 	if d := time.Duration(c.Revocation.OCSPValidity); d < time.Minute || d > 7*24*time.Hour {
 		errs = append(errs, fmt.Errorf("revocation.ocsp_validity %s is outside 1m..7d", d))
 	}
+	if _, err := c.Lifecycle.Thresholds(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, _, err := c.Lifecycle.RenewPoint(); err != nil {
+		errs = append(errs, err)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -38,6 +38,9 @@ const (
 	TypeExpiring      = "certificate.expiring"
 	TypeRenewed       = "certificate.renewed"
 	TypeRenewalFailed = "certificate.renewal_failed"
+	// TypeCAExpiring warns that a CA's own certificate crossed an expiry
+	// threshold: rotate it (ca rotate) or renew the hierarchy.
+	TypeCAExpiring = "ca.expiring"
 )
 
 // DefaultThresholds are the expiry thresholds: 30, 14, 7 and 1 days
@@ -48,6 +51,8 @@ var DefaultThresholds = []time.Duration{30 * pki.Day, 14 * pki.Day, 7 * pki.Day,
 type Store interface {
 	store.EventStore
 	ListCertificates(ctx context.Context, f store.CertFilter) ([]*store.Certificate, error)
+	ListCAs(ctx context.Context) ([]*store.CA, error)
+	GetCASuccessor(ctx context.Context, caID string) (string, error)
 }
 
 // Webhook is a receiver of events.
@@ -228,6 +233,9 @@ func renewedKey(caID, serial string) string { return "renewed:" + caID + ":" + s
 // matters.
 func (s *Service) Scan(ctx context.Context) error {
 	now := s.cfg.Now().UTC()
+	if err := s.scanCAs(ctx, now); err != nil {
+		return err
+	}
 	f := store.CertFilter{Status: store.CertActive, NotExpired: true, ExpiresBy: now.Add(s.cfg.Thresholds[0]), Now: now, Limit: 1000}
 	s.notAfter.Reset()
 	for {

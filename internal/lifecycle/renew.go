@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"time"
 
 	"github.com/trustgate/trustgate/internal/ca"
 	"github.com/trustgate/trustgate/internal/fault"
@@ -24,6 +25,12 @@ type CARenewer interface {
 type Renewer struct {
 	CA     CARenewer
 	Events *Service
+	// Successors, when set, records the new certificate as the renewed
+	// one's successor, so that the inventory shows what replaced it and
+	// managed renewal does not renew it a second time.
+	Successors interface {
+		SetSuccessor(ctx context.Context, caID, serial, successor string, at time.Time) error
+	}
 }
 
 // VerifyPeer is the CA service's.
@@ -46,6 +53,13 @@ func (r *Renewer) Renew(ctx context.Context, old *store.Certificate, csr []byte)
 			}
 		}
 		return nil, err
+	}
+	if r.Successors != nil {
+		// A holder may renew one certificate twice (an answer lost on
+		// the way); the first successor stays the recorded one.
+		if err := r.Successors.SetSuccessor(ctx, old.CAID, old.Serial, is.Record.Serial, r.Events.cfg.Now().UTC()); err != nil {
+			r.Events.cfg.Logger.Warn("could not record the successor of a renewed certificate", "serial", old.Serial, "successor", is.Record.Serial, "err", err)
+		}
 	}
 	if _, err := r.Events.Emit(ctx, TypeRenewed, renewedKey(old.CAID, old.Serial), map[string]any{
 		"serial": is.Record.Serial, "renewed_serial": old.Serial, "ca_id": old.CAID, "subject": is.Record.Subject,

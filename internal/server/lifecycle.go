@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/trustgate/trustgate/internal/ca"
 	"github.com/trustgate/trustgate/internal/config"
 	"github.com/trustgate/trustgate/internal/lifecycle"
 	"github.com/trustgate/trustgate/internal/store"
@@ -41,5 +42,17 @@ func newLifecycle(cfg config.Server, st store.Store, now func() time.Time, log *
 	return lifecycle.New(lifecycle.Config{
 		Store: st, Webhooks: hooks, Thresholds: thresholds, ScanInterval: time.Duration(cfg.Lifecycle.ScanInterval),
 		Now: now, Logger: log.With("component", "lifecycle"), Registerer: reg,
+	})
+}
+
+// newManaged builds the managed renewer from the configuration.
+func newManaged(cfg config.Server, st store.Store, casvc *ca.Service, events *lifecycle.Service, now func() time.Time, log *slog.Logger) (*lifecycle.Managed, error) {
+	at, jitter, err := cfg.Lifecycle.RenewPoint()
+	if err != nil {
+		return nil, err
+	}
+	return lifecycle.NewManaged(lifecycle.ManagedConfig{
+		Store: st, CA: casvc, Events: events, RenewAt: at, RenewJitter: jitter,
+		Interval: time.Duration(cfg.Lifecycle.ScanInterval), Now: now, Logger: log.With("component", "managed-renewal"),
 	})
 }

@@ -57,9 +57,11 @@ type Server struct {
 	TrustStores *truststore.Service
 	// Lifecycle records expiry and renewal events and delivers them.
 	Lifecycle *lifecycle.Service
-	// Jobs runs the singleton jobs (the revocation publisher's Run and the
-	// lifecycle events' scan and delivery) while this node holds the
-	// store's lease.
+	// Managed renews managed certificates (issued with managed: true).
+	Managed *lifecycle.Managed
+	// Jobs runs the singleton jobs (the revocation publisher's Run, the
+	// lifecycle events' scan and delivery, managed renewal) while this node
+	// holds the store's lease.
 	Jobs     *Singleton
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
@@ -117,11 +119,16 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 	// before either is used.
 	var rev *revocation.Service
 	var feed *revocationFeed
+	var trust *truststore.Service
 	casvc, err := ca.New(ca.Config{
 		Store: st, Sealer: sealer, Linter: linter, PublicBaseURL: cfg.Public.BaseURL,
 		Backdate: time.Duration(cfg.Issuance.Backdate), Now: opts.Now, Logger: log.With("component", "ca"),
 		Revocations: ca.NotifyFunc(func(caID string, at time.Time) { rev.Notify(caID, at); feed.revoked(caID) }),
 		Issuances:   ca.IssuedFunc(func(caID, serial string) { rev.Issued(caID, serial) }),
+		// A rotated CA's successor joins the trust stores of the old one.
+		Rotations: ca.RotatedFunc(func(ctx context.Context, old, successor *store.CA) ([]string, error) {
+			return trust.CARotated(ctx, old, successor)
+		}),
 	})
 	if err != nil {
 		st.Close()
@@ -139,7 +146,7 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 		return nil, err
 	}
 	feed = newRevocationFeed(st, st.ListCAs, rev, log.With("component", "feed"))
-	trust, err := truststore.New(truststore.Config{
+	trust, err = truststore.New(truststore.Config{
 		Store: st, CRLs: rev, Now: opts.Now, Logger: log.With("component", "truststore"),
 	})
 	if err != nil {
@@ -170,6 +177,11 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 		st.Close()
 		return nil, err
 	}
+	managed, err := newManaged(cfg, st, casvc, life, opts.Now, log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	jobs, err := NewSingleton(SingletonConfig{
 		Leaser: st, Logger: log.With("component", "lease"), Registerer: reg,
 	})
@@ -182,6 +194,7 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 		Jobs:        jobs,
 		Config:      cfg,
 		Lifecycle:   life,
+		Managed:     managed,
 		Store:       st,
 		CA:          casvc,
 		Inventory:   inventory.New(inventory.Config{Store: st, Now: opts.Now}),
@@ -262,7 +275,7 @@ func (s *Server) Handler() http.Handler {
 	h := api.New(api.Config{
 		CA: s.CA, Inventory: s.Inventory, TrustStores: s.TrustStores, CAByID: s.Store.GetCAByID,
 		Auth: s.Access, Authz: s.Access, Access: s.Access, AccessStore: s.Store, Audit: s.Store,
-		Bootstrap: s.Bootstrap, Renewal: &lifecycle.Renewer{CA: s.CA, Events: s.Lifecycle},
+		Bootstrap: s.Bootstrap, Renewal: &lifecycle.Renewer{CA: s.CA, Events: s.Lifecycle, Successors: s.Store},
 		MaxBodyBytes: s.Config.API.MaxBodyBytes, Ready: s.ready.Load,
 		Logger: s.Logger.With("component", "api"), Registerer: s.Registry,
 	})
@@ -346,15 +359,15 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 			ErrorLog: slog.NewLogLogger(s.Logger.Handler(), slog.LevelWarn),
 		})
 	}
-	errc := make(chan error, len(servers)+2)
+	errc := make(chan error, len(servers)+3)
 	var wg sync.WaitGroup
 	rctx, stopRev := context.WithCancel(ctx)
 	defer stopRev()
 	// Every node publishes the revocations made through it and, told by
 	// the feed, those made through the others; the singleton jobs run on
 	// the one node holding the store's lease: periodic CRL republication
-	// and OCSP work, and the lifecycle scan and webhook deliveries (so two
-	// nodes do not send the same delivery at once).
+	// and OCSP work, the lifecycle scan and webhook deliveries (so two nodes
+	// do not send the same delivery at once), and managed renewal.
 	wg.Go(func() { s.Revocation.PublishChanges(rctx) })
 	wg.Go(func() { s.feed.run(rctx) })
 	wg.Go(func() {
@@ -368,6 +381,13 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 			jobs.Go(func() {
 				if err := s.Lifecycle.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 					s.Logger.Error("lifecycle events", "err", err)
+				}
+			})
+			// Managed renewal is claimed in the store, so a renewal happens
+			// once even while a lease changes hands.
+			jobs.Go(func() {
+				if err := s.Managed.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+					s.Logger.Error("managed renewal", "err", err)
 				}
 			})
 			jobs.Wait()

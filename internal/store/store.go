@@ -232,6 +232,7 @@ type Store interface {
 	LifecycleStore
 	Leaser
 	Changes
+	RenewalStore
 
 	// CreateCA inserts a CA; a taken name or ID is ErrConflict.
 	CreateCA(ctx context.Context, ca *CA) error

@@ -24,6 +24,9 @@ type Progress func(what string, done int64)
 // Report counts what was copied.
 type Report struct {
 	Meta, CAs, Policies, Principals, Tokens, BootstrapTokens, Certificates, CRLNumbers, TrustStores, Events, AuditRecords int64
+	// CASuccessions and Renewals are CA rotations and certificate
+	// renewals (claims and successors).
+	CASuccessions, Renewals int64
 	// AuditHead is the hash of the last audit record, hex, equal on both sides.
 	AuditHead string
 }
@@ -56,6 +59,7 @@ func Copy(ctx context.Context, src, dst store.Store, progress Progress) (*Report
 		{"meta", copyMeta}, {"CAs", copyCAs}, {"policies", copyPolicies}, {"principals", copyPrincipals},
 		{"tokens", copyTokens}, {"certificates", copyCertificates}, {"CRL numbers", copyCRLNumbers},
 		{"trust stores", copyTrustStores}, {"bootstrap tokens", copyBootstrapTokens}, {"events", copyEvents},
+		{"CA rotations", copyCASuccessions}, {"renewals", copyRenewals},
 		{"audit records", copyAudit},
 	}
 	for _, s := range steps {
@@ -320,6 +324,37 @@ func copyEvents(ctx context.Context, src, dst store.Store, rep *Report, progress
 	}
 }
 
+// copyCASuccessions copies which CA took over from which, so that
+// issuance through a rotated CA's name keeps going to its newest generation.
+func copyCASuccessions(ctx context.Context, src, dst store.Store, rep *Report, _ Progress) error {
+	ss, err := src.ListCASuccessions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range ss {
+		if err := dst.SetCASuccessor(ctx, c.CAID, c.SuccessorID, c.RotatedAt); err != nil {
+			return fmt.Errorf("rotation of CA %q: %w", c.CAID, err)
+		}
+		rep.CASuccessions++
+	}
+	return nil
+}
+
+// copyRenewals copies renewal claims and successors, so that managed
+// renewal does not renew again what it renewed.
+func copyRenewals(ctx context.Context, src, dst store.Store, rep *Report, progress Progress) error {
+	return src.ListRenewals(ctx, func(r store.Renewal) error {
+		if err := dst.RestoreRenewal(ctx, r); err != nil {
+			return fmt.Errorf("renewal of certificate %s: %w", r.Serial, err)
+		}
+		rep.Renewals++
+		if rep.Renewals%1000 == 0 {
+			progress("renewals", rep.Renewals)
+		}
+		return nil
+	})
+}
+
 // copyAudit appends the source's records in order. The target chains each
 // one afresh; as the target starts empty and the fields are the same, each
 // hash must come out equal to the source's, which is checked record by
@@ -381,6 +416,12 @@ func check(ctx context.Context, src, dst store.Store, rep *Report, srcAudit audi
 		{"CRL numbers", func(s store.Store) (int, error) { l, err := s.ListCRLNumbers(ctx); return len(l), err }},
 		{"meta values", func(s store.Store) (int, error) { m, err := s.ListMeta(ctx); return len(m), err }},
 		{"bootstrap tokens", func(s store.Store) (int, error) { l, err := s.ListBootstrapTokens(ctx); return len(l), err }},
+		{"CA rotations", func(s store.Store) (int, error) { l, err := s.ListCASuccessions(ctx); return len(l), err }},
+		{"renewals", func(s store.Store) (int, error) {
+			n := 0
+			err := s.ListRenewals(ctx, func(store.Renewal) error { n++; return nil })
+			return n, err
+		}},
 	} {
 		a, err1 := c.n(src)
 		b, err2 := c.n(dst)

@@ -164,6 +164,12 @@ func (c *Client) GetCA(ctx context.Context, name string) (*apiv1.CA, error) {
 	return &out, c.Do(ctx, "GET", "/v1/cas/"+esc(name), nil, &out)
 }
 
+// RotateCA creates the successor of an intermediate CA.
+func (c *Client) RotateCA(ctx context.Context, name string, r apiv1.RotateCARequest) (*apiv1.RotateCAResponse, error) {
+	var out apiv1.RotateCAResponse
+	return &out, c.Do(ctx, "POST", "/v1/cas/"+esc(name)+"/rotate", r, &out)
+}
+
 // ImportCACert activates a pending CA.
 func (c *Client) ImportCACert(ctx context.Context, name, certPEM string) (*apiv1.CA, error) {
 	var out apiv1.CA

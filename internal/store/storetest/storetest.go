@@ -80,6 +80,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Access", accessCases()},
 		{"Maintenance", maintenanceCases()},
 		{"Lifecycle", lifecycleCases()},
+		{"Renewal", renewalCases()},
 		{"Context", contextCases()},
 		{"Lease", leaseCases()},
 		{"Changes", changeCases()},

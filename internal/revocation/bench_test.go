@@ -59,13 +59,13 @@ func fillRevoked(b *testing.B, e *env, ca *testCA, n int) time.Duration {
 // benchmarks at sizes the real store takes too long to fill.
 type genStore struct {
 	Store
-	serials []string
+	serials [][]byte
 	at      time.Time
 }
 
 func (g *genStore) ListRevoked(ctx context.Context, caID string, partition int, expiresAfter time.Time, fn func(store.RevokedEntry) error) error {
 	for i, s := range g.serials {
-		if err := fn(store.RevokedEntry{Serial: s, RevokedAt: g.at, Reason: i % 6, NotAfter: g.at.Add(90 * 24 * time.Hour)}); err != nil {
+		if err := fn(store.RevokedEntry{Serial: s, RevokedAt: g.at, Reason: i % 6}); err != nil {
 			return err
 		}
 	}
@@ -110,7 +110,7 @@ func BenchmarkCRL1M(b *testing.B) {
 		for range n {
 			rand.Read(buf)
 			buf[0] &= 0x7f
-			g.serials = append(g.serials, hex.EncodeToString(buf))
+			g.serials = append(g.serials, hex.AppendEncode(nil, buf))
 		}
 		e.cfg.Store = g
 		e.svc = e.newService()

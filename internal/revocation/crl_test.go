@@ -55,7 +55,7 @@ func TestCRLEncodingMatchesCreateRevocationList(t *testing.T) {
 					ExtraExtensions: []pkix.Extension{{Id: oidIDP, Critical: true, Value: idp}},
 				}
 				for _, en := range entries[:n] {
-					if err := b.add(en.serial, en.at, en.reason); err != nil {
+					if err := b.add([]byte(en.serial), en.at, en.reason); err != nil {
 						t.Fatal(err)
 					}
 					sn, _ := new(big.Int).SetString(en.serial, 16)
@@ -101,14 +101,14 @@ func TestCRLBuilderClampsAndRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.add("10", now.Add(time.Hour), 1); err != nil {
+	if err := b.add([]byte("10"), now.Add(time.Hour), 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.add("11", time.Time{}, 1); err != nil {
+	if err := b.add([]byte("11"), time.Time{}, 1); err != nil {
 		t.Fatal(err)
 	}
 	for _, bad := range []string{"", "0", "00", "xyz", "-1", strings.Repeat("f", 65)} {
-		if err := b.add(bad, now, 1); err == nil {
+		if err := b.add([]byte(bad), now, 1); err == nil {
 			t.Errorf("add(%q) succeeded", bad)
 		}
 	}
@@ -492,7 +492,7 @@ func TestOfflineCAKeepsLastCRL(t *testing.T) {
 	}
 	// Back online, the pending change is published by the next sweep.
 	e.keys.setOffline(e.sub.id(), false)
-	e.svc.Notify(e.sub.id(), e.clock.Now())
+	e.svc.Notify(e.sub.id(), "", e.clock.Now())
 	e.svc.flush(e.ctx)
 	if crl := fetchCRL(t, srv.URL+"/crl/sub.crl", e.sub.cert); len(crl.RevokedCertificateEntries) != 1 {
 		t.Errorf("after coming back online: %d entries", len(crl.RevokedCertificateEntries))

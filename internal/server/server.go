@@ -107,7 +107,7 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 	casvc, err := ca.New(ca.Config{
 		Store: st, Sealer: sealer, Linter: linter, PublicBaseURL: cfg.Public.BaseURL,
 		Backdate: time.Duration(cfg.Issuance.Backdate), Now: opts.Now, Logger: log.With("component", "ca"),
-		Revocations: ca.NotifyFunc(func(caID string, at time.Time) { rev.Notify(caID, at) }),
+		Revocations: ca.NotifyFunc(func(caID, serial string, at time.Time) { rev.Notify(caID, serial, at) }),
 		Issuances:   ca.IssuedFunc(func(caID, serial string) { rev.Issued(caID, serial) }),
 	})
 	if err != nil {

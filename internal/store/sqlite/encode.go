@@ -42,37 +42,44 @@ func decodeTime[T ~string | ~[]byte](s T) (time.Time, error) {
 // parseStoredTime parses "YYYY-MM-DDTHH:MM:SS.NNNNNNNNNZ" and reports
 // whether s was a valid time in that layout.
 func parseStoredTime[T ~string | ~[]byte](s T) (time.Time, bool) {
-	if len(s) != len(timeLayout) || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
-		s[13] != ':' || s[16] != ':' || s[19] != '.' || s[29] != 'Z' {
+	if len(s) != len(timeLayout) {
 		return time.Time{}, false
 	}
-	num := func(from, to int) (int, bool) {
+	// bad records a non-digit where a digit belongs; it is checked once
+	// at the end.
+	bad := false
+	num := func(from, to int) int {
 		n := 0
 		for i := from; i < to; i++ {
 			c := s[i] - '0'
-			if c > 9 {
-				return 0, false
-			}
+			bad = bad || c > 9
 			n = n*10 + int(c)
 		}
-		return n, true
+		return n
 	}
-	year, ok1 := num(0, 4)
-	month, ok2 := num(5, 7)
-	day, ok3 := num(8, 10)
-	hour, ok4 := num(11, 13)
-	minute, ok5 := num(14, 16)
-	sec, ok6 := num(17, 19)
-	nsec, ok7 := num(20, 29)
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) ||
-		month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || sec > 59 {
+	year, month, day := num(0, 4), num(5, 7), num(8, 10)
+	hour, minute, sec := num(11, 13), num(14, 16), num(17, 19)
+	nsec := num(20, 29)
+	if bad || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != '.' || s[29] != 'Z' ||
+		month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 59 {
 		return time.Time{}, false
 	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
-	if t.Day() != day {
-		return time.Time{}, false // day beyond the month's end, which time.Date would carry over
+	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC), true
+}
+
+// daysIn returns the number of days of month in the proleptic Gregorian
+// year, as time.Date counts them.
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
 	}
-	return t, true
+	return 31
 }
 
 // sanSep separates SANs in the sans column. It cannot occur inside a SAN.

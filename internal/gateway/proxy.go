@@ -379,6 +379,11 @@ func (l *listener) finish(sw *statusWriter, r *http.Request, info *connInfo, sta
 	}
 	l.g.m.requests.WithLabelValues(l.name, sw.route, strconv.Itoa(status)).Inc()
 	l.g.m.duration.WithLabelValues(l.name, sw.route).Observe(d.Seconds())
+	if !l.g.accessLog.Enabled(r.Context(), slog.LevelInfo) {
+		// access_log: off. LogAttrs would drop the line, but only after
+		// the attributes below were built: a dozen allocations a request.
+		return
+	}
 	ip, port := splitAddrString(r.RemoteAddr)
 	attrs := []slog.Attr{
 		slog.String(keyListener, l.name),

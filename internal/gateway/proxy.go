@@ -39,7 +39,7 @@ type route struct {
 	proxy      *httputil.ReverseProxy
 	transport  *http.Transport // HTTPS backends, and the fallback of h1
 	h1         *h1Transport    // plain-HTTP backends; nil for HTTPS ones
-	clientCert *keyPair // the gateway's certificate for mTLS to the backend
+	clientCert *keyPair        // the gateway's certificate for mTLS to the backend
 }
 
 // router picks the most specific route: exact host, then wildcard host

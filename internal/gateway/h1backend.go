@@ -49,6 +49,9 @@ type h1Conn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
+	// deadline is the one last set, so that an unchanged deadline is not
+	// set again (each change is a call into the runtime's poller).
+	deadline time.Time
 }
 
 func newH1Transport(dial func(ctx context.Context, network, addr string) (net.Conn, error), fallback http.RoundTripper) *h1Transport {
@@ -159,9 +162,11 @@ var aLongTimeAgo = time.Unix(1, 0)
 // becomes the connection's, and its cancellation unblocks the I/O.
 func (t *h1Transport) exchange(c *h1Conn, req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	deadline, _ := ctx.Deadline()
-	if err := c.SetDeadline(deadline); err != nil {
-		return nil, err
+	if deadline, _ := ctx.Deadline(); !deadline.Equal(c.deadline) {
+		if err := c.SetDeadline(deadline); err != nil {
+			return nil, err
+		}
+		c.deadline = deadline
 	}
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(aLongTimeAgo) })
 	fail := func(err error) (*http.Response, error) {
@@ -237,12 +242,12 @@ func (b *h1Body) Close() error {
 	// stop reports false when the context ended first: the connection's
 	// deadline is then in the past.
 	live := b.stop()
-	if b.eof && b.reuse && live {
+	// An idle connection keeps its last deadline: nothing reads from it
+	// while it is idle, and the next exchange sets its own.
+	if b.eof && b.reuse && live && b.c.br.Buffered() == 0 {
 		b.ReadCloser.Close() // at EOF: reads nothing
-		if err := b.c.SetDeadline(time.Time{}); err == nil && b.c.br.Buffered() == 0 {
-			b.t.put(b.c)
-			return nil
-		}
+		b.t.put(b.c)
+		return nil
 	}
 	return b.c.Close()
 }

@@ -3,10 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/trustgate/trustgate/internal/fault"
@@ -45,7 +43,7 @@ const (
 )
 
 // revokedShape is the set of optional ListRevoked conditions in use; each
-// shape has its own query, prepared at Open in DB.listRevoked.
+// shape has its own prepared query, indexing DB.listRevoked.
 type revokedShape uint8
 
 const (
@@ -221,78 +219,50 @@ func (d *DB) ListRevoked(ctx context.Context, caID string, partition int, expire
 		shape |= revokedExpiresAfter
 		args = append(args, after)
 	}
-	named := make([]driver.NamedValue, len(args))
-	for i, a := range args {
-		named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
-	}
-	conn, err := d.r.Conn(ctx)
+	// The walk runs under a context without cancellation, and checks ctx
+	// itself every few thousand rows: with a cancellable context the
+	// driver sets up a busy handler around every step, and database/sql
+	// watches the context from another goroutine, which together cost
+	// more than reading a row. A read in WAL mode never waits for a lock,
+	// so the only wait left uninterrupted is the read of one batch.
+	rows, err := d.listRevoked[shape].QueryContext(context.WithoutCancel(ctx), args...)
 	if err != nil {
 		return wrapErr("sqlite: "+op, err)
 	}
-	defer conn.Close()
-	// The walk talks to the driver's connection directly: per row,
-	// database/sql's Rows (a lock, the Scan conversions) cost about as
-	// much as the driver's own work, and a million-entry CRL reads a
-	// million rows. The driver still allocates each TEXT value.
-	var fnErr error
-	err = conn.Raw(func(dc any) error {
-		q, ok := dc.(driver.QueryerContext)
-		if !ok {
-			return fmt.Errorf("driver connection %T cannot query", dc)
+	defer rows.Close()
+	// The driver hands TEXT over as strings it allocates; scanning them
+	// into RawBytes copies them into buffers reused from row to row, so
+	// an entry costs no allocation beyond the driver's (and
+	// RevokedEntry.Serial is only valid during fn). Reading the rows from
+	// the driver connection directly, past database/sql, measured within
+	// noise of this (1,077-1,450 against 1,257-1,430 ns of CPU per row).
+	var (
+		e          store.RevokedEntry
+		serial, rt sql.RawBytes
+		reason     int64
+	)
+	dest := []any{&serial, &rt, &reason}
+	for n := 1; rows.Next(); n++ {
+		if n%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("sqlite: %s: %w", op, err)
+			}
 		}
-		// The query runs under a context without cancellation, and the
-		// walk checks ctx itself every few thousand rows: with a
-		// cancellable context the driver sets up a busy handler around
-		// every step, which costs more than reading a row. A read in WAL
-		// mode never waits for a lock, so the only wait left
-		// uninterrupted is the read of one batch of rows.
-		rows, err := q.QueryContext(context.WithoutCancel(ctx), listRevokedSQL(shape), named)
-		if err != nil {
+		if err := rows.Scan(dest...); err != nil {
+			return wrapErr("sqlite: "+op, err)
+		}
+		if e.RevokedAt, err = decodeTime(rt); err != nil {
+			return fmt.Errorf("sqlite: %s: serial %s: %w", op, serial, err)
+		}
+		e.Serial, e.Reason = serial, int(reason)
+		if err := fn(e); err != nil {
 			return err
 		}
-		defer rows.Close()
-		var (
-			e      store.RevokedEntry
-			serial []byte // reused: RevokedEntry.Serial is only valid during fn
-			dest   = make([]driver.Value, 3)
-		)
-		for n := 1; ; n++ {
-			if n%4096 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			if err := rows.Next(dest); err == io.EOF {
-				return nil
-			} else if err != nil {
-				return err
-			}
-			sv, ok1 := dest[0].(string)
-			rt, ok2 := dest[1].(string)
-			reason, ok3 := dest[2].(int64)
-			if !ok1 || !ok2 || !ok3 {
-				return fmt.Errorf("unexpected column types %T, %T, %T", dest[0], dest[1], dest[2])
-			}
-			serial = append(serial[:0], sv...)
-			if e.RevokedAt, err = decodeTime(rt); err != nil {
-				return fmt.Errorf("serial %s: %w", sv, err)
-			}
-			e.Serial, e.Reason = serial, int(reason)
-			if err := fn(e); err != nil {
-				fnErr = err
-				return err
-			}
-		}
-	})
-	switch {
-	case fnErr != nil:
-		return fnErr
-	case err == nil:
-		return nil
-	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
-		return fmt.Errorf("sqlite: %s: %w", op, err)
 	}
-	return wrapErr("sqlite: "+op, err)
+	if err := rows.Err(); err != nil {
+		return wrapErr("sqlite: "+op, err)
+	}
+	return nil
 }
 
 // NextCRLNumber increments and returns the CRL number of (caID, partition),

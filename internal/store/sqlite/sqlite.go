@@ -129,10 +129,7 @@ type DB struct {
 	// Statements on r.
 	getCA, getCAByID, listCAs, getCert, countCerts, countImports, getToken, getMeta *sql.Stmt
 	getCertByCA                                                                     *sql.Stmt
-	// listRevoked holds the ListRevoked query of each revokedShape,
-	// prepared at Open so that a schema without the index they name fails
-	// there; ListRevoked itself runs them on the driver connection it
-	// holds.
+	// listRevoked holds the ListRevoked query of each revokedShape.
 	listRevoked [numRevokedShapes]*sql.Stmt
 
 	// listStmts caches the prepared ListCertificates query of each filter shape.

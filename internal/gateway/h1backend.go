@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 )
@@ -174,6 +175,12 @@ func (t *h1Transport) exchange(c *h1Conn, req *http.Request) (*http.Response, er
 		if cerr := ctx.Err(); cerr != nil {
 			// The I/O error only says that the deadline passed.
 			return nil, fmt.Errorf("backend %s: %w", c.key, cerr)
+		}
+		// The connection's deadline is the context's, and it can fire
+		// before the context's own timer has marked it done: report the
+		// deadline, not a failure of the backend.
+		if d, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(d) {
+			return nil, fmt.Errorf("backend %s: %w", c.key, context.DeadlineExceeded)
 		}
 		return nil, fmt.Errorf("backend %s: %w", c.key, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -134,8 +135,21 @@ func (t *h1Transport) put(c *h1Conn) {
 		c.Close()
 		return
 	}
-	t.idle[c.key] = append(t.idle[c.key], c)
+	// The list is in the order connections went idle, and get takes from
+	// its end: connections at its start have waited longest. Close those
+	// past the idle timeout here, since nothing else watches idle
+	// connections (the backend has likely closed its side already).
+	list := append(t.idle[c.key], c)
+	stale := 0
+	for stale < len(list) && c.idleAt.Sub(list[stale].idleAt) > t.idleTimeout {
+		stale++
+	}
+	old := slices.Clone(list[:stale])
+	t.idle[c.key] = slices.Delete(list, 0, stale)
 	t.mu.Unlock()
+	for _, o := range old {
+		o.Close()
+	}
 }
 
 // CloseIdleConnections closes the idle connections; with the route gone,

@@ -232,3 +232,26 @@ func TestH1Transport(t *testing.T) {
 		}
 	})
 }
+
+// TestH1TransportClosesStaleIdle: putting a connection back closes the
+// ones that have been idle longer than the idle timeout.
+func TestH1TransportClosesStaleIdle(t *testing.T) {
+	tr := newH1Transport(nil, nil)
+	pipe := func() (*h1Conn, net.Conn) {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return &h1Conn{Conn: a, key: "backend:80"}, b
+	}
+	old, oldPeer := pipe()
+	tr.put(old)
+	old.idleAt = time.Now().Add(-2 * tr.idleTimeout)
+	fresh, _ := pipe()
+	tr.put(fresh)
+	if n := idleCount(tr); n != 1 {
+		t.Fatalf("%d idle connections, want 1", n)
+	}
+	oldPeer.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := oldPeer.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("the stale connection's peer read %v, want EOF (closed)", err)
+	}
+}

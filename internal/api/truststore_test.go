@@ -48,7 +48,7 @@ func newTrustEnv(t *testing.T) *env {
 	sealer, _ := keystore.New(mk)
 	var rev *revocation.Service
 	casvc, err := ca.New(ca.Config{Store: st, Sealer: sealer, Linter: linter, PublicBaseURL: "http://pki.test",
-		Revocations: ca.NotifyFunc(func(caID string, at time.Time) { rev.Notify(caID, at) })})
+		Revocations: ca.NotifyFunc(func(caID, serial string, at time.Time) { rev.Notify(caID, serial, at) })})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,10 @@ import (
 
 // RevocationNotifier learns that a certificate of a CA changed status, so
 // that CRLs and OCSP answers follow; the revocation service satisfies it.
+// serial is the certificate's, in lower-case hex as the store keeps it, so
+// that only what depends on that certificate is redone.
 type RevocationNotifier interface {
-	Notify(caID string, at time.Time)
+	Notify(caID, serial string, at time.Time)
 }
 
 // IssueNotifier learns of each issued certificate (to pre-sign its OCSP answer).
@@ -27,10 +29,10 @@ type IssueNotifier interface {
 }
 
 // NotifyFunc adapts a function to RevocationNotifier.
-type NotifyFunc func(caID string, at time.Time)
+type NotifyFunc func(caID, serial string, at time.Time)
 
 // Notify calls f.
-func (f NotifyFunc) Notify(caID string, at time.Time) { f(caID, at) }
+func (f NotifyFunc) Notify(caID, serial string, at time.Time) { f(caID, serial, at) }
 
 // IssuedFunc adapts a function to IssueNotifier.
 type IssuedFunc func(caID, serial string)
@@ -90,7 +92,7 @@ func (s *Service) Revoke(ctx context.Context, serial string, reason int, request
 		return nil, fmt.Errorf("revoke %s: %w", c.Serial, err)
 	}
 	if s.cfg.Revocations != nil {
-		s.cfg.Revocations.Notify(c.CAID, now)
+		s.cfg.Revocations.Notify(c.CAID, rec.Serial, now)
 	}
 	s.cfg.Logger.Warn("certificate revoked", "serial", rec.Serial, "ca_id", rec.CAID, "reason", pki.ReasonName(reason), "requester", requester)
 	if err := s.disableRevokedCA(ctx, rec); err != nil {
@@ -116,7 +118,7 @@ func (s *Service) Unhold(ctx context.Context, serial, requester string) (*store.
 		return nil, fmt.Errorf("release hold of %s: %w", c.Serial, err)
 	}
 	if s.cfg.Revocations != nil {
-		s.cfg.Revocations.Notify(c.CAID, s.cfg.Now())
+		s.cfg.Revocations.Notify(c.CAID, rec.Serial, s.cfg.Now())
 	}
 	s.cfg.Logger.Info("certificate hold released", "serial", rec.Serial, "requester", requester)
 	return rec, nil

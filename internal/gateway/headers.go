@@ -28,16 +28,25 @@ const (
 // X-Forwarded-Client-Cert, and the underscore spellings of those and of
 // X-Forwarded-For/-Proto/-Host, which CGI-style backends (and nginx with
 // underscores_in_headers) read as the dashed names.
+//
+// It runs on every header of every request, so the common case (a name
+// that is none of these) is decided without lower-casing a copy.
 func isIdentityHeader(name string) bool {
-	n := strings.ToLower(name)
-	if strings.IndexByte(n, '_') >= 0 {
-		n = strings.ReplaceAll(n, "_", "-")
-		switch n {
-		case "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host":
-			return true
-		}
+	if strings.IndexByte(name, '_') < 0 {
+		return hasPrefixFold(name, "x-amzn-mtls-") || strings.EqualFold(name, "x-amzn-mtls-clientcert") ||
+			strings.EqualFold(name, "x-forwarded-client-cert")
+	}
+	n := strings.ReplaceAll(strings.ToLower(name), "_", "-")
+	switch n {
+	case "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host":
+		return true
 	}
 	return strings.HasPrefix(n, "x-amzn-mtls-") || n == "x-amzn-mtls-clientcert" || n == "x-forwarded-client-cert"
+}
+
+// hasPrefixFold reports whether s begins with prefix, ASCII case folded.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // stripIdentityHeaders removes every header that isIdentityHeader names.

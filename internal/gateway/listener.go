@@ -420,18 +420,23 @@ func (l *listener) failureReason(info *connInfo, err error) verify.Reason {
 // logConnection writes the connection log line of a handshake, in the
 // spirit of AWS ALB's connection log, and counts it.
 func (l *listener) logConnection(info *connInfo, cs tls.ConnectionState, latency time.Duration, err error) {
-	ip, port := splitAddr(info.remote)
-	var leaf *x509.Certificate
-	if len(cs.PeerCertificates) > 0 {
-		leaf = cs.PeerCertificates[0]
-	}
-	subject, issuer, serial, validity := leafFields(leaf)
 	status, reason, result, level := "Success", "", "success", slog.LevelInfo
 	if err != nil {
 		status, result, level = "Failed", "failure", slog.LevelWarn
 		reason = l.failureReason(info, err).String()
 	}
 	l.g.m.handshakes.WithLabelValues(l.name, result, reason).Inc()
+	if !l.g.connLog.Enabled(context.Background(), level) {
+		// connection_log: off. The leaf's DN strings and the attributes
+		// would be built for nothing.
+		return
+	}
+	ip, port := splitAddr(info.remote)
+	var leaf *x509.Certificate
+	if len(cs.PeerCertificates) > 0 {
+		leaf = cs.PeerCertificates[0]
+	}
+	subject, issuer, serial, validity := leafFields(leaf)
 	attrs := []slog.Attr{
 		slog.String(keyListener, l.name),
 		slog.String(keyConnID, info.id),

@@ -37,8 +37,9 @@ type route struct {
 	allow      config.GatewayAllow
 	timeout    time.Duration
 	proxy      *httputil.ReverseProxy
-	transport  *http.Transport
-	clientCert *keyPair // the gateway's certificate for mTLS to the backend
+	transport  *http.Transport // HTTPS backends, and the fallback of h1
+	h1         *h1Transport    // plain-HTTP backends; nil for HTTPS ones
+	clientCert *keyPair        // the gateway's certificate for mTLS to the backend
 }
 
 // router picks the most specific route: exact host, then wildcard host
@@ -81,7 +82,11 @@ func hostRank(h string) int {
 
 func (rt *router) close() {
 	for _, r := range rt.routes {
-		r.transport.CloseIdleConnections()
+		if r.h1 != nil {
+			r.h1.CloseIdleConnections() // and its fallback's
+		} else {
+			r.transport.CloseIdleConnections()
+		}
 	}
 }
 
@@ -205,9 +210,10 @@ func newRoute(l *listener, s config.GatewayRoute) (*route, error) {
 		kp := r.clientCert
 		tlsCfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get(), nil }
 	}
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	r.transport = &http.Transport{
 		Proxy:               nil, // never the environment's proxy
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         dialer.DialContext,
 		TLSClientConfig:     tlsCfg,
 		TLSHandshakeTimeout: 10 * time.Second,
 		ForceAttemptHTTP2:   true,
@@ -217,6 +223,11 @@ func newRoute(l *listener, s config.GatewayRoute) (*route, error) {
 		MaxIdleConnsPerHost:   1024,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
+	}
+	var transport http.RoundTripper = r.transport
+	if target.Scheme == "http" {
+		r.h1 = newH1Transport(dialer.DialContext, r.transport)
+		transport = r.h1
 	}
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -233,7 +244,7 @@ func newRoute(l *listener, s config.GatewayRoute) (*route, error) {
 				}
 			}
 		},
-		Transport:    r.transport,
+		Transport:    transport,
 		BufferPool:   copyBuffers,
 		ErrorHandler: l.backendError,
 		ErrorLog:     slog.NewLogLogger(l.g.log.Handler(), slog.LevelDebug),
@@ -379,6 +390,11 @@ func (l *listener) finish(sw *statusWriter, r *http.Request, info *connInfo, sta
 	}
 	l.g.m.requests.WithLabelValues(l.name, sw.route, strconv.Itoa(status)).Inc()
 	l.g.m.duration.WithLabelValues(l.name, sw.route).Observe(d.Seconds())
+	if !l.g.accessLog.Enabled(r.Context(), slog.LevelInfo) {
+		// access_log: off. LogAttrs would drop the line, but only after
+		// the attributes below were built: a dozen allocations a request.
+		return
+	}
 	ip, port := splitAddrString(r.RemoteAddr)
 	attrs := []slog.Attr{
 		slog.String(keyListener, l.name),

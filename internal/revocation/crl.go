@@ -272,7 +272,7 @@ func newCRLBuilder(issuer *x509.Certificate, pub crypto.PublicKey, thisUpdate, n
 // hex), revocation time and reason. The time is at most thisUpdate (RFC
 // 5280 §5.1.2.6: the CRL lists what was known at thisUpdate); the reason
 // code extension is left out for unspecified (RFC 5280 §5.3.1).
-func (b *crlBuilder) add(serialHex string, revokedAt time.Time, reason int) error {
+func (b *crlBuilder) add(serialHex []byte, revokedAt time.Time, reason int) error {
 	serial, err := serialBytes(b.serial[:0], serialHex)
 	if err != nil {
 		return err
@@ -311,7 +311,7 @@ func (b *crlBuilder) add(serialHex string, revokedAt time.Time, reason int) erro
 
 // serialBytes appends to dst the contents of the DER INTEGER of a positive
 // serial in hex.
-func serialBytes(dst []byte, serialHex string) ([]byte, error) {
+func serialBytes[T ~string | ~[]byte](dst []byte, serialHex T) ([]byte, error) {
 	h := serialHex
 	if len(h) == 0 || len(h) > 64 {
 		return nil, fmt.Errorf("serial %q is not a serial", serialHex)

@@ -57,7 +57,7 @@ func TestCRLEncodingMatchesCreateRevocationList(t *testing.T) {
 					ExtraExtensions: []pkix.Extension{{Id: oidIDP, Critical: true, Value: idp}},
 				}
 				for _, en := range entries[:n] {
-					if err := b.add(en.serial, en.at, en.reason); err != nil {
+					if err := b.add([]byte(en.serial), en.at, en.reason); err != nil {
 						t.Fatal(err)
 					}
 					sn, _ := new(big.Int).SetString(en.serial, 16)
@@ -103,14 +103,14 @@ func TestCRLBuilderClampsAndRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.add("10", now.Add(time.Hour), 1); err != nil {
+	if err := b.add([]byte("10"), now.Add(time.Hour), 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.add("11", time.Time{}, 1); err != nil {
+	if err := b.add([]byte("11"), time.Time{}, 1); err != nil {
 		t.Fatal(err)
 	}
 	for _, bad := range []string{"", "0", "00", "xyz", "-1", strings.Repeat("f", 65)} {
-		if err := b.add(bad, now, 1); err == nil {
+		if err := b.add([]byte(bad), now, 1); err == nil {
 			t.Errorf("add(%q) succeeded", bad)
 		}
 	}
@@ -497,7 +497,7 @@ func TestOfflineCAKeepsLastCRL(t *testing.T) {
 	}
 	// Back online, the pending change is published by the next sweep.
 	e.keys.setOffline(e.sub.id(), false)
-	e.svc.Notify(e.sub.id(), e.clock.Now())
+	e.svc.Notify(e.sub.id(), "", e.clock.Now())
 	e.svc.flush(e.ctx)
 	if crl := fetchCRL(t, srv.URL+"/crl/sub.crl", e.sub.cert); len(crl.RevokedCertificateEntries) != 1 {
 		t.Errorf("after coming back online: %d entries", len(crl.RevokedCertificateEntries))
@@ -603,7 +603,7 @@ func TestRunRepublishesAtStart(t *testing.T) {
 	onB := fetchCRL(t, srvB.URL+"/crl/sub.crl", e.sub.cert) // built on request
 
 	e.revoke(e.sub, bad, 1)
-	a.Notify(e.sub.id(), e.clock.Now())
+	a.Notify(e.sub.id(), pki.SerialHex(bad.SerialNumber), e.clock.Now())
 	a.flush(e.ctx)
 	onA, err := a.CurrentCRL(e.ctx, e.sub.id())
 	if err != nil {

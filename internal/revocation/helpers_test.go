@@ -342,7 +342,7 @@ func (e *env) revoke(ca *testCA, cert *x509.Certificate, reason int) {
 	if _, err := e.st.RevokeCertificate(e.ctx, ca.id(), pki.SerialHex(cert.SerialNumber), reason, at); err != nil {
 		e.tb.Fatal(err)
 	}
-	e.svc.Notify(ca.id(), at)
+	e.svc.Notify(ca.id(), pki.SerialHex(cert.SerialNumber), at)
 }
 
 // unhold releases cert of ca from hold and notifies the service.
@@ -351,7 +351,7 @@ func (e *env) unhold(ca *testCA, cert *x509.Certificate) {
 	if _, err := e.st.ReleaseHold(e.ctx, ca.id(), pki.SerialHex(cert.SerialNumber)); err != nil {
 		e.tb.Fatal(err)
 	}
-	e.svc.Notify(ca.id(), e.clock.Now())
+	e.svc.Notify(ca.id(), pki.SerialHex(cert.SerialNumber), e.clock.Now())
 }
 
 // testKeys is the Keys of the test PKI; an offline CA cannot sign.

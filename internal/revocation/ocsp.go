@@ -466,13 +466,11 @@ func (s *Service) presign(ctx context.Context, caID, serial string) {
 	if err != nil {
 		return
 	}
-	n, err := serialBytes(nil, serial)
-	if err != nil {
+	key, ok := cacheKey(serial)
+	if !ok {
 		return
 	}
-	if n[0] == 0 {
-		n = n[1:]
-	}
+	n := []byte(key)
 	id := certID{hash: hashSHA1, nullParams: true, serial: n}
 	if a.cache[id.variant()].get(n) != nil {
 		return
@@ -488,7 +486,8 @@ type refreshMode int
 
 const (
 	// refreshAll checks every cached answer against the store and
-	// re-signs those whose status changed (after Notify).
+	// re-signs those whose status changed (after a Notify that did not
+	// say which certificates changed, or too many of them).
 	refreshAll refreshMode = iota
 	// refreshDue re-signs the answers past half their validity or signed
 	// by a replaced responder, and drops those nobody asked for.
@@ -512,6 +511,59 @@ func (s *Service) refreshAnswers(ctx context.Context, a *authority, now time.Tim
 			return mode == refreshAll || ans.due(now) || ans.resp != r
 		})
 	}
+	return s.resign(ctx, a, r, items, now)
+}
+
+// refreshSerials re-signs the cached answers, in every CertID variant, of
+// the certificates of a whose serials (lower-case hex) changed status. The
+// cost follows the number of serials, not the size of the cache or of the
+// CA's revoked list. A serial with no cached answer needs nothing: its
+// first request reads the store (and fill does not cache an answer whose
+// status read may predate the change).
+func (s *Service) refreshSerials(ctx context.Context, a *authority, serials map[string]struct{}, now time.Time) error {
+	if a.resp.Load() == nil {
+		return nil // nothing was ever signed for this CA
+	}
+	var items []cached
+	for hex := range serials {
+		key, ok := cacheKey(hex)
+		if !ok {
+			continue // not a serial the CA can have issued: never cached
+		}
+		for v := range a.cache {
+			if ans := a.cache[v].get([]byte(key)); ans != nil {
+				items = append(items, cached{v, key, ans})
+			}
+		}
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	r, err := s.responderFor(ctx, a, now)
+	if err != nil {
+		return err
+	}
+	return s.resign(ctx, a, r, items, now)
+}
+
+// cacheKey returns the key of the answer cache for a serial in lower-case
+// hex: the magnitude's octets, without the sign octet of its DER INTEGER.
+func cacheKey(serialHex string) (string, bool) {
+	n, err := serialBytes(nil, serialHex)
+	if err != nil {
+		return "", false
+	}
+	if n[0] == 0 {
+		n = n[1:]
+	}
+	return string(n), true
+}
+
+// resign reads the status of each item's certificate and re-signs with r
+// the answers whose status changed or that are due at now; it drops the
+// answers of certificates the store no longer has and those re-signed once
+// already without being served.
+func (s *Service) resign(ctx context.Context, a *authority, r *responder, items []cached, now time.Time) error {
 	if len(items) == 0 {
 		return nil
 	}
@@ -566,8 +618,8 @@ func (s *Service) statuses(ctx context.Context, a *authority, items []cached) ([
 		revoked[it.ans.serialHex] = status{kind: statusGood}
 	}
 	err := s.cfg.Store.ListRevoked(ctx, a.id, -1, time.Time{}, func(e store.RevokedEntry) error {
-		if _, ok := revoked[e.Serial]; ok {
-			revoked[e.Serial] = certStatus(store.CertRevoked, e.RevokedAt, e.Reason)
+		if _, ok := revoked[string(e.Serial)]; ok {
+			revoked[string(e.Serial)] = certStatus(store.CertRevoked, e.RevokedAt, e.Reason)
 		}
 		return nil
 	})

@@ -2,16 +2,19 @@ package revocation
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/base64"
+	"fmt"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -444,5 +447,153 @@ func TestOCSPOfflineCA(t *testing.T) {
 	now := e.clock.Advance(responderRetry)
 	if r := checkOCSP(t, serve(), c, e.sub.cert, now); r.Certificate.Equal(first.Certificate) {
 		t.Error("no new responder after coming back online")
+	}
+}
+
+// countingStore counts the status lookups and revoked-list walks the
+// service makes.
+type countingStore struct {
+	Store
+	lookups, walks atomic.Int64
+}
+
+func (c *countingStore) GetCertificateByCA(ctx context.Context, caID, serial string) (*store.Certificate, error) {
+	c.lookups.Add(1)
+	return c.Store.GetCertificateByCA(ctx, caID, serial)
+}
+
+func (c *countingStore) ListRevoked(ctx context.Context, caID string, partition int, expiresAfter time.Time, fn func(store.RevokedEntry) error) error {
+	c.walks.Add(1)
+	return c.Store.ListRevoked(ctx, caID, partition, expiresAfter, fn)
+}
+
+// TestOCSPNotifyRefreshesOnlyChanged: a change re-checks the cached
+// answers of the changed certificate alone, in every CertID variant, and
+// leaves the others as they were signed; a hold and its release each
+// reach the cache; a Notify without a serial re-checks everything.
+func TestOCSPNotifyRefreshesOnlyChanged(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	cs := &countingStore{Store: e.st}
+	e.svc.cfg.Store = cs
+	var certs []*x509.Certificate
+	for i := range 20 {
+		certs = append(certs, e.issue(e.sub, fmt.Sprintf("c%d.example", i)))
+	}
+	changed, held := certs[0], certs[1]
+	h := e.svc.Handler()
+	ask := func(c *x509.Certificate, hash crypto.Hash) *ocsp.Response {
+		t.Helper()
+		r := httptest.NewRequest(http.MethodPost, "/ocsp/sub", bytes.NewReader(ocspRequestFor(t, c, e.sub.cert, hash)))
+		r.Header.Set("Content-Type", "application/ocsp-request")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return checkOCSP(t, w.Body.Bytes(), c, e.sub.cert, e.clock.Now())
+	}
+	for _, c := range certs {
+		ask(c, crypto.SHA1)
+	}
+	ask(changed, crypto.SHA256) // a second variant of the same certificate
+	a, err := e.svc.authorityByID(e.ctx, e.sub.id())
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func() map[string]*answer {
+		m := map[string]*answer{}
+		for v := range a.cache {
+			for _, it := range a.cache[v].collect(nil, v, func(*answer) bool { return true }) {
+				m[fmt.Sprint(v, it.serial)] = it.ans
+			}
+		}
+		return m
+	}
+	// unchangedBut fails the test if an answer other than those of the
+	// serials in except was replaced.
+	unchangedBut := func(before map[string]*answer, except ...*x509.Certificate) {
+		t.Helper()
+		after := snapshot()
+		if len(after) != len(before) {
+			t.Fatalf("%d cached answers, want %d", len(after), len(before))
+		}
+		skip := map[string]bool{}
+		for _, c := range except {
+			skip[string(c.SerialNumber.Bytes())] = true
+		}
+		for k, ans := range before {
+			serial := ans.serialHex
+			key, _ := cacheKey(serial)
+			if !skip[key] && after[k] != ans {
+				t.Errorf("the answer of %s was re-signed, though its certificate did not change", serial)
+			}
+		}
+	}
+
+	before := snapshot()
+	e.revoke(e.sub, changed, 1)
+	lookups, walks := cs.lookups.Load(), cs.walks.Load()
+	e.svc.flush(e.ctx)
+	if got := cs.lookups.Load() - lookups; got > 2 {
+		t.Errorf("one revocation made %d status lookups, want at most 2 (one per cached variant)", got)
+	}
+	for _, hash := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
+		if r := ask(changed, hash); r.Status != ocsp.Revoked || r.RevocationReason != 1 {
+			t.Errorf("%v answer after the revocation: status %d, reason %d", hash, r.Status, r.RevocationReason)
+		}
+	}
+	unchangedBut(before, changed)
+	if got := cs.walks.Load() - walks; got > 1 {
+		t.Errorf("%d walks of the revoked list, want only the CRL's", got)
+	}
+
+	for _, step := range []struct {
+		name   string
+		do     func()
+		status int
+	}{
+		{"hold", func() { e.revoke(e.sub, held, store.ReasonCertificateHold) }, ocsp.Revoked},
+		{"release", func() { e.unhold(e.sub, held) }, ocsp.Good},
+	} {
+		before = snapshot()
+		step.do()
+		e.svc.flush(e.ctx)
+		unchangedBut(before, held)
+		// Straight from the cache: what a cached answer says now.
+		key, _ := cacheKey(pki.SerialHex(held.SerialNumber))
+		if ans := a.cache[0].get([]byte(key)); ans == nil || ans == before[fmt.Sprint(0, key)] {
+			t.Fatalf("after %s: the cached answer was not re-signed", step.name)
+		}
+		if r := ask(held, crypto.SHA1); r.Status != step.status {
+			t.Errorf("after %s: status %d, want %d", step.name, r.Status, step.status)
+		}
+	}
+
+	// A Notify that names no certificate re-checks every cached answer.
+	lookups = cs.lookups.Load()
+	e.svc.Notify(e.sub.id(), "", e.clock.Now())
+	e.svc.flush(e.ctx)
+	if got := cs.lookups.Load() - lookups; got < int64(len(certs)) {
+		t.Errorf("Notify without a serial: %d status lookups, want one per cached answer (%d+)", got, len(certs))
+	}
+}
+
+// TestPendingSerialsBounded: past maxPendingSerials changed serials, a
+// pending change stops listing them and re-checks everything instead.
+func TestPendingSerialsBounded(t *testing.T) {
+	var p pendingChange
+	for i := range maxPendingSerials {
+		p.addSerial(fmt.Sprintf("%x", i+1))
+	}
+	p.addSerial("1") // already there
+	if p.allSerials || len(p.serials) != maxPendingSerials {
+		t.Fatalf("at the bound: all=%v, %d serials", p.allSerials, len(p.serials))
+	}
+	p.addSerial("ffff")
+	if !p.allSerials || p.serials != nil {
+		t.Fatalf("past the bound: all=%v, %d serials", p.allSerials, len(p.serials))
+	}
+	var q pendingChange
+	q.addSerial("ab")
+	q.mergeSerials(&p)
+	if !q.allSerials {
+		t.Error("merging a change of all serials kept a list")
 	}
 }

@@ -170,6 +170,12 @@ const (
 // propagation samples.
 const maxPendingTimes = 4096
 
+// maxPendingSerials bounds the changed serials kept per CA between two
+// publications. Past it (a mass revocation), the publication checks every
+// cached answer of the CA instead, which costs one pass over its revoked
+// list rather than one lookup per serial.
+const maxPendingSerials = 4096
+
 // Service builds, signs and serves CRLs and OCSP answers. Build one with
 // [New]; run its background work with [Service.Run] and serve
 // [Service.Handler]. All methods are safe for concurrent use.
@@ -202,10 +208,41 @@ type Service struct {
 	lookupMax int
 }
 
-// pendingChange holds the times of the changes of one CA that are not
-// served yet, per kind of publication.
+// pendingChange holds the changes of one CA that are not served yet: their
+// times, per kind of publication, and which certificates changed, so that
+// only their OCSP answers are re-checked.
 type pendingChange struct {
 	crl, ocsp []time.Time
+	// serials are the lower-case hex serials whose status changed, unless
+	// allSerials says that any certificate of the CA may have.
+	serials    map[string]struct{}
+	allSerials bool
+}
+
+// addSerial records that serial changed; "" means any certificate may have.
+func (p *pendingChange) addSerial(serial string) {
+	_, had := p.serials[serial]
+	switch {
+	case p.allSerials, had:
+	case serial == "" || len(p.serials) >= maxPendingSerials:
+		p.allSerials, p.serials = true, nil
+	default:
+		if p.serials == nil {
+			p.serials = map[string]struct{}{}
+		}
+		p.serials[serial] = struct{}{}
+	}
+}
+
+// mergeSerials adds the changed serials of q to p.
+func (p *pendingChange) mergeSerials(q *pendingChange) {
+	if q.allSerials {
+		p.addSerial("")
+		return
+	}
+	for serial := range q.serials {
+		p.addSerial(serial)
+	}
 }
 
 type issuedSerial struct{ caID, serial string }
@@ -235,11 +272,15 @@ func New(cfg Config) (*Service, error) {
 
 func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
 
-// Notify records that a certificate of the CA caID changed status at at
-// (the time of the revocation or release). It never blocks: the new CRL
-// and OCSP answers are published by [Service.Run] within about a second,
-// a burst of changes in one CRL.
-func (s *Service) Notify(caID string, at time.Time) {
+// Notify records that the certificate of the CA caID with serial (lower-case
+// hex, as the store keeps it) changed status at at (the time of the
+// revocation or release); serial "" means that any certificate of the CA
+// may have changed. It never blocks: the new CRL and OCSP answers are
+// published by [Service.Run] within about a second, a burst of changes in
+// one CRL. Only the cached OCSP answers of the changed serials are
+// re-checked, so a change costs the same in a CA with a million revoked
+// certificates as in one with none (but for the CRL).
+func (s *Service) Notify(caID, serial string, at time.Time) {
 	if a, ok := s.byID.Load(caID); ok {
 		// Answers being signed from a status read before this change
 		// must not enter the cache.
@@ -257,6 +298,7 @@ func (s *Service) Notify(caID string, at time.Time) {
 	if len(p.ocsp) < maxPendingTimes {
 		p.ocsp = append(p.ocsp, at)
 	}
+	p.addSerial(serial)
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -394,9 +436,16 @@ func (s *Service) flush(ctx context.Context) {
 		}
 		var retry pendingChange
 		if len(p.ocsp) > 0 {
-			if err := s.refreshAnswers(ctx, a, s.now(), refreshAll); err != nil {
+			var err error
+			if p.allSerials {
+				err = s.refreshAnswers(ctx, a, s.now(), refreshAll)
+			} else {
+				err = s.refreshSerials(ctx, a, p.serials, s.now())
+			}
+			if err != nil {
 				s.log.Warn("revocation: cannot refresh OCSP answers", logCA, a.name, logErr, err)
 				retry.ocsp = p.ocsp
+				retry.serials, retry.allSerials = p.serials, p.allSerials
 			} else {
 				s.observe(kindOCSP, p.ocsp)
 			}
@@ -431,6 +480,7 @@ func (s *Service) requeue(caID string, p *pendingChange) {
 	}
 	q.crl = append(p.crl, q.crl...)[:min(len(p.crl)+len(q.crl), maxPendingTimes)]
 	q.ocsp = append(p.ocsp, q.ocsp...)[:min(len(p.ocsp)+len(q.ocsp), maxPendingTimes)]
+	q.mergeSerials(p)
 }
 
 // observe records, for each change time, how long it took to be served.

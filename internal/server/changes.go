@@ -15,7 +15,7 @@ import (
 // revocationNotifier is what the feed tells of a revocation made through
 // another node; the revocation service satisfies it.
 type revocationNotifier interface {
-	Notify(caID string, at time.Time)
+	Notify(caID, serial string, at time.Time)
 }
 
 // revocationFeed carries revocations between the control-plane nodes that
@@ -75,7 +75,7 @@ func (f *revocationFeed) run(ctx context.Context) {
 			wg.Go(func() { f.refreshAll(ctx) })
 		case !ok || node == f.node:
 		default:
-			f.rev.Notify(caID, time.Now())
+			f.rev.Notify(caID, "", time.Now())
 		}
 	})
 	wg.Wait()
@@ -123,7 +123,7 @@ func (f *revocationFeed) refreshAll(ctx context.Context) {
 			now := time.Now()
 			for _, c := range cas {
 				if len(c.CertDER) > 0 {
-					f.rev.Notify(c.ID, now)
+					f.rev.Notify(c.ID, "", now)
 				}
 			}
 			return

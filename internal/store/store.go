@@ -115,12 +115,17 @@ type Certificate struct {
 // ReasonCertificateHold is the RFC 5280 CRLReason that alone can be released.
 const ReasonCertificateHold = 6
 
-// RevokedEntry is one entry of a CRL.
+// RevokedEntry is one entry of a CRL, as ListRevoked hands it over: what a
+// CRL entry holds and nothing else, so that a walk over a million of them
+// costs the store no conversion a CRL does not need.
 type RevokedEntry struct {
-	Serial    string // lower-case hex
-	RevokedAt time.Time
-	Reason    int
-	NotAfter  time.Time
+	// Serial is the serial in lower-case hex, without leading zeros. Its
+	// memory belongs to the store and is valid only during the call that
+	// receives it: the store reuses it for the next entry, so a caller
+	// that keeps it must copy it (string(e.Serial)).
+	Serial    []byte
+	RevokedAt time.Time // in UTC
+	Reason    int       // RFC 5280 CRLReason
 }
 
 // CertFilter selects inventory entries. The zero value selects everything.
@@ -271,7 +276,8 @@ type Store interface {
 	// ListRevoked calls fn for each revoked certificate of a CA whose
 	// NotAfter is after expiresAfter (zero: all), in one partition when
 	// partition >= 0 or in all when partition < 0. It streams: it does not
-	// hold the whole list in memory. An error from fn stops it and is returned.
+	// hold the whole list in memory, and the entry's Serial is only valid
+	// during the call of fn. An error from fn stops it and is returned.
 	ListRevoked(ctx context.Context, caID string, partition int, expiresAfter time.Time, fn func(RevokedEntry) error) error
 	// NextCRLNumber increments and returns the CRL number of (caID,
 	// partition), durably: numbers only ever increase, across restarts.

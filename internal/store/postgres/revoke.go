@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/trustgate/trustgate/internal/fault"
@@ -55,7 +56,7 @@ const (
 // certificates_revoked applies; the index is in (ca_id, crl_partition,
 // serial) order and includes every column read, so the query does not sort.
 func listRevokedSQL(inPartition, expiresAfter bool) string {
-	q := `SELECT serial, revoked_at, reason, not_after
+	q := `SELECT serial, revoked_at, reason
 	FROM certificates
 	WHERE ca_id = $1 AND status = 'revoked'`
 	n := 1
@@ -196,15 +197,20 @@ func (d *DB) ListRevoked(ctx context.Context, caID string, partition int, expire
 		return d.fail(ctx, op, err)
 	}
 	defer rows.Close()
+	// pgtype.DriverBytes points into pgx's read buffer instead of copying
+	// the serial, and the other columns decode into values: an entry costs
+	// no allocation (RevokedEntry.Serial is only valid during fn).
 	var (
 		e      store.RevokedEntry
-		rt, na time.Time
+		serial pgtype.DriverBytes
+		rt     time.Time
 	)
+	dest := []any{&serial, &rt, &e.Reason}
 	for rows.Next() {
-		if err := rows.Scan(&e.Serial, &rt, &e.Reason, &na); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return d.fail(ctx, op, err)
 		}
-		e.RevokedAt, e.NotAfter = fromDB(rt), fromDB(na)
+		e.Serial, e.RevokedAt = serial, fromDB(rt)
 		if err := fn(e); err != nil {
 			return err
 		}

@@ -243,17 +243,18 @@ func TestListRevokedStreams(t *testing.T) {
 		prevSerial string
 	)
 	err := db.ListRevoked(t.Context(), "ca-1", -1, time.Time{}, func(e store.RevokedEntry) error {
-		num, err := strconv.ParseInt(e.Serial, 16, 64)
+		serial := string(e.Serial)
+		num, err := strconv.ParseInt(serial, 16, 64)
 		if err != nil {
 			return err
 		}
 		part := int(num-bulkSerialBase) % partitions
-		if part < prevPart || part == prevPart && e.Serial <= prevSerial {
-			return fmt.Errorf("entry %d: %s (partition %d) after %s (partition %d)", n, e.Serial, part, prevSerial, prevPart)
+		if part < prevPart || part == prevPart && serial <= prevSerial {
+			return fmt.Errorf("entry %d: %s (partition %d) after %s (partition %d)", n, serial, part, prevSerial, prevPart)
 		}
-		prevPart, prevSerial = part, e.Serial
+		prevPart, prevSerial = part, serial
 		if e.Reason != 1 || e.RevokedAt != t0 {
-			return fmt.Errorf("entry %s: %+v", e.Serial, e)
+			return fmt.Errorf("entry %s: %+v", serial, e)
 		}
 		n++
 		if n%(revoked/4) == 0 {

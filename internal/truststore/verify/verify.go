@@ -83,6 +83,9 @@ type Verifier struct {
 	roots     *x509.CertPool
 	clientCAs *x509.CertPool
 	anchors   []*x509.Certificate
+	// anchorDER holds the DER of every trust anchor, to keep presented
+	// copies of anchors out of the intermediates (see Verify).
+	anchorDER map[string]struct{}
 	// issuers maps a CA's RawSubject to the CAs of that name that have CRLs.
 	issuers map[string][]*issuer
 	crls    []CRLInfo
@@ -193,6 +196,7 @@ func compile(roots []*x509.Certificate, crls []crlInput, opts Options) (*Verifie
 		opts:      opts.withDefaults(),
 		roots:     x509.NewCertPool(),
 		clientCAs: x509.NewCertPool(),
+		anchorDER: map[string]struct{}{},
 		issuers:   map[string][]*issuer{},
 	}
 	for i, c := range roots {
@@ -205,6 +209,7 @@ func compile(roots []*x509.Certificate, crls []crlInput, opts Options) (*Verifie
 		v.roots.AddCert(c)
 		v.clientCAs.AddCert(c)
 		v.anchors = append(v.anchors, c)
+		v.anchorDER[string(c.Raw)] = struct{}{}
 	}
 
 	// Find each CRL's issuer and check its signature and extensions; of
@@ -439,9 +444,17 @@ func (v *Verifier) Verify(chain []*x509.Certificate, now time.Time) (Result, err
 	} else if now.After(leaf.NotAfter) {
 		at = leaf.NotAfter
 	}
+	// A presented certificate that is itself a trust anchor (a client that
+	// sends its intermediate, which the trust store also holds) is left out
+	// of the intermediates: the path ending at the anchor is the shortest
+	// one through it, which is the one chosen below anyway, and as an
+	// intermediate it would make crypto/x509 build and check the longer
+	// path through it too (two more signature verifications per handshake).
 	inter := x509.NewCertPool()
 	for _, c := range chain[1:] {
-		inter.AddCert(c)
+		if _, anchor := v.anchorDER[string(c.Raw)]; !anchor {
+			inter.AddCert(c)
+		}
 	}
 	chains, err := leaf.Verify(x509.VerifyOptions{
 		Roots:         v.roots,

@@ -332,3 +332,55 @@ func TestVerifyConcurrent(t *testing.T) {
 		<-done
 	}
 }
+
+// TestVerifyPresentedAnchor: a client that sends an intermediate which the
+// trust store also holds gets the path that ends at that anchor, as before
+// the presented copy was kept out of the intermediates; a path through an
+// intermediate the trust store does not hold still builds to the root.
+func TestVerifyPresentedAnchor(t *testing.T) {
+	root := newRoot(t, "Anchor Root")
+	inter := root.child(t, "Anchor Intermediate")
+	leaf := inter.leaf(t, "client")
+	both, err := Compile([]*x509.Certificate{root.cert, inter.cert}, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := both.Verify([]*x509.Certificate{leaf, inter.cert}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Chain) != 2 || !res.Chain[1].Equal(inter.cert) {
+		t.Errorf("path of %d certificates ending at %s, want leaf -> intermediate (the anchor)", len(res.Chain), res.Chain[len(res.Chain)-1].Subject)
+	}
+	rootOnly, err := Compile([]*x509.Certificate{root.cert}, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = rootOnly.Verify([]*x509.Certificate{leaf, inter.cert}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Chain) != 3 || !res.Chain[2].Equal(root.cert) {
+		t.Errorf("path of %d certificates, want leaf -> intermediate -> root", len(res.Chain))
+	}
+}
+
+// BenchmarkVerifyPresentedAnchor verifies a leaf sent with its
+// intermediate, which the trust store holds as an anchor next to the root:
+// the gateway benchmark's setup.
+func BenchmarkVerifyPresentedAnchor(b *testing.B) {
+	root := newRoot(b, "Bench Root")
+	inter := root.child(b, "Bench Intermediate")
+	leaf := inter.leaf(b, "bench")
+	v, err := Compile([]*x509.Certificate{root.cert, inter.cert}, nil, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	chain := []*x509.Certificate{leaf, inter.cert}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.Verify(chain, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

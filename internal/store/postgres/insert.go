@@ -243,29 +243,14 @@ func (d *DB) insertBatch(ctx context.Context, batch []*insertReq, results map[*i
 		}
 		return -1, fmt.Errorf("lock: %w", err)
 	}
-	seqs := make([]int64, len(batch))
-	for i := range batch {
-		err := br.QueryRow().Scan(&seqs[i])
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			seqs[i] = 0 // a duplicate
-		case err != nil:
-			if rowError(err) {
-				return i, err
-			}
-			return -1, err
-		}
+	seqs, bad, err := readSeqs(br, len(batch))
+	if err != nil {
+		return bad, err
 	}
 	if err := br.Close(); err != nil {
 		return -1, fmt.Errorf("commit: %w", err)
 	}
-	for i, r := range batch {
-		if seqs[i] == 0 {
-			results[r] = insertResult{err: fmt.Errorf("postgres: %s: duplicate issuer and serial: %w", r.op, store.ErrConflict)}
-		} else {
-			results[r] = insertResult{seq: seqs[i]}
-		}
-	}
+	recordResults(batch, seqs, results)
 	return -1, nil
 }
 
@@ -290,24 +275,16 @@ func (d *DB) insertAuditedBatch(ctx context.Context, conn *pgxpool.Conn, batch [
 		b.Queue(insertCertSQL, r.args...)
 	}
 	b.Queue("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+	n := len(batch)
 	br := tx.SendBatch(ctx, b)
 	if _, err := br.Exec(); err != nil {
 		br.Close()
 		return -1, fmt.Errorf("lock: %w", err)
 	}
-	seqs := make([]int64, len(batch))
-	for i := range batch {
-		err := br.QueryRow().Scan(&seqs[i])
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			seqs[i] = 0 // a duplicate
-		case err != nil:
-			br.Close()
-			if rowError(err) {
-				return i, err
-			}
-			return -1, err
-		}
+	seqs, bad, err := readSeqs(br, n)
+	if err != nil {
+		br.Close()
+		return bad, err
 	}
 	var headSeq int64
 	var headHash []byte
@@ -338,6 +315,13 @@ func (d *DB) insertAuditedBatch(ctx context.Context, conn *pgxpool.Conn, batch [
 	if err := tx.Commit(ctx); err != nil {
 		return -1, fmt.Errorf("commit: %w", err)
 	}
+	recordResults(batch, seqs, results)
+	return -1, nil
+}
+
+// recordResults gives each row of a committed batch its seq, or its
+// duplicate error.
+func recordResults(batch []*insertReq, seqs []int64, results map[*insertReq]insertResult) {
 	for i, r := range batch {
 		if seqs[i] == 0 {
 			results[r] = insertResult{err: fmt.Errorf("postgres: %s: duplicate issuer and serial: %w", r.op, store.ErrConflict)}
@@ -345,7 +329,26 @@ func (d *DB) insertAuditedBatch(ctx context.Context, conn *pgxpool.Conn, batch [
 			results[r] = insertResult{seq: seqs[i]}
 		}
 	}
-	return -1, nil
+}
+
+// readSeqs reads the seq that each of n inserts returned (0 for a
+// duplicate, which inserted nothing). On error it says which row failed
+// (bad >= 0) when the server refused that row's values, else -1.
+func readSeqs(br pgx.BatchResults, n int) (seqs []int64, bad int, err error) {
+	seqs = make([]int64, n)
+	for i := range n {
+		err := br.QueryRow().Scan(&seqs[i])
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			seqs[i] = 0 // a duplicate
+		case err != nil:
+			if rowError(err) {
+				return nil, i, err
+			}
+			return nil, -1, err
+		}
+	}
+	return seqs, -1, nil
 }
 
 // notRunError is the error of a batch that the server refused before any

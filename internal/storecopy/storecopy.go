@@ -229,6 +229,9 @@ read:
 		if len(page) == 0 {
 			break
 		}
+		// Read before the records go to the workers: the target's
+		// InsertCertificate sets each one's Seq to its own.
+		after = page[len(page)-1].Seq
 		for _, c := range page {
 			select {
 			case work <- c:
@@ -236,7 +239,6 @@ read:
 				break read
 			}
 		}
-		after = page[len(page)-1].Seq
 	}
 	close(work)
 	wg.Wait()

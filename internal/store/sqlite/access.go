@@ -10,15 +10,23 @@ import (
 	"github.com/trustgate/trustgate/internal/store"
 )
 
+const (
+	auditHeadSQL   = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+	auditInsertSQL = `INSERT INTO audit (seq, at, actor, action, resource, decision, outcome, request_id, source, detail, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	selectPrincipalSQL = "SELECT name, kind, policies, identities, disabled, created_at, updated_at FROM principals"
+	selectPolicySQL    = "SELECT name, document, created_at, updated_at FROM policies"
+)
+
 // appendAudit chains rec after the last audit record and inserts it in tx.
 // The writer connection is the only one that writes, so reading the last
 // record and inserting the next cannot interleave with another append.
-func appendAudit(ctx context.Context, tx *sql.Tx, rec *store.AuditRecord) error {
+func (d *DB) appendAudit(ctx context.Context, tx *sql.Tx, rec *store.AuditRecord) error {
 	var (
 		prevSeq  int64
 		prevHash []byte
 	)
-	err := tx.QueryRowContext(ctx, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").Scan(&prevSeq, blob{&prevHash})
+	err := tx.StmtContext(ctx, d.auditHead).QueryRowContext(ctx).Scan(&prevSeq, blob{&prevHash})
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("read audit head: %w", err)
 	}
@@ -27,8 +35,7 @@ func appendAudit(ctx context.Context, tx *sql.Tx, rec *store.AuditRecord) error 
 	if err != nil {
 		return fmt.Errorf("audit record: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO audit (seq, at, actor, action, resource, decision, outcome, request_id, source, detail, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	if _, err := tx.StmtContext(ctx, d.auditInsert).ExecContext(ctx,
 		rec.Seq, at, rec.Actor, rec.Action, rec.Resource, rec.Decision, rec.Outcome, rec.RequestID, rec.Source, rec.Detail,
 		rec.PrevHash, rec.Hash); err != nil {
 		return fmt.Errorf("append audit record: %w", err)
@@ -42,7 +49,7 @@ func (d *DB) AppendAudit(ctx context.Context, r *store.AuditRecord) error {
 	if err := d.begin(ctx, op); err != nil {
 		return err
 	}
-	err := d.inWriteTx(store.WithAudit(ctx, nil), op, func(tx *sql.Tx) error { return appendAudit(ctx, tx, r) })
+	err := d.inWriteTx(store.WithAudit(ctx, nil), op, func(tx *sql.Tx) error { return d.appendAudit(ctx, tx, r) })
 	if err != nil {
 		return wrapErr("sqlite: "+op, err)
 	}
@@ -119,14 +126,17 @@ func (d *DB) PutPolicy(ctx context.Context, p *store.PolicyRecord) error {
 // GetPolicy returns the policy named name.
 func (d *DB) GetPolicy(ctx context.Context, name string) (*store.PolicyRecord, error) {
 	op := fmt.Sprintf("get policy %q", name)
-	ps, err := d.policies(ctx, op, " WHERE name = ?", name)
-	if err != nil {
+	if err := d.begin(ctx, op); err != nil {
 		return nil, err
 	}
-	if len(ps) == 0 {
+	p, err := scanPolicy(d.getPolicy.QueryRowContext(ctx, name))
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("sqlite: %s: %w", op, store.ErrNotFound)
 	}
-	return ps[0], nil
+	if err != nil {
+		return nil, wrapErr("sqlite: "+op, err)
+	}
+	return p, nil
 }
 
 // ListPolicies returns every policy ordered by name.
@@ -139,22 +149,30 @@ func (d *DB) policies(ctx context.Context, op, where string, args ...any) ([]*st
 		return nil, err
 	}
 	var out []*store.PolicyRecord
-	err := eachRow(ctx, d.r, "SELECT name, document, created_at, updated_at FROM policies"+where, args, func(s scanner) error {
-		var p store.PolicyRecord
-		var ct, ut string
-		if err := s.Scan(&p.Name, blob{&p.Document}, &ct, &ut); err != nil {
-			return err
+	err := eachRow(ctx, d.r, selectPolicySQL+where, args, func(s scanner) error {
+		p, err := scanPolicy(s)
+		if err == nil {
+			out = append(out, p)
 		}
-		var err1, err2 error
-		p.CreatedAt, err1 = decodeTime(ct)
-		p.UpdatedAt, err2 = decodeTime(ut)
-		out = append(out, &p)
-		return errors.Join(err1, err2)
+		return err
 	})
 	if err != nil {
 		return nil, wrapErr("sqlite: "+op, err)
 	}
 	return out, nil
+}
+
+// scanPolicy scans one row of selectPolicySQL.
+func scanPolicy(s scanner) (*store.PolicyRecord, error) {
+	var p store.PolicyRecord
+	var ct, ut string
+	if err := s.Scan(&p.Name, blob{&p.Document}, &ct, &ut); err != nil {
+		return nil, err
+	}
+	var err1, err2 error
+	p.CreatedAt, err1 = decodeTime(ct)
+	p.UpdatedAt, err2 = decodeTime(ut)
+	return &p, errors.Join(err1, err2)
 }
 
 // DeletePolicy removes a policy that no principal uses.
@@ -245,14 +263,17 @@ func (d *DB) writePrincipal(ctx context.Context, op string, p *store.Principal, 
 // GetPrincipal returns the principal named name.
 func (d *DB) GetPrincipal(ctx context.Context, name string) (*store.Principal, error) {
 	op := fmt.Sprintf("get principal %q", name)
-	ps, err := d.principals(ctx, op, " WHERE name = ?", name)
-	if err != nil {
+	if err := d.begin(ctx, op); err != nil {
 		return nil, err
 	}
-	if len(ps) == 0 {
+	p, err := scanPrincipal(d.getPrincipal.QueryRowContext(ctx, name))
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("sqlite: %s: %w", op, store.ErrNotFound)
 	}
-	return ps[0], nil
+	if err != nil {
+		return nil, wrapErr("sqlite: "+op, err)
+	}
+	return p, nil
 }
 
 // ListPrincipals returns every principal ordered by name.
@@ -265,29 +286,35 @@ func (d *DB) principals(ctx context.Context, op, where string, args ...any) ([]*
 		return nil, err
 	}
 	var out []*store.Principal
-	err := eachRow(ctx, d.r, "SELECT name, kind, policies, identities, disabled, created_at, updated_at FROM principals"+where, args, func(s scanner) error {
-		var (
-			p              store.Principal
-			pol, ids       string
-			ct, ut         string
-			disabled       int64
-			e1, e2, e3, e4 error
-		)
-		if err := s.Scan(&p.Name, &p.Kind, &pol, &ids, &disabled, &ct, &ut); err != nil {
-			return err
+	err := eachRow(ctx, d.r, selectPrincipalSQL+where, args, func(s scanner) error {
+		p, err := scanPrincipal(s)
+		if err == nil {
+			out = append(out, p)
 		}
-		p.Disabled = disabled != 0
-		e1 = json.Unmarshal([]byte(pol), &p.Policies)
-		e2 = json.Unmarshal([]byte(ids), &p.Identities)
-		p.CreatedAt, e3 = decodeTime(ct)
-		p.UpdatedAt, e4 = decodeTime(ut)
-		out = append(out, &p)
-		return errors.Join(e1, e2, e3, e4)
+		return err
 	})
 	if err != nil {
 		return nil, wrapErr("sqlite: "+op, err)
 	}
 	return out, nil
+}
+
+// scanPrincipal scans one row of selectPrincipalSQL.
+func scanPrincipal(s scanner) (*store.Principal, error) {
+	var (
+		p        store.Principal
+		pol, ids string
+		ct, ut   string
+		disabled int64
+	)
+	if err := s.Scan(&p.Name, &p.Kind, &pol, &ids, &disabled, &ct, &ut); err != nil {
+		return nil, err
+	}
+	p.Disabled = disabled != 0
+	var e3, e4 error
+	p.CreatedAt, e3 = decodeTime(ct)
+	p.UpdatedAt, e4 = decodeTime(ut)
+	return &p, errors.Join(json.Unmarshal([]byte(pol), &p.Policies), json.Unmarshal([]byte(ids), &p.Identities), e3, e4)
 }
 
 // ListTokens returns the tokens of a principal ("" for all), newest first.

@@ -238,7 +238,7 @@ func (d *DB) insertBatch(batch []*insertReq, results []insertResult) (err error)
 			results[i].seq, ierr = res.LastInsertId()
 		}
 		if ierr == nil && r.audit != nil {
-			ierr = appendAudit(ctx, tx, r.audit)
+			ierr = d.appendAudit(ctx, tx, r.audit)
 		}
 		if ierr != nil {
 			if _, err := rollback.ExecContext(ctx); err != nil {

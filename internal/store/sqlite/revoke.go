@@ -315,7 +315,7 @@ func (d *DB) inWriteTx(ctx context.Context, detail string, fn func(*sql.Tx) erro
 		return err
 	}
 	if rec != nil {
-		if err := appendAudit(ctx, tx, rec); err != nil {
+		if err := d.appendAudit(ctx, tx, rec); err != nil {
 			return err
 		}
 	}

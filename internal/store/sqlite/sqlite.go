@@ -126,9 +126,13 @@ type DB struct {
 	spSave, spRelease, spRollback            *sql.Stmt
 	// getCertByCAw is getCertByCA on w, to read inside a write transaction.
 	revokeCert, releaseHold, getCertByCAw, nextCRL *sql.Stmt
+	// auditHead and auditInsert append audit records (see appendAudit).
+	auditHead, auditInsert *sql.Stmt
 	// Statements on r.
 	getCA, getCAByID, listCAs, getCert, countCerts, countImports, getToken, getMeta *sql.Stmt
 	getCertByCA                                                                     *sql.Stmt
+	// getPrincipal and getPolicy are read on every authorized request.
+	getPrincipal, getPolicy *sql.Stmt
 	// listRevoked holds the ListRevoked query of each revokedShape.
 	listRevoked [numRevokedShapes]*sql.Stmt
 
@@ -277,6 +281,10 @@ func (d *DB) prepare(ctx context.Context) error {
 		{d.w, &d.releaseHold, releaseHoldSQL},
 		{d.w, &d.getCertByCAw, getCertByCASQL},
 		{d.w, &d.nextCRL, nextCRLNumberSQL},
+		{d.w, &d.auditHead, auditHeadSQL},
+		{d.w, &d.auditInsert, auditInsertSQL},
+		{d.r, &d.getPrincipal, selectPrincipalSQL + " WHERE name = ?"},
+		{d.r, &d.getPolicy, selectPolicySQL + " WHERE name = ?"},
 		{d.r, &d.getCA, selectCASQL + " WHERE name = ?"},
 		{d.r, &d.getCAByID, selectCASQL + " WHERE id = ?"},
 		{d.r, &d.listCAs, selectCASQL + " ORDER BY created_at, rowid"},
@@ -334,7 +342,7 @@ func (d *DB) closeHandles() error {
 		d.spSave, d.spRelease, d.spRollback,
 		d.revokeCert, d.releaseHold, d.getCertByCAw, d.nextCRL,
 		d.getCA, d.getCAByID, d.listCAs, d.getCert, d.countCerts, d.countImports, d.getToken, d.getMeta,
-		d.getCertByCA,
+		d.getCertByCA, d.auditHead, d.auditInsert, d.getPrincipal, d.getPolicy,
 	}
 	for _, s := range append(stmts, d.listRevoked[:]...) {
 		if s != nil {

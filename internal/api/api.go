@@ -153,6 +153,8 @@ type Handler struct {
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// watch holds the long polls of trust-store snapshots.
+	watch *snapshotWatch
 }
 
 // New builds the handler and registers every route of Routes().
@@ -167,6 +169,13 @@ func New(cfg Config) *Handler {
 		cfg.Now = time.Now
 	}
 	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
+	h.watch = &snapshotWatch{every: snapshotCheckEvery, etag: func(ctx context.Context, name string) (string, error) {
+		snap, err := cfg.TrustStores.Snapshot(ctx, name)
+		if err != nil {
+			return "", err
+		}
+		return snap.ETag, nil
+	}}
 	h.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "trustgate_api_requests_total", Help: "API requests by route and status code.",
 	}, []string{"route", "code"})

@@ -19,6 +19,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -46,7 +47,7 @@ func main() {
 	longPoll := flag.Duration("long-poll", 30*time.Second, "control_plane.long_poll of the gateways")
 	pollInterval := flag.Duration("poll-interval", time.Hour, "control_plane.poll_interval of the gateways")
 	probe := flag.Duration("probe", 25*time.Millisecond, "time between two mTLS probes of one gateway")
-	settle := flag.Duration("settle", 500*time.Millisecond, "pause before each revoke, so that every long poll waits")
+	settle := flag.Duration("settle", 500*time.Millisecond, "least pause before each revoke, so that every long poll waits; a random 0..1s is added so that revokes do not fall in step with a poll interval")
 	limit := flag.Duration("limit", 10*time.Second, "a gateway that still accepts a revoked certificate after this counts as a miss")
 	flag.Parse()
 	if *addr == "" || *caFile == "" || *tokenFile == "" || *certFile == "" || *keyFile == "" {
@@ -126,7 +127,7 @@ func main() {
 				log.Fatalf("gateway %s refuses a valid certificate", u)
 			}
 		}
-		time.Sleep(*settle)
+		time.Sleep(*settle + rand.N(time.Second))
 		start := time.Now()
 		if _, err := admin.Revoke(ctx, res.Certificate.Serial, "keyCompromise"); err != nil {
 			log.Fatalf("revoke: %v", err)

@@ -385,11 +385,16 @@ func (g *Gateway) pollTrust(ctx context.Context, l *listener) {
 // by long polls, back to back: each returns when the snapshot changed or
 // after control_plane.long_poll. After a failed poll it waits
 // control_plane.poll_interval, so that a control plane that answers
-// errors at once is not asked in a tight loop.
+// errors at once is not asked in a tight loop; so it does after a 304
+// that came back well before the wait, from a control-plane node that
+// does not hold long polls (an older version, or a proxy in between).
 func (g *Gateway) longPollTrust(ctx context.Context, l *listener) {
+	wait := l.trust.src.(*ControlPlaneSource).Wait
 	for ctx.Err() == nil {
+		start := time.Now()
 		g.reloadTrust(ctx, l, false)
-		if !l.pollFailed.Load() {
+		result, _ := l.lastPoll.Load().(string)
+		if result != PollError && (result != PollNotModified || time.Since(start) >= wait/2) {
 			continue
 		}
 		select {

@@ -42,8 +42,9 @@ type listener struct {
 	// trustPoll is how often the trust store is refreshed: the file poll
 	// interval, or control_plane.poll_interval for a named trust store.
 	trustPoll time.Duration
-	// pollFailed is whether the last poll of the control plane failed.
-	pollFailed atomic.Bool
+	// lastPoll is the outcome of the last poll of the control plane
+	// (PollChanged, PollNotModified, PollError).
+	lastPoll atomic.Value
 }
 
 // compatibleSuites are the TLS 1.2 suites of the "compatible" policy:
@@ -91,7 +92,7 @@ func newListener(ctx context.Context, g *Gateway, spec config.GatewayListener) (
 				HTTPClient: g.cfg.HTTPClient, Now: g.cfg.Now, Logger: g.log.With(keyListener, l.name),
 				OnPoll: func(result string) {
 					g.m.controlPlanePolls.WithLabelValues(l.name, result).Inc()
-					l.pollFailed.Store(result == PollError)
+					l.lastPoll.Store(result)
 				},
 				MaxStaleness: time.Duration(g.spec.ControlPlane.MaxStaleness),
 				Wait:         time.Duration(g.spec.ControlPlane.LongPoll),

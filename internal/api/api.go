@@ -145,6 +145,10 @@ type Config struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
+	// Draining, when closed, ends every long poll at once (with 304 or the
+	// snapshot), so that a shutdown does not wait for them; nil never
+	// closes.
+	Draining <-chan struct{}
 }
 
 // Handler is the API's http.Handler.
@@ -169,7 +173,7 @@ func New(cfg Config) *Handler {
 		cfg.Now = time.Now
 	}
 	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
-	h.watch = &snapshotWatch{every: snapshotCheckEvery, etag: func(ctx context.Context, name string) (string, error) {
+	h.watch = &snapshotWatch{every: snapshotCheckEvery, stop: cfg.Draining, etag: func(ctx context.Context, name string) (string, error) {
 		snap, err := cfg.TrustStores.Snapshot(ctx, name)
 		if err != nil {
 			return "", err

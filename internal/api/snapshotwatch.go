@@ -33,6 +33,8 @@ type snapshotWatch struct {
 	// etag returns the current ETag of a trust store's snapshot.
 	etag  func(ctx context.Context, name string) (string, error)
 	every time.Duration
+	// stop, when closed, ends every wait (the server shuts down).
+	stop <-chan struct{}
 
 	mu     sync.Mutex
 	topics map[string]*watchTopic
@@ -46,7 +48,7 @@ type watchTopic struct {
 }
 
 // wait returns when the ETag of name's snapshot is seen to differ from
-// etag, or when ctx ends. A snapshot that cannot be computed counts as
+// etag, when ctx ends, or when stop is closed. A snapshot that cannot be computed counts as
 // unchanged: the caller answers from its own computation after the wait.
 func (w *snapshotWatch) wait(ctx context.Context, name, etag string) {
 	w.mu.Lock()
@@ -74,6 +76,8 @@ func (w *snapshotWatch) wait(ctx context.Context, name, etag string) {
 		w.mu.Unlock()
 		select {
 		case <-ctx.Done():
+			return
+		case <-w.stop:
 			return
 		case <-ch:
 		}

@@ -91,3 +91,29 @@ func (w *snapshotWatch) waitFor(t *testing.T, etag string) {
 		t.Fatal("wait with an outdated ETag did not return at once")
 	}
 }
+
+// TestSnapshotWatchStop: closing stop (the server shutting down) ends the
+// waits under way and those that come after.
+func TestSnapshotWatchStop(t *testing.T) {
+	stop := make(chan struct{})
+	w := &snapshotWatch{every: 10 * time.Millisecond, stop: stop,
+		etag: func(context.Context, string) (string, error) { return `"1"`, nil }}
+	done := make(chan struct{})
+	go func() { w.wait(t.Context(), "partners", `"1"`); close(done) }()
+	select {
+	case <-done:
+		t.Fatal("a wait on an unchanged store returned before stop")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(stop)
+	for _, c := range []chan struct{}{done, make(chan struct{})} {
+		if c != done {
+			go func() { w.wait(t.Context(), "partners", `"1"`); close(c) }()
+		}
+		select {
+		case <-c:
+		case <-time.After(time.Second):
+			t.Fatal("stop did not end the wait")
+		}
+	}
+}

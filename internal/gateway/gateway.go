@@ -385,18 +385,24 @@ func (g *Gateway) pollTrust(ctx context.Context, l *listener) {
 // by long polls, back to back: each returns when the snapshot changed or
 // after control_plane.long_poll. After a failed poll it waits
 // control_plane.poll_interval, so that a control plane that answers
-// errors at once is not asked in a tight loop; so it does after a 304
-// that came back well before the wait, from a control-plane node that
-// does not hold long polls (an older version, or a proxy in between).
+// errors at once is not asked in a tight loop; so it does after a second
+// 304 in a row that came back well before the wait, from a control-plane
+// node that does not hold long polls (an older version, or a proxy in
+// between). One early 304 is asked again at once: a node that shuts down
+// answers its long polls so.
 func (g *Gateway) longPollTrust(ctx context.Context, l *listener) {
 	wait := l.trust.src.(*ControlPlaneSource).Wait
+	wasEarly := false
 	for ctx.Err() == nil {
 		start := time.Now()
 		g.reloadTrust(ctx, l, false)
 		result, _ := l.lastPoll.Load().(string)
-		if result != PollError && (result != PollNotModified || time.Since(start) >= wait/2) {
+		early := result == PollNotModified && time.Since(start) < wait/2
+		if result != PollError && !(early && wasEarly) {
+			wasEarly = early
 			continue
 		}
+		wasEarly = false
 		select {
 		case <-ctx.Done():
 		case <-time.After(l.trustPoll):

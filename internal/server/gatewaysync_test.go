@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,7 +59,7 @@ func TestGatewayEnrolsAndLongPolls(t *testing.T) {
 	if _, err := s.TrustStores.Create(ctx, apiv1.CreateTrustStoreRequest{Name: "partners", CAs: []string{DemoIntermediate}}); err != nil {
 		t.Fatal(err)
 	}
-	api := runDev(t, s)
+	api, stopCP := runDev(t, s)
 
 	// The operator's setup, through the API as the CLI does it.
 	admin := newAPIClient(t, api, files)
@@ -183,30 +184,49 @@ func TestGatewayEnrolsAndLongPolls(t *testing.T) {
 	if !passes(good) {
 		t.Fatal("the valid client is refused after another's revocation")
 	}
+
+	// The control plane stops at once although the gateway long-polls it.
+	time.Sleep(300 * time.Millisecond)
+	stopping := time.Now()
+	if err := stopCP(); err != nil {
+		t.Fatalf("control plane Run: %v", err)
+	}
+	if d := time.Since(stopping); d > 5*time.Second {
+		t.Errorf("the control plane took %s to stop with a long poll waiting", d)
+	}
+	if !passes(good) || passes(doomed) {
+		t.Error("with the control plane stopped, the gateway does not enforce its last snapshot")
+	}
 }
 
-// runDev runs s's API until the test ends and returns its address.
-func runDev(t *testing.T, s *Server) string {
+// runDev runs s's API until the test ends, and returns its address and a
+// function that stops it early and returns Run's error.
+func runDev(t *testing.T, s *Server) (string, func() error) {
 	t.Helper()
-	ctx, stop := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, func(api, _ string) { addr <- api }) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
 	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("control plane Run: %v", err)
 		}
 	})
 	select {
 	case a := <-addr:
-		return a
+		return a, stop
 	case err := <-done:
 		t.Fatalf("control plane: %v", err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("the control plane did not start")
 	}
-	return ""
+	return "", stop
 }
 
 // runGateway runs gw until the test ends.

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Revoke-to-gateway propagation: G gateways (the gateway's own code, in
-# one process: bench/gateway-sync/syncbench) long-poll a trust store of one
-# `trustgate dev` control plane; N client certificates are revoked one after
-# another through the API, and for each revoke and each gateway the time
-# from the revoke request to the first refused mTLS request with the
-# revoked certificate is measured. Loopback only; about N x 2 s.
+# Revoke-to-gateway propagation: G `trustgate gateway` processes long-poll
+# a trust store of one `trustgate dev` control plane, in front of one echo
+# backend (bench/gateway/backend); bench/gateway-sync/syncbench revokes N
+# client certificates one after another through the API and, for each
+# revoke and each gateway, measures the time from the revoke request to the
+# first refused mTLS request with the revoked certificate. Loopback only;
+# about N x 1.5 s after the start.
 #
 #   bench/gateway-sync/run.sh              # G=10 N=20
 #   G=10 N=50 bench/gateway-sync/run.sh
@@ -37,15 +38,20 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 mkdir -p "$OUT/bin"
 log "building into $OUT/bin"
-(cd "$REPO" && go build -o "$OUT/bin/trustgate" ./cmd/trustgate && go build -o "$OUT/bin/syncbench" ./bench/gateway-sync/syncbench)
+(cd "$REPO" && go build -o "$OUT/bin/trustgate" ./cmd/trustgate && go build -o "$OUT/bin/syncbench" ./bench/gateway-sync/syncbench &&
+	go build -o "$OUT/bin/backend" ./bench/gateway/backend)
 
 API_PORT=$(free_port)
 PUB_PORT=$(free_port)
 DATA="$OUT/data"
 "$OUT/bin/trustgate" dev --data "$DATA" --api-listen "127.0.0.1:$API_PORT" --public-listen "127.0.0.1:$PUB_PORT" \
 	--gateway-listen "" >"$OUT/dev.out" 2>"$OUT/dev.log" &
+PIDS=("$!")
 DEV_PID=$!
-cleanup() { kill "$DEV_PID" 2>/dev/null || true; wait "$DEV_PID" 2>/dev/null || true; }
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
 trap cleanup EXIT
 
 for _ in $(seq 1 100); do
@@ -57,6 +63,57 @@ for _ in $(seq 1 100); do
 done
 curl -fsS --cacert "$DATA/dev/root.pem" "https://127.0.0.1:$API_PORT/healthz" >/dev/null || die "the control plane did not answer"
 
+API="https://127.0.0.1:$API_PORT"
+TOKEN=$(cat "$DATA/dev/admin.token")
+STORE="syncbench-$(date +%s)"
+curl -fsS --cacert "$DATA/dev/root.pem" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+	-d "{\"name\":\"$STORE\",\"cas\":[\"demo-intermediate\"]}" "$API/v1/truststores" >/dev/null || die "cannot create trust store $STORE"
+
+BACKEND_PORT=$(free_port)
+"$OUT/bin/backend" -addr "127.0.0.1:$BACKEND_PORT" >"$OUT/backend.log" 2>&1 &
+PIDS+=("$!")
+
+GWS=""
+for i in $(seq 1 "$G"); do
+	port=$(free_port)
+	cat >"$OUT/gateway-$i.yaml" <<YAML
+listeners:
+  - name: bench
+    address: 127.0.0.1:$port
+    certificate:
+      cert_file: $DATA/dev/server.pem
+      key_file: $DATA/dev/server.key
+    mtls:
+      mode: verify
+      trust_store:
+        name: $STORE
+    routes:
+      - backend:
+          url: http://127.0.0.1:$BACKEND_PORT
+control_plane:
+  address: $API
+  token_file: $DATA/dev/admin.token
+  ca_file: $DATA/dev/root.pem
+  poll_interval: $POLL
+  max_staleness: 1000h
+$( [ "$LONG_POLL" = 0s ] || [ "$LONG_POLL" = 0 ] || echo "  long_poll: $LONG_POLL" )
+connection_log: "off"
+access_log: "off"
+log:
+  level: warn
+YAML
+	"$OUT/bin/trustgate" gateway --config "$OUT/gateway-$i.yaml" >"$OUT/gateway-$i.log" 2>&1 &
+	PIDS+=("$!")
+	GWS="$GWS${GWS:+,}127.0.0.1:$port"
+done
+for gw in ${GWS//,/ }; do
+	for _ in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/${gw%:*}/${gw#*:}") 2>/dev/null && break
+		sleep 0.2
+	done
+	(exec 3<>"/dev/tcp/${gw%:*}/${gw#*:}") 2>/dev/null || die "gateway $gw did not start: see $OUT/gateway-*.log"
+done
+
 {
 	echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "cpus: $(nproc)"
@@ -67,9 +124,8 @@ curl -fsS --cacert "$DATA/dev/root.pem" "https://127.0.0.1:$API_PORT/healthz" >/
 } >"$OUT/machine.txt"
 
 log "G=$G gateways, N=$N revocations, long_poll=$LONG_POLL, poll_interval=$POLL"
-"$OUT/bin/syncbench" -addr "https://127.0.0.1:$API_PORT" -cacert "$DATA/dev/root.pem" -token-file "$DATA/dev/admin.token" \
-	-cert "$DATA/dev/server.pem" -key "$DATA/dev/server.key" -gateways "$G" -n "$N" \
-	-long-poll "$LONG_POLL" -poll-interval "$POLL" -probe "$PROBE" | tee "$OUT/result.json"
+"$OUT/bin/syncbench" -addr "$API" -cacert "$DATA/dev/root.pem" -token-file "$DATA/dev/admin.token" \
+	-gateways "$GWS" -store "$STORE" -n "$N" -probe "$PROBE" -v 2>"$OUT/syncbench.log" | tee "$OUT/result.json"
 echo "uptime after: $(uptime)" >>"$OUT/machine.txt"
 cat "$OUT/machine.txt"
 log "results in $OUT"

@@ -54,10 +54,11 @@ type GatewayControlPlane struct {
 	// named trust store; with both, the gateway sends both and the API
 	// logs it in with the token.
 	TokenFile string `yaml:"token_file"`
-	// Enroll, when its files are set, gives the gateway its own client certificate,
-	// presented on every connection to the API (client-certificate login,
-	// access.operator_ca): enrolled with a bootstrap token at the first
-	// start and renewed over mTLS, as the agent does.
+	// Enroll, when any of its keys is set, gives the gateway its own
+	// client certificate, presented on every connection to the API
+	// (client-certificate login, access.operator_ca): enrolled with a
+	// bootstrap token at the first start and renewed over mTLS, as the
+	// agent does. It is used only while a listener names a trust store.
 	Enroll GatewayEnroll `yaml:"enroll"`
 	// CAFile is a PEM bundle that verifies the API's certificate; default
 	// the system roots.

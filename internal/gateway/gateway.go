@@ -334,6 +334,10 @@ func (g *Gateway) reloadTrust(ctx context.Context, l *listener, force bool) erro
 		g.m.reloads.WithLabelValues(l.name, "trust_store", "changed").Inc()
 		g.log.Info("gateway: trust store loaded", keyListener, l.name, "version", version, "crls", len(l.trust.current().CRLs()))
 	}
+	if err != nil && ctx.Err() != nil {
+		// The gateway stops: a long poll cut short is no failure.
+		return nil
+	}
 	if err != nil {
 		g.m.reloads.WithLabelValues(l.name, "trust_store", "error").Inc()
 		g.log.Error("gateway: trust store reload failed; keeping the previous one", keyListener, l.name, keyError, err)

@@ -1,27 +1,25 @@
-// Command syncbench measures how long a revocation takes to reach gateways
-// that long-poll a trust store of the control plane: it runs G gateways
-// (the gateway package, in this process) against a running control plane,
-// revokes N client certificates one after another through the API, and for
-// each revoke and each gateway measures the time from the revoke request to
-// the first refused mTLS request with the revoked certificate (a real TLS
-// handshake on loopback, probed every -probe). It prints one JSON line per
-// run with p50/p90/p99/max.
+// Command syncbench measures how long a revocation takes to reach running
+// gateways that follow a trust store of the control plane: it revokes N
+// client certificates one after another through the API, and for each
+// revoke and each gateway measures the time from the revoke request to
+// the first refused mTLS request with the revoked certificate (a new TLS
+// connection on loopback, probed every -probe). It prints one JSON line
+// with p50/p90/p99/max. It speaks only the wire protocol: the API's JSON
+// and TLS to the gateways.
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"slices"
@@ -29,77 +27,79 @@ import (
 	"sync"
 	"time"
 
-	"github.com/trustgate/trustgate/internal/api/client"
 	"github.com/trustgate/trustgate/internal/apiv1"
-	"github.com/trustgate/trustgate/internal/config"
-	"github.com/trustgate/trustgate/internal/gateway"
 )
+
+// api calls the control plane's /v1 with a bearer token.
+type api struct {
+	base, token string
+	hc          *http.Client
+}
+
+func (a *api) call(ctx context.Context, method, path string, in, out any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, body)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(body, out)
+}
 
 func main() {
 	addr := flag.String("addr", "", "control plane API, https://host:port")
 	caFile := flag.String("cacert", "", "PEM that verifies the API's and the gateways' certificates (dev root.pem)")
 	tokenFile := flag.String("token-file", "", "API token file (admin)")
-	certFile := flag.String("cert", "", "gateway listeners' server certificate (dev server.pem)")
-	keyFile := flag.String("key", "", "its key (dev server.key)")
-	issuer := flag.String("ca", "demo-intermediate", "CA that issues the client certificates")
-	gateways := flag.Int("gateways", 10, "gateways")
+	gateways := flag.String("gateways", "", "comma-separated host:port of the gateways' listeners")
+	issuer := flag.String("ca", "demo-intermediate", "CA that issues the client certificates (in the gateways' trust store)")
 	n := flag.Int("n", 20, "certificates revoked one after another")
-	longPoll := flag.Duration("long-poll", 30*time.Second, "control_plane.long_poll of the gateways")
-	pollInterval := flag.Duration("poll-interval", time.Hour, "control_plane.poll_interval of the gateways")
 	probe := flag.Duration("probe", 25*time.Millisecond, "time between two mTLS probes of one gateway")
 	settle := flag.Duration("settle", 500*time.Millisecond, "least pause before each revoke, so that every long poll waits; a random 0..1s is added so that revokes do not fall in step with a poll interval")
 	limit := flag.Duration("limit", 10*time.Second, "a gateway that still accepts a revoked certificate after this counts as a miss")
+	verbose := flag.Bool("v", false, "print each revoke's times to stderr")
+	store := flag.String("store", "", "the gateways' trust store: its snapshot's ETag is watched to split each time into the control plane's part (revoke to new snapshot) and the sync's (new snapshot to enforced)")
 	flag.Parse()
-	if *addr == "" || *caFile == "" || *tokenFile == "" || *certFile == "" || *keyFile == "" {
-		log.Fatal("-addr, -cacert, -token-file, -cert and -key are required")
+	if *addr == "" || *caFile == "" || *tokenFile == "" || *gateways == "" || *store == "" {
+		log.Fatal("-addr, -cacert, -token-file, -gateways and -store are required")
 	}
 	ctx := context.Background()
 	tok, err := os.ReadFile(*tokenFile)
 	if err != nil {
 		log.Fatal(err)
 	}
-	admin, err := client.New(client.Config{Addr: *addr, Token: strings.TrimSpace(string(tok)), CACertFile: *caFile})
-	if err != nil {
-		log.Fatal(err)
-	}
-	store := fmt.Sprintf("syncbench-%d", time.Now().Unix())
-	if _, err := admin.CreateTrustStore(ctx, apiv1.CreateTrustStoreRequest{Name: store, CAs: []string{*issuer}}); err != nil {
-		log.Fatalf("create trust store: %v", err)
-	}
-
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
-	defer backend.Close()
-	runCtx, stop := context.WithCancel(ctx)
-	var running sync.WaitGroup
-	var urls []string
-	for i := range *gateways {
-		spec := config.Gateway{
-			ConnectionLog: "off", AccessLog: "off",
-			ControlPlane: config.GatewayControlPlane{Address: *addr, TokenFile: *tokenFile, CAFile: *caFile,
-				PollInterval: config.Duration(*pollInterval), LongPoll: config.Duration(*longPoll)},
-			Listeners: []config.GatewayListener{{
-				Name: "bench", Address: "127.0.0.1:0",
-				Certificate: config.GatewayCertificate{CertFile: *certFile, KeyFile: *keyFile},
-				MTLS:        config.GatewayMTLS{Mode: config.MTLSVerify, TrustStore: config.GatewayTrustStore{Name: store}},
-				Routes:      []config.GatewayRoute{{Backend: config.GatewayBackend{URL: backend.URL}}},
-			}},
-		}
-		gw, err := gateway.New(ctx, gateway.Config{Spec: spec, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			log.Fatalf("gateway %d: %v", i, err)
-		}
-		running.Add(1)
-		go func() { defer running.Done(); gw.Run(runCtx) }()
-		urls = append(urls, "https://"+gw.Addr("bench").String()+"/")
-	}
-	defer func() { stop(); running.Wait() }()
-
 	rootPEM, err := os.ReadFile(*caFile)
 	if err != nil {
 		log.Fatal(err)
 	}
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(rootPEM)
+	if !roots.AppendCertsFromPEM(rootPEM) {
+		log.Fatalf("%s holds no certificate", *caFile)
+	}
+	admin := &api{base: strings.TrimRight(*addr, "/"), token: strings.TrimSpace(string(tok)),
+		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}}
+	var urls []string
+	for _, g := range strings.Split(*gateways, ",") {
+		urls = append(urls, "https://"+strings.TrimSpace(g)+"/")
+	}
 	passes := func(url string, cert tls.Certificate) bool {
 		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
 			TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{cert}}}}
@@ -111,11 +111,21 @@ func main() {
 		return resp.StatusCode == http.StatusOK
 	}
 
-	var samples []time.Duration
+	// etag returns the current ETag of the store's snapshot.
+	etag := func() string {
+		var snap apiv1.TrustStoreSnapshot
+		if err := admin.call(ctx, "GET", "/v1/truststores/"+*store+"/snapshot", nil, &snap); err != nil {
+			log.Fatalf("snapshot: %v", err)
+		}
+		return snap.ETag
+	}
+
+	var samples, published, synced []time.Duration
 	misses := 0
 	for i := range *n {
-		res, err := admin.Issue(ctx, apiv1.IssueRequest{CA: *issuer, Profile: "client", CommonName: fmt.Sprintf("syncbench-%d", i), Validity: "1h"})
-		if err != nil {
+		var res apiv1.IssueResponse
+		if err := admin.call(ctx, "POST", "/v1/certificates", apiv1.IssueRequest{CA: *issuer, Profile: "client",
+			CommonName: fmt.Sprintf("syncbench-%d-%d", time.Now().Unix(), i), Validity: "1h"}, &res); err != nil {
 			log.Fatalf("issue: %v", err)
 		}
 		cert, err := tls.X509KeyPair([]byte(res.CertificatePEM+res.ChainPEM), []byte(res.PrivateKeyPEM))
@@ -128,12 +138,27 @@ func main() {
 			}
 		}
 		time.Sleep(*settle + rand.N(time.Second))
+		before := etag()
 		start := time.Now()
-		if _, err := admin.Revoke(ctx, res.Certificate.Serial, "keyCompromise"); err != nil {
+		if err := admin.call(ctx, "POST", "/v1/certificates/"+res.Certificate.Serial+"/revoke", apiv1.RevokeRequest{Reason: "keyCompromise"}, nil); err != nil {
 			log.Fatalf("revoke: %v", err)
 		}
-		took := make([]time.Duration, len(urls))
+		// The time the store's snapshot changes, seen by polling it every
+		// 10 ms (as fast as it may change: the yardstick of the sync).
+		var pub time.Duration
 		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < *limit {
+				if etag() != before {
+					pub = time.Since(start)
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+		took := make([]time.Duration, len(urls))
 		for j, u := range urls {
 			wg.Add(1)
 			go func() {
@@ -149,32 +174,44 @@ func main() {
 			}()
 		}
 		wg.Wait()
+		if *verbose {
+			log.Printf("revoke %d (%s): snapshot changed after %s; enforced after %v", i, res.Certificate.Serial, pub, took)
+		}
+		published = append(published, pub)
 		for _, d := range took {
 			if d < 0 {
 				misses++
 				continue
 			}
 			samples = append(samples, d)
+			synced = append(synced, max(d-pub, 0))
 		}
-	}
-	slices.Sort(samples)
-	pct := func(p float64) float64 {
-		if len(samples) == 0 {
-			return 0
-		}
-		i := int(p*float64(len(samples))+0.5) - 1
-		return samples[max(0, min(i, len(samples)-1))].Seconds() * 1000
 	}
 	out := map[string]any{
-		"gateways": *gateways, "revokes": *n, "samples": len(samples), "misses": misses,
-		"long_poll": longPoll.String(), "poll_interval": pollInterval.String(), "probe_ms": probe.Milliseconds(),
-		"p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99), "max_ms": pct(1), "min_ms": pct(0),
-		"cpus": runtime.NumCPU(),
+		"gateways": len(urls), "revokes": *n, "samples": len(samples), "misses": misses, "probe_ms": probe.Milliseconds(),
+		"cpus":                        runtime.NumCPU(),
+		"revoke_to_enforced_ms":       percentiles(samples),
+		"revoke_to_new_snapshot_ms":   percentiles(published),
+		"new_snapshot_to_enforced_ms": percentiles(synced),
 	}
 	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
 		log.Fatal(err)
 	}
 	if misses > 0 {
-		log.Fatal(errors.New("some gateways never refused a revoked certificate"))
+		log.Fatalf("%d gateway(s) x revoke(s) never refused the revoked certificate within %s", misses, *limit)
 	}
+}
+
+// percentiles summarizes durations in milliseconds.
+func percentiles(ds []time.Duration) map[string]float64 {
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	pct := func(p float64) float64 {
+		if len(ds) == 0 {
+			return 0
+		}
+		i := int(p*float64(len(ds))+0.5) - 1
+		return float64(ds[max(0, min(i, len(ds)-1))].Microseconds()) / 1000
+	}
+	return map[string]float64{"min": pct(0), "p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": pct(1)}
 }

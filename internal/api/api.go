@@ -145,6 +145,10 @@ type Config struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
+	// Draining, when closed, ends every long poll at once (with 304 or the
+	// snapshot), so that a shutdown does not wait for them; nil never
+	// closes.
+	Draining <-chan struct{}
 }
 
 // Handler is the API's http.Handler.
@@ -153,6 +157,8 @@ type Handler struct {
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// watch holds the long polls of trust-store snapshots.
+	watch *snapshotWatch
 }
 
 // New builds the handler and registers every route of Routes().
@@ -167,6 +173,13 @@ func New(cfg Config) *Handler {
 		cfg.Now = time.Now
 	}
 	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
+	h.watch = &snapshotWatch{every: snapshotCheckEvery, stop: cfg.Draining, etag: func(ctx context.Context, name string) (string, error) {
+		snap, err := cfg.TrustStores.Snapshot(ctx, name)
+		if err != nil {
+			return "", err
+		}
+		return snap.ETag, nil
+	}}
 	h.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "trustgate_api_requests_total", Help: "API requests by route and status code.",
 	}, []string{"route", "code"})

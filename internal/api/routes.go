@@ -119,7 +119,7 @@ func Routes() []Route {
 			Response: apiv1.TrustStore{}, handle: removeTrustStoreCRL},
 		{Method: "GET", Path: "/v1/truststores/{name}/bundle", Action: "truststore:Read", Resource: "truststore/{name}", Summary: "The trust store's CA certificates as a PEM bundle (CAs of this Trustgate first).",
 			ContentType: "application/x-pem-file", handle: trustStoreBundle},
-		{Method: "GET", Path: "/v1/truststores/{name}/snapshot", Action: "truststore:Read", Resource: "truststore/{name}", Summary: "What a gateway enforces: CA certificates, CRLs (the current CRL of each CA of this Trustgate, and uploaded ones) and CRL URLs. Answers with an ETag; If-None-Match with it answers 304 while nothing changed.",
+		{Method: "GET", Path: "/v1/truststores/{name}/snapshot", Action: "truststore:Read", Resource: "truststore/{name}", Summary: "What a gateway enforces: CA certificates, CRLs (the current CRL of each CA of this Trustgate, and uploaded ones) and CRL URLs. Answers with an ETag; If-None-Match with it answers 304 while nothing changed; with ?wait=30s as well (at most 50s) the answer waits for a change, such as a revocation, and is 304 only when none came.",
 			Response: apiv1.TrustStoreSnapshot{}, handle: trustStoreSnapshot},
 	}, accessRoutes()...)
 }

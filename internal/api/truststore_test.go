@@ -195,6 +195,38 @@ func TestTrustStoreFlow(t *testing.T) {
 		t.Fatalf("the issuing CA's CRL in the snapshot: %+v", crl.RevokedCertificateEntries)
 	}
 
+	// A long poll: 304 after the wait while nothing changes...
+	etag = hdr.Get("ETag")
+	start := time.Now()
+	if code, _, body = e.raw("GET", "/v1/truststores/partners/snapshot?wait=300ms", nil, map[string]string{"If-None-Match": etag}); code != 304 || time.Since(start) < 250*time.Millisecond {
+		t.Fatalf("long poll of an unchanged store: %d %s after %s, want 304 after the wait", code, body, time.Since(start))
+	}
+	// ...and the new snapshot as soon as a revocation changes it.
+	if code, eb := e.call("POST", "/v1/certificates", apiv1.IssueRequest{CA: "issuing", Profile: "client", CommonName: "svc2"}, &issued); code != 201 {
+		t.Fatalf("issue: %+v", eb)
+	}
+	type answer struct {
+		code int
+		etag string
+	}
+	polled := make(chan answer, 1)
+	go func() {
+		code, hdr, _ := e.raw("GET", "/v1/truststores/partners/snapshot?wait=20s", nil, map[string]string{"If-None-Match": etag})
+		polled <- answer{code, hdr.Get("ETag")}
+	}()
+	time.Sleep(100 * time.Millisecond) // let the long poll wait
+	if code, eb := e.call("POST", "/v1/certificates/"+issued.Certificate.Serial+"/revoke", apiv1.RevokeRequest{Reason: "keyCompromise"}, nil); code != 200 {
+		t.Fatalf("revoke: %+v", eb)
+	}
+	select {
+	case a := <-polled:
+		if a.code != 200 || a.etag == etag {
+			t.Fatalf("long poll across a revocation: %d, etag %s (was %s)", a.code, a.etag, etag)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the long poll did not answer within 5 s of a revocation")
+	}
+
 	// Removals.
 	if code, eb := e.call("DELETE", "/v1/truststores/partners/crls/"+ts.CRLs[0].ID, nil, &ts); code != 200 || len(ts.CRLs) != 1 {
 		t.Fatalf("remove CRL: %d %+v", code, eb)
@@ -226,6 +258,9 @@ func TestTrustStoreBadInput(t *testing.T) {
 		{"fail/unknown store", "GET", "/v1/truststores/nope", nil, 404, `trust store "nope" does not exist`},
 		{"fail/unknown store snapshot", "GET", "/v1/truststores/nope/snapshot", nil, 404, "does not exist"},
 		{"fail/empty store snapshot", "GET", "/v1/truststores/ts/snapshot", nil, 409, "no CA yet"},
+		{"fail/wait not a duration", "GET", "/v1/truststores/ts/snapshot?wait=forever", nil, 400, `wait="forever": want a duration from 0s to 50s`},
+		{"fail/wait negative", "GET", "/v1/truststores/ts/snapshot?wait=-1s", nil, 400, "want a duration"},
+		{"fail/wait too long", "GET", "/v1/truststores/ts/snapshot?wait=51s", nil, 400, "want a duration"},
 		{"fail/add-ca both", "POST", "/v1/truststores/ts/cas", apiv1.AddTrustStoreCARequest{CA: "root", CertificatePEM: "x"}, 400, "exactly one"},
 		{"fail/add-ca malformed PEM", "POST", "/v1/truststores/ts/cas", apiv1.AddTrustStoreCARequest{CertificatePEM: "-----BEGIN CERTIFICATE-----\nnope\n"}, 400, "not PEM"},
 		{"fail/add-ca body over limit", "POST", "/v1/truststores/ts/cas", `{"certificate_pem":"` + strings.Repeat("A", 70<<10) + `"}`, 413, "over the limit"},

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/trustgate/trustgate/internal/apiv1"
 	"github.com/trustgate/trustgate/internal/fault"
@@ -137,23 +139,58 @@ func trustStoreBundle(r *request) (*result, error) {
 
 // trustStoreSnapshot answers with the snapshot and its ETag, or with 304
 // and no body when If-None-Match names the current ETag: a gateway polling
-// an unchanged store transfers nothing.
+// an unchanged store transfers nothing. With ?wait=D (a duration up to
+// MaxSnapshotWait) and an If-None-Match that names the current ETag, it is
+// a long poll: the answer waits until the snapshot changes (a revocation
+// changes it when the CA's new CRL is published) and then carries the new
+// snapshot, or is 304 after D.
 func trustStoreSnapshot(r *request) (*result, error) {
 	svc, err := r.trustStores()
 	if err != nil {
 		return nil, err
 	}
-	snap, err := svc.Snapshot(r.Context(), r.PathValue("name"))
+	wait, err := snapshotWait(r.URL.Query().Get("wait"))
 	if err != nil {
 		return nil, err
+	}
+	name := r.PathValue("name")
+	snap, err := svc.Snapshot(r.Context(), name)
+	if err != nil {
+		return nil, err
+	}
+	inm := r.Header.Get("If-None-Match")
+	if wait > 0 && etagMatches(inm, snap.ETag) {
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		r.h.watch.wait(ctx, name, snap.ETag)
+		cancel()
+		if r.Context().Err() != nil {
+			// The client went away: nobody reads the answer.
+			return &result{status: http.StatusNotModified, raw: []byte{}}, nil
+		}
+		if snap, err = svc.Snapshot(r.Context(), name); err != nil {
+			return nil, err
+		}
 	}
 	h := r.w.Header()
 	h.Set("ETag", snap.ETag)
 	h.Set("Cache-Control", "no-cache")
-	if etagMatches(r.Header.Get("If-None-Match"), snap.ETag) {
+	if etagMatches(inm, snap.ETag) {
 		return &result{status: http.StatusNotModified, raw: []byte{}}, nil
 	}
 	return ok(snap)
+}
+
+// snapshotWait parses the wait parameter of a snapshot request: empty
+// means no wait.
+func snapshotWait(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 || d > MaxSnapshotWait {
+		return 0, fault.New(fault.Invalid, "wait=%q: want a duration from 0s to %s, such as 30s", s, MaxSnapshotWait)
+	}
+	return d, nil
 }
 
 // etagMatches reports whether an If-None-Match header names etag, with the

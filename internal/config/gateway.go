@@ -50,8 +50,16 @@ type GatewayControlPlane struct {
 	// Address is the API's base URL, https://host:port.
 	Address string `yaml:"address"`
 	// TokenFile holds the API token the gateway presents, read at start.
-	// The token is never logged.
+	// The token is never logged. Either it or enroll is required for a
+	// named trust store; with both, the gateway sends both and the API
+	// logs it in with the token.
 	TokenFile string `yaml:"token_file"`
+	// Enroll, when any of its keys is set, gives the gateway its own
+	// client certificate, presented on every connection to the API
+	// (client-certificate login, access.operator_ca): enrolled with a
+	// bootstrap token at the first start and renewed over mTLS, as the
+	// agent does. It is used only while a listener names a trust store.
+	Enroll GatewayEnroll `yaml:"enroll"`
 	// CAFile is a PEM bundle that verifies the API's certificate; default
 	// the system roots.
 	CAFile string `yaml:"ca_file"`
@@ -69,6 +77,50 @@ type GatewayControlPlane struct {
 	// certificate (fails closed) until the control plane answers again.
 	// Default 24h.
 	MaxStaleness Duration `yaml:"max_staleness"`
+	// LongPoll, when positive (at most 50s), makes each poll of a named
+	// trust store a long poll: the control plane answers as soon as the
+	// snapshot changes (a revocation, once the CA's CRL is published),
+	// else with 304 after this long, and the gateway asks again at once.
+	// poll_interval is then only the wait after a failed poll. 0 (the
+	// default) polls every poll_interval.
+	LongPoll Duration `yaml:"long_poll"`
+}
+
+// GatewayEnroll is the gateway's own client certificate for the API,
+// kept fresh as the agent keeps a workload's (see AgentCertificate).
+type GatewayEnroll struct {
+	// TokenFile holds a bootstrap token (trustgate token create), needed
+	// only while cert_file holds no valid certificate.
+	TokenFile string `yaml:"token_file"`
+	// CertFile and KeyFile receive the certificate and its key (generated
+	// on the gateway, mode 0600). Both are required.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// CommonName is what enrolment asks for; it must be the token's name.
+	// The principal the gateway logs in as has CN=<common_name> as its
+	// identity.
+	CommonName string `yaml:"common_name"`
+	// KeyType is the type of the keys generated; default ec-p256.
+	KeyType string `yaml:"key_type"`
+	// Validity asks for a lifetime at enrolment ("24h"); empty takes the
+	// token's or the profile's. The certificate is renewed after 66% of
+	// its lifetime, as the agent's are by default.
+	Validity string `yaml:"validity"`
+}
+
+// Enabled reports whether the section is in use: any of its keys is set.
+func (e GatewayEnroll) Enabled() bool { return e != GatewayEnroll{} }
+
+// Agent is the agent configuration that keeps e's certificate fresh
+// through the control plane c.
+func (e GatewayEnroll) Agent(c GatewayControlPlane) Agent {
+	a := Agent{
+		ControlPlane: AgentControlPlane{Address: c.Address, CAFile: c.CAFile},
+		Certificates: []AgentCertificate{{Name: "gateway", CommonName: e.CommonName, TokenFile: e.TokenFile,
+			CertFile: e.CertFile, KeyFile: e.KeyFile, KeyType: e.KeyType, Validity: e.Validity}},
+	}
+	a.ApplyDefaults()
+	return a
 }
 
 // GatewayTimeouts are the client-side timeouts of the listeners.
@@ -474,8 +526,24 @@ func (c GatewayControlPlane) validate(usedBy string) []error {
 	} else if u, err := url.Parse(c.Address); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		add("address", "%q must be https://host[:port] (the API speaks TLS only)", c.Address)
 	}
-	if c.TokenFile == "" && usedBy != "" {
-		add("token_file", "is required: the API needs a token to answer")
+	if c.TokenFile == "" && !c.Enroll.Enabled() && usedBy != "" {
+		add("token_file", "or enroll is required: the API needs a token or a client certificate to answer")
+	}
+	if e := c.Enroll; e.Enabled() {
+		if e.CertFile == "" || e.KeyFile == "" {
+			add("enroll", "cert_file and key_file are required")
+		}
+		if e.CommonName == "" {
+			add("enroll.common_name", "is required: it names the gateway to the control plane")
+		}
+		if c.Address != "" {
+			if err := e.Agent(c).Validate(); err != nil {
+				add("enroll", "%v", err)
+			}
+		}
+	}
+	if d := time.Duration(c.LongPoll); d < 0 || d > 50*time.Second {
+		add("long_poll", "%s is outside 0..50s", d)
 	}
 	if d := time.Duration(c.PollInterval); d < 100*time.Millisecond || d > time.Hour {
 		add("poll_interval", "%s is outside 100ms..1h", d)

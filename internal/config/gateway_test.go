@@ -201,12 +201,27 @@ func TestGatewayValidate(t *testing.T) {
 			g.ControlPlane = GatewayControlPlane{Address: "https://cp.internal:9443", TokenFile: "token", PollInterval: Duration(time.Second),
 				MaxStaleness: Duration(2 * time.Second)}
 		}, []string{"control_plane.max_staleness: 2s is outside 3 poll intervals..366d"}},
+		{"ok/enroll-and-long-poll", func(g *Gateway) {
+			g.Listeners[0].MTLS.TrustStore.CAFile = ""
+			g.Listeners[0].MTLS.TrustStore.Name = "partners"
+			g.ControlPlane = GatewayControlPlane{Address: "https://cp.internal:9443", PollInterval: Duration(time.Second),
+				MaxStaleness: Duration(time.Hour), LongPoll: Duration(30 * time.Second),
+				Enroll: GatewayEnroll{TokenFile: "bt", CertFile: "gw.crt", KeyFile: "gw.key", CommonName: "gw-1"}}
+		}, nil},
+		{"fail/enroll-incomplete-long-poll-too-long", func(g *Gateway) {
+			g.Listeners[0].MTLS.TrustStore.CAFile = ""
+			g.Listeners[0].MTLS.TrustStore.Name = "partners"
+			g.ControlPlane = GatewayControlPlane{Address: "https://cp.internal:9443", PollInterval: Duration(time.Second),
+				MaxStaleness: Duration(time.Hour), LongPoll: Duration(time.Minute),
+				Enroll: GatewayEnroll{TokenFile: "bt", KeyType: "dsa", Validity: "forever"}}
+		}, []string{"control_plane.enroll: cert_file and key_file are required", "control_plane.enroll.common_name: is required",
+			"control_plane.long_poll: 1m0s is outside 0..50s", "validity"}},
 		{"ok/control-plane-unused", func(g *Gateway) {
 			g.ControlPlane.Address = "https://cp.internal:9443"
 		}, nil},
 		{"fail/named-trust-store-without-control-plane", func(g *Gateway) {
 			g.Listeners[0].MTLS.TrustStore = GatewayTrustStore{Name: "partners", CRLRefresh: Duration(time.Minute), StaleCRLPolicy: StaleCRLFailOpen}
-		}, []string{"control_plane.address: is required: listeners[0].mtls.trust_store.name names a trust store", "control_plane.token_file: is required"}},
+		}, []string{"control_plane.address: is required: listeners[0].mtls.trust_store.name names a trust store", "control_plane.token_file: or enroll is required"}},
 		{"fail/named-trust-store-and-files", func(g *Gateway) {
 			ts := &g.Listeners[0].MTLS.TrustStore
 			ts.Name, ts.CRLURLs = "Partners", []string{"http://x/y.crl"}

@@ -28,11 +28,19 @@ type SnapshotClient interface {
 	TrustStoreSnapshot(ctx context.Context, name, etag string) (snap *apiv1.TrustStoreSnapshot, newETag string, notModified bool, err error)
 }
 
+// SnapshotWatcher is an optional SnapshotClient capability: a long poll,
+// which the control plane answers as soon as the snapshot's ETag is no
+// longer etag, or with notModified after wait. *client.Client has it.
+type SnapshotWatcher interface {
+	WatchTrustStoreSnapshot(ctx context.Context, name, etag string, wait time.Duration) (snap *apiv1.TrustStoreSnapshot, newETag string, notModified bool, err error)
+}
+
 var (
-	_ TrustSource    = (*ControlPlaneSource)(nil)
-	_ Invalidator    = (*ControlPlaneSource)(nil)
-	_ Aging          = (*ControlPlaneSource)(nil)
-	_ SnapshotClient = (*client.Client)(nil)
+	_ SnapshotWatcher = (*client.Client)(nil)
+	_ TrustSource     = (*ControlPlaneSource)(nil)
+	_ Invalidator     = (*ControlPlaneSource)(nil)
+	_ Aging           = (*ControlPlaneSource)(nil)
+	_ SnapshotClient  = (*client.Client)(nil)
 )
 
 // Aging is an optional TrustSource capability, for a source whose trust
@@ -103,6 +111,15 @@ type ControlPlaneSource struct {
 	// without the control plane confirming it before Age reports it
 	// expired; 0 means never.
 	MaxStaleness time.Duration
+	// Wait, when positive and Client is a SnapshotWatcher, makes each Load
+	// that holds a snapshot a long poll of up to Wait (see LongPolls).
+	Wait time.Duration
+
+	// force asks the next Load for the whole snapshot; cancelWait ends the
+	// long poll under way, so that Invalidate need not wait for it.
+	force      atomic.Bool
+	waitMu     sync.Mutex
+	cancelWait context.CancelFunc
 
 	mu         sync.Mutex
 	etag       string // of snap
@@ -113,7 +130,6 @@ type ControlPlaneSource struct {
 	compileErr error // why the last compile failed
 	v          *verify.Verifier
 	version    string
-	force      bool
 	// confirmed is when the control plane last confirmed the snapshot in
 	// use, in Unix nanoseconds (0: never); atomic, for Age on every
 	// handshake while Load holds mu across a request.
@@ -125,9 +141,43 @@ type ControlPlaneSource struct {
 // Invalidate makes the next Load fetch the whole snapshot and re-fetch
 // every CRL URL, as on SIGHUP.
 func (s *ControlPlaneSource) Invalidate() {
-	s.mu.Lock()
-	s.force = true
-	s.mu.Unlock()
+	s.force.Store(true)
+	s.waitMu.Lock()
+	if s.cancelWait != nil {
+		s.cancelWait()
+	}
+	s.waitMu.Unlock()
+}
+
+// LongPolls reports whether Load is a long poll: it then returns when the
+// snapshot changes or after Wait, and the caller may call it again at
+// once.
+func (s *ControlPlaneSource) LongPolls() bool {
+	_, ok := s.Client.(SnapshotWatcher)
+	return s.Wait > 0 && ok
+}
+
+// fetch asks the control plane for the snapshot, by a long poll when it
+// holds one (etag) and LongPolls. An Invalidate during the long poll ends
+// it, and the whole snapshot is fetched at once.
+func (s *ControlPlaneSource) fetch(ctx context.Context, etag string) (*apiv1.TrustStoreSnapshot, string, bool, error) {
+	w, ok := s.Client.(SnapshotWatcher)
+	if etag == "" || !s.LongPolls() || !ok {
+		return s.Client.TrustStoreSnapshot(ctx, s.Name, etag)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	s.waitMu.Lock()
+	s.cancelWait = cancel
+	s.waitMu.Unlock()
+	snap, newETag, notModified, err := w.WatchTrustStoreSnapshot(wctx, s.Name, etag, s.Wait)
+	s.waitMu.Lock()
+	s.cancelWait = nil
+	s.waitMu.Unlock()
+	cancel()
+	if err != nil && ctx.Err() == nil && s.force.Swap(false) {
+		return s.Client.TrustStoreSnapshot(ctx, s.Name, "")
+	}
+	return snap, newETag, notModified, err
 }
 
 func (s *ControlPlaneSource) now() time.Time {
@@ -154,13 +204,12 @@ func (s *ControlPlaneSource) Load(ctx context.Context) (*verify.Verifier, string
 		}
 		s.crls = &crlFetcher{client: s.HTTPClient, refresh: refresh, now: s.now}
 	}
-	force := s.force
-	s.force = false
+	force := s.force.Swap(false)
 	etag := s.etag
 	if force || s.snap == nil {
 		etag = ""
 	}
-	snap, newETag, notModified, err := s.Client.TrustStoreSnapshot(ctx, s.Name, etag)
+	snap, newETag, notModified, err := s.fetch(ctx, etag)
 	now := s.now()
 	switch {
 	case err != nil:
@@ -318,17 +367,27 @@ const controlPlaneTimeout = 15 * time.Second
 
 // newControlPlaneClient builds the API client of spec. The token comes
 // from its file and goes nowhere else: errors name the file, never the
-// token.
+// token. With enroll, the client presents the gateway's certificate, read
+// again from its files after each renewal. Its timeout leaves room for a
+// long poll.
 func newControlPlaneClient(spec config.GatewayControlPlane) (*client.Client, error) {
-	b, err := os.ReadFile(spec.TokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("control_plane.token_file: %w", err)
+	var token string
+	if spec.TokenFile != "" {
+		b, err := os.ReadFile(spec.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("control_plane.token_file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+		if token == "" || strings.ContainsAny(token, " \t\r\n") {
+			return nil, fmt.Errorf("control_plane.token_file %s: want one API token on one line", spec.TokenFile)
+		}
 	}
-	token := strings.TrimSpace(string(b))
-	if token == "" || strings.ContainsAny(token, " \t\r\n") {
-		return nil, fmt.Errorf("control_plane.token_file %s: want one API token on one line", spec.TokenFile)
+	cfg := client.Config{Addr: spec.Address, Token: token, CACertFile: spec.CAFile,
+		Timeout: controlPlaneTimeout + time.Duration(spec.LongPoll)}
+	if e := spec.Enroll; e.Enabled() {
+		cfg.ClientCertFile, cfg.ClientKeyFile = e.CertFile, e.KeyFile
 	}
-	c, err := client.New(client.Config{Addr: spec.Address, Token: token, CACertFile: spec.CAFile, Timeout: controlPlaneTimeout})
+	c, err := client.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("control_plane: %w", err)
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/trustgate/trustgate/internal/agent"
 	"github.com/trustgate/trustgate/internal/config"
 )
 
@@ -79,6 +80,9 @@ type Gateway struct {
 	// controlPlane is the API client of the listeners whose trust store
 	// is named; nil when none is.
 	controlPlane SnapshotClient
+	// enroller keeps the gateway's own client certificate for the API
+	// fresh (control_plane.enroll); nil without one.
+	enroller *agent.Agent
 
 	metricsLn  net.Listener
 	metricsSrv *http.Server
@@ -119,6 +123,11 @@ func New(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 	}
 	for _, ls := range spec.Listeners {
 		if ls.MTLS.Mode == config.MTLSVerify && ls.MTLS.TrustStore.Name != "" && cfg.TrustSources[ls.Name] == nil {
+			if spec.ControlPlane.Enroll.Enabled() {
+				if g.enroller, err = g.enrol(ctx); err != nil {
+					return nil, err
+				}
+			}
 			if g.controlPlane, err = newControlPlaneClient(spec.ControlPlane); err != nil {
 				return nil, err
 			}
@@ -217,6 +226,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	loops.Add(1)
 	go func() { defer loops.Done(); g.pollFiles(bg) }()
+	if g.enroller != nil {
+		loops.Add(1)
+		go func() { defer loops.Done(); g.enroller.Run(bg) }()
+	}
 	g.log.Info("gateway: serving", "listeners", len(g.listeners))
 
 	var runErr error
@@ -321,6 +334,10 @@ func (g *Gateway) reloadTrust(ctx context.Context, l *listener, force bool) erro
 		g.m.reloads.WithLabelValues(l.name, "trust_store", "changed").Inc()
 		g.log.Info("gateway: trust store loaded", keyListener, l.name, "version", version, "crls", len(l.trust.current().CRLs()))
 	}
+	if err != nil && ctx.Err() != nil {
+		// The gateway stops: a long poll cut short is no failure.
+		return nil
+	}
 	if err != nil {
 		g.m.reloads.WithLabelValues(l.name, "trust_store", "error").Inc()
 		g.log.Error("gateway: trust store reload failed; keeping the previous one", keyListener, l.name, keyError, err)
@@ -352,6 +369,10 @@ func (g *Gateway) pollFiles(ctx context.Context) {
 // pollTrust runs one listener's trust source on its own goroutine, so a
 // slow CRL download or control plane delays no other reload.
 func (g *Gateway) pollTrust(ctx context.Context, l *listener) {
+	if src, ok := l.trust.src.(*ControlPlaneSource); ok && src.LongPolls() {
+		g.longPollTrust(ctx, l)
+		return
+	}
 	t := time.NewTicker(l.trustPoll)
 	defer t.Stop()
 	for {
@@ -362,6 +383,53 @@ func (g *Gateway) pollTrust(ctx context.Context, l *listener) {
 			g.reloadTrust(ctx, l, false)
 		}
 	}
+}
+
+// longPollTrust refreshes a listener's trust store from the control plane
+// by long polls, back to back: each returns when the snapshot changed or
+// after control_plane.long_poll. After a failed poll it waits
+// control_plane.poll_interval, so that a control plane that answers
+// errors at once is not asked in a tight loop; so it does after a second
+// 304 in a row that came back well before the wait, from a control-plane
+// node that does not hold long polls (an older version, or a proxy in
+// between). One early 304 is asked again at once: a node that shuts down
+// answers its long polls so.
+func (g *Gateway) longPollTrust(ctx context.Context, l *listener) {
+	wait := l.trust.src.(*ControlPlaneSource).Wait
+	wasEarly := false
+	for ctx.Err() == nil {
+		start := time.Now()
+		g.reloadTrust(ctx, l, false)
+		result, _ := l.lastPoll.Load().(string)
+		early := result == PollNotModified && time.Since(start) < wait/2
+		if result != PollError && !(early && wasEarly) {
+			wasEarly = early
+			continue
+		}
+		wasEarly = false
+		select {
+		case <-ctx.Done():
+		case <-time.After(l.trustPoll):
+		}
+	}
+}
+
+// enrol sets up the agent that keeps the gateway's own client certificate
+// (control_plane.enroll), and obtains the certificate now when the files
+// hold none that is valid, or one due for renewal. A failure is logged,
+// not returned: a gateway whose control plane is down starts from its
+// snapshot files (control_plane.snapshot_dir), and the agent retries.
+func (g *Gateway) enrol(ctx context.Context) (*agent.Agent, error) {
+	cp := g.spec.ControlPlane
+	a, err := agent.New(agent.Config{Spec: cp.Enroll.Agent(cp), Logger: g.log.With("component", "enroll"), Registry: g.reg})
+	if err != nil {
+		return nil, fmt.Errorf("control_plane.enroll: %w", err)
+	}
+	if err := a.RunOnce(ctx); err != nil {
+		g.log.Error("gateway: cannot obtain its client certificate for the control plane; retrying in the background",
+			"cert_file", cp.Enroll.CertFile, keyError, err)
+	}
+	return a, nil
 }
 
 // Close closes the sockets, backend connections and log files. Run calls

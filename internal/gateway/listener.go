@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trustgate/trustgate/internal/config"
@@ -41,6 +42,9 @@ type listener struct {
 	// trustPoll is how often the trust store is refreshed: the file poll
 	// interval, or control_plane.poll_interval for a named trust store.
 	trustPoll time.Duration
+	// lastPoll is the outcome of the last poll of the control plane
+	// (PollChanged, PollNotModified, PollError).
+	lastPoll atomic.Value
 }
 
 // compatibleSuites are the TLS 1.2 suites of the "compatible" policy:
@@ -86,8 +90,12 @@ func newListener(ctx context.Context, g *Gateway, spec config.GatewayListener) (
 			src = &ControlPlaneSource{
 				Client: g.controlPlane, Name: ts.Name, Refresh: time.Duration(ts.CRLRefresh), Options: l.limits,
 				HTTPClient: g.cfg.HTTPClient, Now: g.cfg.Now, Logger: g.log.With(keyListener, l.name),
-				OnPoll:       func(result string) { g.m.controlPlanePolls.WithLabelValues(l.name, result).Inc() },
+				OnPoll: func(result string) {
+					g.m.controlPlanePolls.WithLabelValues(l.name, result).Inc()
+					l.lastPoll.Store(result)
+				},
 				MaxStaleness: time.Duration(g.spec.ControlPlane.MaxStaleness),
+				Wait:         time.Duration(g.spec.ControlPlane.LongPoll),
 			}
 			if dir := g.spec.ControlPlane.SnapshotDir; dir != "" {
 				if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -69,6 +69,10 @@ type Server struct {
 	// feed carries revocations between the nodes sharing the store.
 	feed  *revocationFeed
 	ready atomic.Bool
+	// draining is closed when Run begins to shut down: long polls of the
+	// API answer at once instead of holding the shutdown up.
+	draining     chan struct{}
+	drainingOnce sync.Once
 }
 
 // Options are the dependencies a caller may inject.
@@ -190,6 +194,7 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 		return nil, err
 	}
 	return &Server{
+		draining:    make(chan struct{}),
 		feed:        feed,
 		Jobs:        jobs,
 		Config:      cfg,
@@ -277,7 +282,7 @@ func (s *Server) Handler() http.Handler {
 		Auth: s.Access, Authz: s.Access, Access: s.Access, AccessStore: s.Store, Audit: s.Store,
 		Bootstrap: s.Bootstrap, Renewal: &lifecycle.Renewer{CA: s.CA, Events: s.Lifecycle, Successors: s.Store},
 		MaxBodyBytes: s.Config.API.MaxBodyBytes, Ready: s.ready.Load,
-		Logger: s.Logger.With("component", "api"), Registerer: s.Registry,
+		Logger: s.Logger.With("component", "api"), Registerer: s.Registry, Draining: s.draining,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
@@ -419,6 +424,7 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 	case runErr = <-errc:
 	}
 	s.ready.Store(false)
+	s.drainingOnce.Do(func() { close(s.draining) })
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, srv := range servers {

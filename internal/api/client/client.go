@@ -49,6 +49,13 @@ type Config struct {
 	HTTPClient *http.Client
 	// Timeout per request; default 30 s.
 	Timeout time.Duration
+	// ClientCertFile and ClientKeyFile, when set, hold the client
+	// certificate (with its intermediates) and key presented on the TLS
+	// connection, to log in as the principal the certificate names instead
+	// of, or besides, Token. The files are read again when they change (an
+	// agent renews them), and connections opened with the previous
+	// certificate are then closed once idle. Ignored with HTTPClient.
+	ClientCertFile, ClientKeyFile string
 }
 
 // Client calls the API. It is safe for concurrent use.
@@ -56,6 +63,7 @@ type Client struct {
 	base  *url.URL
 	token string
 	hc    *http.Client
+	cert  *clientCert // nil without a client certificate
 }
 
 // New returns a Client.
@@ -85,7 +93,15 @@ func New(cfg Config) (*Client, error) {
 		if timeout == 0 {
 			timeout = 30 * time.Second
 		}
+		var cc *clientCert
+		if cfg.ClientCertFile != "" || cfg.ClientKeyFile != "" {
+			cc = &clientCert{certFile: cfg.ClientCertFile, keyFile: cfg.ClientKeyFile}
+			tc.GetClientCertificate = cc.get
+		}
 		hc = &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16}}
+		// The files are read at the first request: they may not exist
+		// yet, while an agent enrols.
+		return &Client{base: u, token: cfg.Token, hc: hc, cert: cc}, nil
 	}
 	return &Client{base: u, token: cfg.Token, hc: hc}, nil
 }
@@ -109,6 +125,9 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if err := c.refreshClientCert(); err != nil {
+		return err
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -296,7 +315,21 @@ const MaxSnapshotBytes = 1 << 30
 // changed since returns notModified true, a nil snapshot and the same ETag,
 // and costs no transfer.
 func (c *Client) TrustStoreSnapshot(ctx context.Context, name, etag string) (snap *apiv1.TrustStoreSnapshot, newETag string, notModified bool, err error) {
+	return c.WatchTrustStoreSnapshot(ctx, name, etag, 0)
+}
+
+// WatchTrustStoreSnapshot is TrustStoreSnapshot as a long poll: with etag
+// set and wait positive, the control plane holds the answer until the
+// snapshot changes, or answers notModified after wait. The client's
+// timeout (Config.Timeout) must exceed wait.
+func (c *Client) WatchTrustStoreSnapshot(ctx context.Context, name, etag string, wait time.Duration) (snap *apiv1.TrustStoreSnapshot, newETag string, notModified bool, err error) {
 	path := "/v1/truststores/" + esc(name) + "/snapshot"
+	if wait > 0 && etag != "" {
+		path += "?wait=" + url.QueryEscape(wait.String())
+	}
+	if err := c.refreshClientCert(); err != nil {
+		return nil, "", false, err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+path, nil)
 	if err != nil {
 		return nil, "", false, err

@@ -162,6 +162,16 @@ type GatewayCertificate struct {
 	CertFile string `yaml:"cert_file"`
 	// KeyFile holds the private key (PKCS#8, PKCS#1 or SEC 1).
 	KeyFile string `yaml:"key_file"`
+	// FollowRenewals makes the gateway ask the control plane (section
+	// control_plane), at start and every follow_interval, whether the
+	// certificate it serves was renewed (managed renewal re-certifies the
+	// same key); a successor for the key of key_file, verified, is written
+	// to cert_file and served from the next handshake. The gateway's
+	// principal needs cert:Read on the certificate's CA.
+	FollowRenewals bool `yaml:"follow_renewals"`
+	// FollowInterval is how often the control plane is asked, with
+	// follow_renewals; default 5m.
+	FollowInterval Duration `yaml:"follow_interval"`
 }
 
 // The mTLS modes, as AWS ALB's.
@@ -351,6 +361,9 @@ func (g *Gateway) ApplyDefaults() {
 		if l.SecurityPolicy == "" {
 			l.SecurityPolicy = PolicyCompatible
 		}
+		if l.Certificate.FollowRenewals && l.Certificate.FollowInterval == 0 {
+			l.Certificate.FollowInterval = Duration(5 * time.Minute)
+		}
 		m := &l.MTLS
 		if m.MaxChainDepth == 0 {
 			m.MaxChainDepth = 4
@@ -442,6 +455,9 @@ func (g Gateway) Validate() error {
 		if l.Certificate.KeyFile == "" {
 			add(lp+".certificate.key_file", "is required")
 		}
+		if d := time.Duration(l.Certificate.FollowInterval); l.Certificate.FollowRenewals && (d < 100*time.Millisecond || d > 24*time.Hour) {
+			add(lp+".certificate.follow_interval", "%s is outside 100ms..24h", d)
+		}
 		switch l.SecurityPolicy {
 		case PolicyModern, PolicyCompatible:
 		default:
@@ -497,7 +513,13 @@ func (g Gateway) Validate() error {
 	default:
 		add("log.format", "%q is not json or text", g.Log.Format)
 	}
-	errs = append(errs, g.ControlPlane.validate(g.namedTrustStore())...)
+	usedBy := g.namedTrustStore()
+	if usedBy != "" {
+		usedBy += " names a trust store of the control plane"
+	} else if usedBy = g.followedCertificate(); usedBy != "" {
+		usedBy += " follows the certificate's renewals on the control plane"
+	}
+	errs = append(errs, g.ControlPlane.validate(usedBy)...)
 	return errors.Join(errs...)
 }
 
@@ -512,8 +534,19 @@ func (g Gateway) namedTrustStore() string {
 	return ""
 }
 
+// followedCertificate returns the YAML path of the first listener whose
+// certificate follows its renewals on the control plane, or "".
+func (g Gateway) followedCertificate() string {
+	for i, l := range g.Listeners {
+		if l.Certificate.FollowRenewals {
+			return fmt.Sprintf("listeners[%d].certificate.follow_renewals", i)
+		}
+	}
+	return ""
+}
+
 // validate checks the control-plane section; usedBy is the path of a key
-// that needs it ("" when no listener does).
+// that needs it, with why ("" when no listener does).
 func (c GatewayControlPlane) validate(usedBy string) []error {
 	var errs []error
 	add := func(path, format string, args ...any) {
@@ -521,7 +554,7 @@ func (c GatewayControlPlane) validate(usedBy string) []error {
 	}
 	if c.Address == "" {
 		if usedBy != "" {
-			add("address", "is required: %s names a trust store of the control plane", usedBy)
+			add("address", "is required: %s", usedBy)
 		}
 	} else if u, err := url.Parse(c.Address); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		add("address", "%q must be https://host[:port] (the API speaks TLS only)", c.Address)

@@ -80,6 +80,9 @@ type Gateway struct {
 	// controlPlane is the API client of the listeners whose trust store
 	// is named; nil when none is.
 	controlPlane SnapshotClient
+	// certificates answers the listeners that follow the renewals of
+	// their certificate (certificate.follow_renewals); nil when none does.
+	certificates CertificateClient
 	// enroller keeps the gateway's own client certificate for the API
 	// fresh (control_plane.enroll); nil without one.
 	enroller *agent.Agent
@@ -122,15 +125,18 @@ func New(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 		return nil, err
 	}
 	for _, ls := range spec.Listeners {
-		if ls.MTLS.Mode == config.MTLSVerify && ls.MTLS.TrustStore.Name != "" && cfg.TrustSources[ls.Name] == nil {
+		named := ls.MTLS.Mode == config.MTLSVerify && ls.MTLS.TrustStore.Name != "" && cfg.TrustSources[ls.Name] == nil
+		if named || ls.Certificate.FollowRenewals {
 			if spec.ControlPlane.Enroll.Enabled() {
 				if g.enroller, err = g.enrol(ctx); err != nil {
 					return nil, err
 				}
 			}
-			if g.controlPlane, err = newControlPlaneClient(spec.ControlPlane); err != nil {
+			c, err := newControlPlaneClient(spec.ControlPlane)
+			if err != nil {
 				return nil, err
 			}
+			g.controlPlane, g.certificates = c, c
 			break
 		}
 	}
@@ -215,6 +221,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if l.trust != nil {
 			loops.Add(1)
 			go func() { defer loops.Done(); g.pollTrust(bg, l) }()
+		}
+		if l.spec.Certificate.FollowRenewals {
+			loops.Add(1)
+			go func() { defer loops.Done(); g.followRenewals(bg, l) }()
 		}
 	}
 	if g.metricsSrv != nil {

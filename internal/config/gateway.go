@@ -41,7 +41,9 @@ type Gateway struct {
 	// MaxHeaderBytes caps the request line and headers of a request.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// ControlPlane is how the gateway reaches the control plane's API, for
-	// listeners whose trust store is named (trust_store.name).
+	// listeners whose trust store is named (trust_store.name) and those
+	// that follow the renewals of their certificate
+	// (certificate.follow_renewals).
 	ControlPlane GatewayControlPlane `yaml:"control_plane"`
 }
 
@@ -51,14 +53,15 @@ type GatewayControlPlane struct {
 	Address string `yaml:"address"`
 	// TokenFile holds the API token the gateway presents, read at start.
 	// The token is never logged. Either it or enroll is required for a
-	// named trust store; with both, the gateway sends both and the API
+	// named trust store or follow_renewals; with both, the gateway sends both and the API
 	// logs it in with the token.
 	TokenFile string `yaml:"token_file"`
 	// Enroll, when any of its keys is set, gives the gateway its own
 	// client certificate, presented on every connection to the API
 	// (client-certificate login, access.operator_ca): enrolled with a
 	// bootstrap token at the first start and renewed over mTLS, as the
-	// agent does. It is used only while a listener names a trust store.
+	// agent does. It is used only while a listener names a trust store
+	// or follows its certificate's renewals.
 	Enroll GatewayEnroll `yaml:"enroll"`
 	// CAFile is a PEM bundle that verifies the API's certificate; default
 	// the system roots.

@@ -2,9 +2,14 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
 	"log/slog"
@@ -13,11 +18,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/trustgate/trustgate/internal/api/client"
 	"github.com/trustgate/trustgate/internal/apiv1"
 	"github.com/trustgate/trustgate/internal/ca"
 	"github.com/trustgate/trustgate/internal/config"
@@ -34,15 +42,25 @@ const gatewayCertPolicy = `statements:
     resources: [ca/` + DemoIntermediate + `]
 `
 
-// TestGatewayFollowsManagedRenewal is certificate.follow_renewals end to
-// end on loopback: a gateway serves a managed certificate of a real
-// control plane and logs in with an API token of a principal allowed only
-// cert:Read. The control plane's managed renewer, with its clock moved to
-// the renewal point, re-certifies the key; the gateway fetches the
-// successor, writes it to its certificate file and serves it to new
-// handshakes, while a connection opened before goes on. With the control
-// plane stopped, checks fail, are counted, and the certificate stays.
-func TestGatewayFollowsManagedRenewal(t *testing.T) {
+// followEnv is a control plane on loopback and a gateway whose listener
+// "web" serves a managed server certificate of it with follow_renewals.
+type followEnv struct {
+	logs     *lockedBuffer
+	s        *Server
+	admin    *client.Client
+	stopCP   func() error
+	reg      *prometheus.Registry
+	is       *ca.Issued
+	certFile string
+	keyFile  string
+	tlsCfg   *tls.Config
+	addr     string
+}
+
+// newFollowEnv starts the control plane and the gateway, which logs in
+// with an API token of a principal allowed only cert:Read on the CA.
+func newFollowEnv(t *testing.T) *followEnv {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := DevConfig(dir, "127.0.0.1:0", "")
 	cfg.Public.BaseURL = "http://pki.test"
@@ -94,7 +112,8 @@ func TestGatewayFollowsManagedRenewal(t *testing.T) {
 		}},
 	}
 	gwReg := prometheus.NewRegistry()
-	gw, err := gateway.New(ctx, gateway.Config{Spec: spec, Registry: gwReg, Logger: slog.New(slog.DiscardHandler)})
+	logs := &lockedBuffer{}
+	gw, err := gateway.New(ctx, gateway.Config{Spec: spec, Registry: gwReg, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatalf("gateway: %v", err)
 	}
@@ -108,20 +127,46 @@ func TestGatewayFollowsManagedRenewal(t *testing.T) {
 	roots.AppendCertsFromPEM(rootPEM)
 	tlsCfg := &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}}
 	addr := gw.Addr("web").String()
-	served := func() *big.Int {
-		c, err := tls.Dial("tcp", addr, tlsCfg)
-		if err != nil {
-			t.Fatalf("handshake: %v", err)
-		}
-		defer c.Close()
-		return c.ConnectionState().PeerCertificates[0].SerialNumber
-	}
+	return &followEnv{logs: logs, s: s, admin: admin, stopCP: stopCP, reg: gwReg, is: is, certFile: certFile, keyFile: keyFile, tlsCfg: tlsCfg, addr: addr}
+}
+
+// waitFirstCheck waits for the gateway's first check with the control
+// plane, and checks that it serves the certificate it was given.
+func (e *followEnv) waitFirstCheck(t *testing.T) {
+	t.Helper()
 	waitFor(t, 5*time.Second, "a first check with the control plane", func() bool {
-		return checks(t, gwReg, gateway.RenewalCurrent) > 0
+		return checks(t, e.reg, gateway.RenewalCurrent) > 0
 	})
-	if got := served(); got.Cmp(is.Cert.SerialNumber) != 0 {
-		t.Fatalf("serving %x, want %x", got, is.Cert.SerialNumber)
+	if got := e.served(t); got.Cmp(e.is.Cert.SerialNumber) != 0 {
+		t.Fatalf("serving %x, want %x", got, e.is.Cert.SerialNumber)
 	}
+}
+
+// served is the serial of the certificate a new handshake sees.
+func (e *followEnv) served(t *testing.T) *big.Int {
+	t.Helper()
+	c, err := tls.Dial("tcp", e.addr, e.tlsCfg)
+	if err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].SerialNumber
+}
+
+// TestGatewayFollowsManagedRenewal is certificate.follow_renewals end to
+// end on loopback: a gateway serves a managed certificate of a real
+// control plane and logs in with an API token of a principal allowed only
+// cert:Read. The control plane's managed renewer, with its clock moved to
+// the renewal point, re-certifies the key; the gateway fetches the
+// successor, writes it to its certificate file and serves it to new
+// handshakes, while a connection opened before goes on. With the control
+// plane stopped, checks fail, are counted, and the certificate stays.
+func TestGatewayFollowsManagedRenewal(t *testing.T) {
+	e := newFollowEnv(t)
+	s, admin, stopCP, gwReg, is, certFile, keyFile, tlsCfg, addr := e.s, e.admin, e.stopCP, e.reg, e.is, e.certFile, e.keyFile, e.tlsCfg, e.addr
+	ctx := t.Context()
+	served := func() *big.Int { return e.served(t) }
+	e.waitFirstCheck(t)
 
 	// A connection opened before the renewal, kept alive across it.
 	old, err := tls.Dial("tcp", addr, tlsCfg)
@@ -191,6 +236,24 @@ func TestGatewayFollowsManagedRenewal(t *testing.T) {
 	get()
 }
 
+// lockedBuffer is a log destination safe for concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // checks returns trustgate_gateway_certificate_renewal_checks_total for result.
 func checks(t *testing.T, reg *prometheus.Registry, result string) float64 {
 	t.Helper()
@@ -211,4 +274,52 @@ func checks(t *testing.T, reg *prometheus.Registry, result string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestGatewayRefusesSuccessorWithAnotherKey: a renewal of the served
+// certificate for a new key (POST /v1/renew's path, a CSR made elsewhere)
+// is not for the key the gateway holds; the gateway counts the error, leaves
+// its certificate file alone and keeps serving its certificate.
+func TestGatewayRefusesSuccessorWithAnotherKey(t *testing.T) {
+	e := newFollowEnv(t)
+	e.waitFirstCheck(t)
+	before, err := os.ReadFile(e.certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"}}, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &lifecycle.Renewer{CA: e.s.CA, Events: e.s.Lifecycle, Successors: e.s.Store}
+	next, err := r.Renew(t.Context(), e.is.Record, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}))
+	if err != nil {
+		t.Fatalf("renew for another key: %v", err)
+	}
+	if d, err := e.admin.GetCertificate(t.Context(), e.is.Record.Serial); err != nil || d.Latest != next.Record.Serial {
+		t.Fatalf("latest %+v %v, want %s", d, err, next.Record.Serial)
+	}
+	errs := checks(t, e.reg, gateway.RenewalError)
+	waitFor(t, 5*time.Second, "the successor refused", func() bool { return checks(t, e.reg, gateway.RenewalError) > errs+1 })
+	if got := e.served(t); got.Cmp(e.is.Cert.SerialNumber) != 0 {
+		t.Errorf("serving %x after a successor for another key, want %x", got, e.is.Cert.SerialNumber)
+	}
+	after, err := os.ReadFile(e.certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(after) != string(before) {
+		t.Error("the certificate file changed")
+	}
+	if !strings.Contains(e.logs.String(), "its public key is not the key of") {
+		t.Errorf("no key mismatch in the gateway log:\n%s", e.logs.String())
+	}
+	if n := checks(t, e.reg, gateway.RenewalRenewed); n != 0 {
+		t.Errorf("renewed checks = %v, want 0", n)
+	}
 }

@@ -124,10 +124,10 @@ func (g *Gateway) renewCertificate(ctx context.Context, l *listener) (string, *x
 	if err := atomicfile.WriteFile(l.cert.certFile, out.Bytes(), perm); err != nil {
 		return serial, nil, fmt.Errorf("successor %s: %w", d.Latest, err)
 	}
-	// The file poll would see the new file too; this swaps it in now.
-	if err := g.reloadCerts(false); err != nil {
-		return serial, nil, fmt.Errorf("successor %s: reload: %w", d.Latest, err)
-	}
+	// The file poll would see the new file too; this swaps it in now. Its
+	// errors, logged there, may be other files'; what matters here is
+	// whether the successor is served.
+	_ = g.reloadCerts(false)
 	if now := l.cert.get(); now == nil || now.Leaf == nil || !now.Leaf.Equal(leaf) {
 		return serial, nil, fmt.Errorf("successor %s: written to %s but not loaded", d.Latest, l.cert.certFile)
 	}

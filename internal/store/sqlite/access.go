@@ -125,41 +125,12 @@ func (d *DB) PutPolicy(ctx context.Context, p *store.PolicyRecord) error {
 
 // GetPolicy returns the policy named name.
 func (d *DB) GetPolicy(ctx context.Context, name string) (*store.PolicyRecord, error) {
-	op := fmt.Sprintf("get policy %q", name)
-	if err := d.begin(ctx, op); err != nil {
-		return nil, err
-	}
-	p, err := scanPolicy(d.getPolicy.QueryRowContext(ctx, name))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("sqlite: %s: %w", op, store.ErrNotFound)
-	}
-	if err != nil {
-		return nil, wrapErr("sqlite: "+op, err)
-	}
-	return p, nil
+	return getOne(ctx, d, fmt.Sprintf("get policy %q", name), d.getPolicy, scanPolicy, name)
 }
 
 // ListPolicies returns every policy ordered by name.
 func (d *DB) ListPolicies(ctx context.Context) ([]*store.PolicyRecord, error) {
-	return d.policies(ctx, "list policies", " ORDER BY name")
-}
-
-func (d *DB) policies(ctx context.Context, op, where string, args ...any) ([]*store.PolicyRecord, error) {
-	if err := d.begin(ctx, op); err != nil {
-		return nil, err
-	}
-	var out []*store.PolicyRecord
-	err := eachRow(ctx, d.r, selectPolicySQL+where, args, func(s scanner) error {
-		p, err := scanPolicy(s)
-		if err == nil {
-			out = append(out, p)
-		}
-		return err
-	})
-	if err != nil {
-		return nil, wrapErr("sqlite: "+op, err)
-	}
-	return out, nil
+	return listAll(ctx, d, "list policies", selectPolicySQL+" ORDER BY name", nil, scanPolicy)
 }
 
 // scanPolicy scans one row of selectPolicySQL.
@@ -262,41 +233,12 @@ func (d *DB) writePrincipal(ctx context.Context, op string, p *store.Principal, 
 
 // GetPrincipal returns the principal named name.
 func (d *DB) GetPrincipal(ctx context.Context, name string) (*store.Principal, error) {
-	op := fmt.Sprintf("get principal %q", name)
-	if err := d.begin(ctx, op); err != nil {
-		return nil, err
-	}
-	p, err := scanPrincipal(d.getPrincipal.QueryRowContext(ctx, name))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("sqlite: %s: %w", op, store.ErrNotFound)
-	}
-	if err != nil {
-		return nil, wrapErr("sqlite: "+op, err)
-	}
-	return p, nil
+	return getOne(ctx, d, fmt.Sprintf("get principal %q", name), d.getPrincipal, scanPrincipal, name)
 }
 
 // ListPrincipals returns every principal ordered by name.
 func (d *DB) ListPrincipals(ctx context.Context) ([]*store.Principal, error) {
-	return d.principals(ctx, "list principals", " ORDER BY name")
-}
-
-func (d *DB) principals(ctx context.Context, op, where string, args ...any) ([]*store.Principal, error) {
-	if err := d.begin(ctx, op); err != nil {
-		return nil, err
-	}
-	var out []*store.Principal
-	err := eachRow(ctx, d.r, selectPrincipalSQL+where, args, func(s scanner) error {
-		p, err := scanPrincipal(s)
-		if err == nil {
-			out = append(out, p)
-		}
-		return err
-	})
-	if err != nil {
-		return nil, wrapErr("sqlite: "+op, err)
-	}
-	return out, nil
+	return listAll(ctx, d, "list principals", selectPrincipalSQL+" ORDER BY name", nil, scanPrincipal)
 }
 
 // scanPrincipal scans one row of selectPrincipalSQL.
@@ -319,22 +261,8 @@ func scanPrincipal(s scanner) (*store.Principal, error) {
 
 // ListTokens returns the tokens of a principal ("" for all), newest first.
 func (d *DB) ListTokens(ctx context.Context, principal string) ([]*store.Token, error) {
-	const op = "list tokens"
-	if err := d.begin(ctx, op); err != nil {
-		return nil, err
-	}
-	var out []*store.Token
-	err := eachRow(ctx, d.r, selectTokenSQL+" WHERE ? = '' OR principal = ? ORDER BY created_at DESC, id", []any{principal, principal}, func(s scanner) error {
-		t, err := scanToken(s)
-		if err == nil {
-			out = append(out, t)
-		}
-		return err
-	})
-	if err != nil {
-		return nil, wrapErr("sqlite: "+op, err)
-	}
-	return out, nil
+	return listAll(ctx, d, "list tokens", selectTokenSQL+" WHERE ? = '' OR principal = ? ORDER BY created_at DESC, id",
+		[]any{principal, principal}, scanToken)
 }
 
 // RevokeToken marks a token revoked.
@@ -364,4 +292,40 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// getOne reads the one row that stmt selects for key; none is
+// store.ErrNotFound.
+func getOne[T any](ctx context.Context, d *DB, op string, stmt *sql.Stmt, scan func(scanner) (T, error), key any) (T, error) {
+	var zero T
+	if err := d.begin(ctx, op); err != nil {
+		return zero, err
+	}
+	v, err := scan(stmt.QueryRowContext(ctx, key))
+	if errors.Is(err, sql.ErrNoRows) {
+		return zero, fmt.Errorf("sqlite: %s: %w", op, store.ErrNotFound)
+	}
+	if err != nil {
+		return zero, wrapErr("sqlite: "+op, err)
+	}
+	return v, nil
+}
+
+// listAll reads every row of query on the readers.
+func listAll[T any](ctx context.Context, d *DB, op, query string, args []any, scan func(scanner) (T, error)) ([]T, error) {
+	if err := d.begin(ctx, op); err != nil {
+		return nil, err
+	}
+	var out []T
+	err := eachRow(ctx, d.r, query, args, func(s scanner) error {
+		v, err := scan(s)
+		if err == nil {
+			out = append(out, v)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, wrapErr("sqlite: "+op, err)
+	}
+	return out, nil
 }

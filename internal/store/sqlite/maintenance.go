@@ -33,23 +33,12 @@ func (d *DB) ListMeta(ctx context.Context) (map[string][]byte, error) {
 
 // ListCRLNumbers returns the last CRL number of every (CA, partition).
 func (d *DB) ListCRLNumbers(ctx context.Context) ([]store.CRLNumber, error) {
-	const op = "list crl numbers"
-	if err := d.begin(ctx, op); err != nil {
-		return nil, err
-	}
-	var out []store.CRLNumber
-	err := eachRow(ctx, d.r, "SELECT ca_id, partition, number FROM crl_numbers ORDER BY ca_id, partition", nil, func(s scanner) error {
-		var n store.CRLNumber
-		if err := s.Scan(&n.CAID, &n.Partition, &n.Number); err != nil {
-			return err
-		}
-		out = append(out, n)
-		return nil
-	})
-	if err != nil {
-		return nil, wrapErr("sqlite: "+op, err)
-	}
-	return out, nil
+	return listAll(ctx, d, "list crl numbers", "SELECT ca_id, partition, number FROM crl_numbers ORDER BY ca_id, partition", nil,
+		func(s scanner) (store.CRLNumber, error) {
+			var n store.CRLNumber
+			err := s.Scan(&n.CAID, &n.Partition, &n.Number)
+			return n, err
+		})
 }
 
 // RaiseCRLNumber makes the last CRL number of (caID, partition) at least n.
@@ -96,22 +85,7 @@ func (d *DB) RaiseTrustStoreVersion(ctx context.Context, id string, version int6
 
 // ListBootstrapTokens returns every bootstrap token, oldest first.
 func (d *DB) ListBootstrapTokens(ctx context.Context) ([]*store.BootstrapToken, error) {
-	const op = "list bootstrap tokens"
-	if err := d.begin(ctx, op); err != nil {
-		return nil, err
-	}
-	var out []*store.BootstrapToken
-	err := eachRow(ctx, d.r, selectBootstrap+" ORDER BY created_at, id", nil, func(s scanner) error {
-		t, err := scanBootstrap(s)
-		if err == nil {
-			out = append(out, t)
-		}
-		return err
-	})
-	if err != nil {
-		return nil, wrapErr("sqlite: "+op, err)
-	}
-	return out, nil
+	return listAll(ctx, d, "list bootstrap tokens", selectBootstrap+" ORDER BY created_at, id", nil, scanBootstrap)
 }
 
 // ListEvents returns a page of the outbox with every delivery's state.

@@ -332,7 +332,9 @@ func (h *Handler) wrap(rt Route) http.Handler {
 		if !rt.Public || rt.Audit != "" {
 			req.audit = h.newAudit(r, rt)
 			sw.Header().Set("X-Request-Id", req.audit.Record.RequestID)
-			req.Request = r.WithContext(store.WithAudit(r.Context(), req.audit))
+			// The audit record travels to the store with the call; the
+			// caller's policies are read once for the whole call.
+			req.Request = r.WithContext(authz.WithRequestMemo(store.WithAudit(r.Context(), req.audit)))
 			defer func() { h.finishAudit(req, err) }()
 		}
 		if !rt.Public {
@@ -344,7 +346,7 @@ func (h *Handler) wrap(rt Route) http.Handler {
 			if rt.Resource != "" {
 				err = req.authorize(routeResource(rt.Resource, r), nil)
 			} else if h.cfg.Authz != nil {
-				err = h.cfg.Authz.AuthorizeAny(r.Context(), req.principal, rt.Action)
+				err = h.cfg.Authz.AuthorizeAny(req.Context(), req.principal, rt.Action)
 			}
 			if err != nil {
 				h.writeError(sw, r, err)

@@ -175,7 +175,38 @@ func (s *Service) Decide(ctx context.Context, q Query) (Decision, error) {
 
 // policiesOf loads a principal's policies; why is set when the principal
 // can do nothing at all (missing, disabled).
-func (s *Service) policiesOf(ctx context.Context, principal, action string) (_ []NamedPolicy, why string, _ error) {
+func (s *Service) policiesOf(ctx context.Context, principal, action string) ([]NamedPolicy, string, error) {
+	memo, _ := ctx.Value(memoKey{}).(*requestMemo)
+	if memo != nil && memo.loaded && memo.principal == principal {
+		return memo.pols, memo.why, nil
+	}
+	pols, why, err := s.loadPolicies(ctx, principal, action)
+	if memo != nil && err == nil {
+		*memo = requestMemo{loaded: true, principal: principal, pols: pols, why: why}
+	}
+	return pols, why, err
+}
+
+// requestMemo holds a principal's policies for the rest of one request, so
+// that the early check of a route and its handler's check read them once
+// between them; the next request reads them afresh.
+type requestMemo struct {
+	loaded    bool
+	principal string
+	pols      []NamedPolicy
+	why       string
+}
+
+type memoKey struct{}
+
+// WithRequestMemo returns ctx in which the policies read for one request
+// are kept for the rest of it.
+func WithRequestMemo(ctx context.Context) context.Context {
+	return context.WithValue(ctx, memoKey{}, &requestMemo{})
+}
+
+// loadPolicies reads a principal's policies from the store.
+func (s *Service) loadPolicies(ctx context.Context, principal, action string) (_ []NamedPolicy, why string, _ error) {
 	p, err := s.cfg.Store.GetPrincipal(ctx, principal)
 	if store.IsNotFound(err) {
 		return nil, fmt.Sprintf("principal %q does not exist", principal), nil

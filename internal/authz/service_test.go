@@ -96,3 +96,46 @@ func TestDeniedErrorHidesPolicy(t *testing.T) {
 		t.Errorf("disabled principal: %v", err)
 	}
 }
+
+// countingStore counts principal reads of a real store.
+type countingStore struct {
+	authz.AccessStore
+	reads int
+}
+
+func (c *countingStore) GetPrincipal(ctx context.Context, name string) (*store.Principal, error) {
+	c.reads++
+	return c.AccessStore.GetPrincipal(ctx, name)
+}
+
+func TestPoliciesReadOncePerRequest(t *testing.T) {
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "tg.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cs := &countingStore{AccessStore: st}
+	s := authz.New(authz.Config{Store: cs})
+	ctx := context.Background()
+	if _, err := s.EnsureAdmin(ctx, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	req := authz.WithRequestMemo(ctx)
+	cs.reads = 0
+	if err := s.AuthorizeAny(req, "admin", "cert:Issue"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Authorize(req, authz.Query{Principal: "admin", Action: "cert:Issue", Resource: "ca/x"}); err != nil {
+		t.Fatal(err)
+	}
+	if cs.reads != 1 {
+		t.Errorf("%d principal reads in one request, want 1", cs.reads)
+	}
+	// The next request reads afresh, so a change applies to it.
+	if _, err := s.UpdatePrincipal(ctx, "admin", func(p *store.Principal) error { p.Disabled = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AuthorizeAny(authz.WithRequestMemo(ctx), "admin", "cert:Issue"); fault.KindOf(err) != fault.Denied {
+		t.Errorf("after disabling, the next request: %v, want denied", err)
+	}
+}

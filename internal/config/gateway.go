@@ -197,8 +197,9 @@ type GatewayIssue struct {
 	CA string `yaml:"ca"`
 	// Profile is the issuance profile; default server.
 	Profile string `yaml:"profile"`
-	// CommonName, DNS and IP are the names asked for; at least one of
-	// them. The certificate must carry them, or it is refused.
+	// CommonName, DNS and IP are the names asked for; at least one DNS
+	// name or IP address, which TLS clients check. The certificate must
+	// carry them all, or it is refused.
 	CommonName string   `yaml:"common_name"`
 	DNS        []string `yaml:"dns"`
 	IP         []string `yaml:"ip"`
@@ -630,6 +631,10 @@ func (g Gateway) followedCertificate() string {
 	return ""
 }
 
+// IssuesCertificates reports whether a listener has its certificate
+// issued by the control plane at the gateway's request.
+func (g Gateway) IssuesCertificates() bool { return g.issuedCertificate() != "" }
+
 // issuedCertificate returns the YAML path of the first listener whose
 // certificate the control plane issues at the gateway's request, or "".
 func (g Gateway) issuedCertificate() string {
@@ -666,8 +671,8 @@ func (c GatewayCertificate) validateIssue(p string) []error {
 	if c.FollowRenewals {
 		add(p+".follow_renewals", "excludes issue: an issued certificate is renewed by the gateway itself")
 	}
-	if is.CommonName == "" && len(is.DNS) == 0 && len(is.IP) == 0 {
-		add(ip, "common_name, dns or ip is required: a server certificate needs a name clients check")
+	if len(is.DNS) == 0 && len(is.IP) == 0 {
+		add(ip, "dns or ip is required: TLS clients check a server certificate's DNS and IP names, not its common name (RFC 9525)")
 	}
 	if len(is.CommonName) > 64 {
 		add(ip+".common_name", "is %d characters; X.509 allows at most 64", len(is.CommonName))

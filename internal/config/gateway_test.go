@@ -246,7 +246,7 @@ func TestGatewayValidate(t *testing.T) {
 			g.ApplyDefaults()
 		}, nil},
 		{"fail/issue-without-control-plane", func(g *Gateway) {
-			g.Listeners[0].Certificate.Issue = GatewayIssue{CA: "issuing", CommonName: "api"}
+			g.Listeners[0].Certificate.Issue = GatewayIssue{CA: "issuing", DNS: []string{"api"}}
 			g.ApplyDefaults()
 		}, []string{"control_plane.address: is required: listeners[0].certificate.issue has its certificate issued by the control plane",
 			"control_plane.token_file: or enroll is required"}},
@@ -267,9 +267,9 @@ func TestGatewayValidate(t *testing.T) {
 			g.Listeners[0].Certificate.Issue = GatewayIssue{CA: "issuing", Validity: "30s"}
 			g.ControlPlane = GatewayControlPlane{Address: "https://cp.internal:9443", TokenFile: "t", PollInterval: Duration(time.Second), MaxStaleness: Duration(time.Hour)}
 			g.ApplyDefaults()
-		}, []string{"certificate.issue: common_name, dns or ip is required", "issue.validity: 30s is under a minute"}},
+		}, []string{"certificate.issue: dns or ip is required", "issue.validity: 30s is under a minute"}},
 		{"fail/issue-shared-files", func(g *Gateway) {
-			g.Listeners[0].Certificate.Issue = GatewayIssue{CA: "issuing", CommonName: "a"}
+			g.Listeners[0].Certificate.Issue = GatewayIssue{CA: "issuing", DNS: []string{"a"}}
 			g.Listeners = append(g.Listeners, g.Listeners[0])
 			g.Listeners[1].Name, g.Listeners[1].Address = "b", "127.0.0.1:8444"
 			g.Listeners[1].Certificate.KeyFile = g.Listeners[1].Certificate.CertFile

@@ -46,6 +46,9 @@ func TestGatewayDocExample(t *testing.T) {
 	if len(cfg.Listeners) < 2 || cfg.Listeners[0].MTLS.Mode != MTLSVerify {
 		t.Fatalf("listeners %+v", cfg.Listeners)
 	}
+	if !cfg.IssuesCertificates() {
+		t.Fatal("the documented example has no listener with certificate.issue")
+	}
 }
 
 const minimal = `

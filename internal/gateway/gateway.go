@@ -4,7 +4,10 @@
 // (and optionally Envoy's X-Forwarded-Client-Cert) for backends; routes by
 // host and path prefix with per-route identity rules; JSON connection and
 // access logs; Prometheus metrics; and certificates, trust stores and CRLs
-// reloaded without dropping connections.
+// reloaded without dropping connections. A listener's certificate comes
+// from files, follows the control plane's managed renewals of it, or is
+// issued and renewed by the control plane for keys generated here
+// (certificate.issue, kept by the agent package's worker).
 //
 // Client certificates are verified in tls.Config.VerifyConnection, which
 // crypto/tls calls for every handshake including resumed sessions, against

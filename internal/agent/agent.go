@@ -2,7 +2,10 @@
 // of a workload fresh. It generates each private key on the host (a key
 // never leaves it), enrols the first time with a bootstrap token
 // (POST /v1/enroll), and renews over mTLS with the current certificate
-// (POST /v1/renew), with a new key every time. It writes certificate, key,
+// (POST /v1/renew), with a new key every time; or, for a caller that
+// brings its own request (Config.Issue: the gateway's listener
+// certificates, through POST /v1/certificates), has each CSR issued so.
+// It writes certificate, key,
 // chain and bundle files atomically (internal/atomicfile) and runs a
 // reload command or signals a process after each renewal. It renews at a
 // fraction of the lifetime with jitter, and when the control plane cannot
@@ -17,6 +20,7 @@ package agent
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +32,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/trustgate/trustgate/internal/apiv1"
 	"github.com/trustgate/trustgate/internal/config"
 	"github.com/trustgate/trustgate/internal/pki"
 )
@@ -64,6 +69,20 @@ type Config struct {
 	RequestTimeout time.Duration
 	// HookTimeout bounds one run of an on_renew command; default 1 min.
 	HookTimeout time.Duration
+	// Issue, when set, obtains every certificate of this agent in place of
+	// enrolment and renewal: it is given the certificate's name and a CSR
+	// for a key generated here (a new one each time), and returns the
+	// control plane's answer, which the agent checks against the key and
+	// writes as it writes any other. Tokens are then not used. The gateway
+	// obtains its listeners' certificates so, through POST /v1/certificates.
+	Issue func(ctx context.Context, name, csrPEM string) (*apiv1.IssueResponse, error)
+	// Obtained, when set, is called after a new certificate is written to
+	// its files, before the reload hook; an error is reported as a failed
+	// reload (logged and counted), not as a failure to obtain.
+	Obtained func(name string, leaf *x509.Certificate) error
+	// Failed, when set, is told of each failed attempt to obtain a
+	// certificate, after the agent logged and counted it.
+	Failed func(name string, err error)
 }
 
 // Agent keeps certificates fresh. Run or RunOnce drive it, one at a time;

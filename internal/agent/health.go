@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,7 +31,26 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		failures:     c("trustgate_agent_renewal_failures_total", "Failed attempts to obtain a certificate."),
 		hookFailures: c("trustgate_agent_reload_failures_total", "Failed reload commands or signals after a renewal."),
 	}
-	reg.MustRegister(m.notAfter, m.lastRenewal, m.lastError, m.consecutive, m.renewals, m.failures, m.hookFailures)
+	// Agents that share a registry (a gateway's, which keeps its own
+	// client certificate and its listeners' certificates with two) share
+	// the series too: the certificate label tells them apart.
+	register := func(c prometheus.Collector) prometheus.Collector {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return are.ExistingCollector
+			}
+			panic(err)
+		}
+		return c
+	}
+	m.notAfter = register(m.notAfter).(*prometheus.GaugeVec)
+	m.lastRenewal = register(m.lastRenewal).(*prometheus.GaugeVec)
+	m.lastError = register(m.lastError).(*prometheus.GaugeVec)
+	m.consecutive = register(m.consecutive).(*prometheus.GaugeVec)
+	m.renewals = register(m.renewals).(*prometheus.CounterVec)
+	m.failures = register(m.failures).(*prometheus.CounterVec)
+	m.hookFailures = register(m.hookFailures).(*prometheus.CounterVec)
 	return m
 }
 

@@ -154,6 +154,9 @@ func (w *worker) attempt(ctx context.Context, cur loaded) error {
 		w.a.m.consecutive.WithLabelValues(w.spec.Name).Set(float64(w.failures))
 		w.log.Warn("could not obtain a certificate; keeping the current files",
 			"err", err, "consecutive_failures", w.failures, "retry_in", w.policy.Backoff(w.failures, w.u).String())
+		if w.a.cfg.Failed != nil {
+			w.a.cfg.Failed(w.spec.Name, err)
+		}
 		return err
 	}
 	w.failures = 0
@@ -165,8 +168,9 @@ func (w *worker) attempt(ctx context.Context, cur loaded) error {
 }
 
 // obtain renews the current certificate, or enrols with the token when
-// there is none (or renewal is refused and a token is at hand), writes the
-// files, and runs the reload hook.
+// there is none (or renewal is refused and a token is at hand), or, with
+// Config.Issue, has it issued; then writes the files, and runs the reload
+// hook.
 func (w *worker) obtain(ctx context.Context, cur loaded) error {
 	key, err := pki.GenerateKey(w.keyType)
 	if err != nil {
@@ -178,7 +182,12 @@ func (w *worker) obtain(ctx context.Context, cur loaded) error {
 	}
 	var res *apiv1.IssueResponse
 	how := "renewed"
-	if cur.Valid {
+	if issue := w.a.cfg.Issue; issue != nil {
+		how = "issued"
+		if res, err = issue(ctx, w.spec.Name, csr); err != nil {
+			return fmt.Errorf("issue: %w", err)
+		}
+	} else if cur.Valid {
 		res, err = w.call(ctx, cur.cert, func(c *client.Client) (*apiv1.IssueResponse, error) { return c.Renew(ctx, csr) })
 		var ce *client.Error
 		if err != nil && !(errors.As(err, &ce) && ce.Status == http.StatusUnauthorized && w.hasToken()) {
@@ -222,7 +231,11 @@ func (w *worker) obtain(ctx context.Context, cur loaded) error {
 	w.a.m.lastRenewal.WithLabelValues(w.spec.Name).Set(float64(now.Unix()))
 	w.a.m.notAfter.WithLabelValues(w.spec.Name).Set(float64(leaf.NotAfter.Unix()))
 	w.log.Info("certificate "+how, "serial", serial, "not_after", leaf.NotAfter)
-	if err := w.reload(ctx); err != nil {
+	var hookErr error
+	if w.a.cfg.Obtained != nil {
+		hookErr = w.a.cfg.Obtained(w.spec.Name, leaf)
+	}
+	if err := errors.Join(hookErr, w.reload(ctx)); err != nil {
 		// The new files are in place; the consumer did not pick them up.
 		// That is an error to see, not a reason to renew again.
 		w.recordError(now, err)

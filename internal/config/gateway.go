@@ -6,17 +6,22 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/trustgate/trustgate/internal/apiv1"
 )
 
 // GatewayEnvPrefix starts the environment overrides of `trustgate gateway`.
@@ -41,9 +46,9 @@ type Gateway struct {
 	// MaxHeaderBytes caps the request line and headers of a request.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// ControlPlane is how the gateway reaches the control plane's API, for
-	// listeners whose trust store is named (trust_store.name) and those
-	// that follow the renewals of their certificate
-	// (certificate.follow_renewals).
+	// listeners whose trust store is named (trust_store.name), those that
+	// follow the renewals of their certificate (certificate.follow_renewals)
+	// and those whose certificate it issues (certificate.issue).
 	ControlPlane GatewayControlPlane `yaml:"control_plane"`
 }
 
@@ -53,15 +58,15 @@ type GatewayControlPlane struct {
 	Address string `yaml:"address"`
 	// TokenFile holds the API token the gateway presents, read at start.
 	// The token is never logged. Either it or enroll is required for a
-	// named trust store or follow_renewals; with both, the gateway sends both and the API
+	// named trust store, follow_renewals or issue; with both, the gateway sends both and the API
 	// logs it in with the token.
 	TokenFile string `yaml:"token_file"`
 	// Enroll, when any of its keys is set, gives the gateway its own
 	// client certificate, presented on every connection to the API
 	// (client-certificate login, access.operator_ca): enrolled with a
 	// bootstrap token at the first start and renewed over mTLS, as the
-	// agent does. It is used only while a listener names a trust store
-	// or follows its certificate's renewals.
+	// agent does. It is used only while a listener names a trust store,
+	// follows its certificate's renewals or has its certificate issued.
 	Enroll GatewayEnroll `yaml:"enroll"`
 	// CAFile is a PEM bundle that verifies the API's certificate; default
 	// the system roots.
@@ -175,7 +180,53 @@ type GatewayCertificate struct {
 	// FollowInterval is how often the control plane is asked, with
 	// follow_renewals; default 5m.
 	FollowInterval Duration `yaml:"follow_interval"`
+	// Issue, when its ca is set, has the gateway obtain the certificate
+	// itself: it generates the key (never sent anywhere), has a CSR for it
+	// issued by the control plane (POST /v1/certificates, as the
+	// gateway's principal, section control_plane), writes key_file (0600)
+	// and cert_file, and renews the same way, with a new key, before
+	// expiry. cert_file and key_file are then files the gateway writes. It
+	// excludes follow_renewals.
+	Issue GatewayIssue `yaml:"issue"`
 }
+
+// GatewayIssue is a listener certificate that the gateway has issued and
+// renewed by the control plane, for a key it generates.
+type GatewayIssue struct {
+	// CA is the control plane's CA that issues the certificate; required.
+	CA string `yaml:"ca"`
+	// Profile is the issuance profile; default server.
+	Profile string `yaml:"profile"`
+	// CommonName, DNS and IP are the names asked for; at least one DNS
+	// name or IP address, which TLS clients check. The certificate must
+	// carry them all, or it is refused.
+	CommonName string   `yaml:"common_name"`
+	DNS        []string `yaml:"dns"`
+	IP         []string `yaml:"ip"`
+	// KeyType is the type of the keys generated: ec-p256 (default),
+	// ec-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519.
+	KeyType string `yaml:"key_type"`
+	// Validity is the lifetime asked for ("30d"); empty takes the
+	// profile's default.
+	Validity string `yaml:"validity"`
+	// RenewAt is the fraction of the lifetime after which the certificate
+	// is renewed; default 0.66, brought forward at random by up to 5% of
+	// the lifetime so that gateways started together do not renew
+	// together.
+	RenewAt float64 `yaml:"renew_at"`
+}
+
+// Enabled reports whether the listener's certificate is issued by the
+// control plane at the gateway's request.
+func (i GatewayIssue) Enabled() bool { return i.CA != "" }
+
+// DefaultIssueProfile is the profile of listener certificates issued at
+// the gateway's request unless issue.profile says otherwise.
+const DefaultIssueProfile = "server"
+
+// IssueKeyTypes are the key types a gateway generates for its listeners
+// (as the agent's key_type).
+var IssueKeyTypes = []string{"ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"}
 
 // The mTLS modes, as AWS ALB's.
 const (
@@ -367,6 +418,19 @@ func (g *Gateway) ApplyDefaults() {
 		if l.Certificate.FollowRenewals && l.Certificate.FollowInterval == 0 {
 			l.Certificate.FollowInterval = Duration(5 * time.Minute)
 		}
+		if is := &l.Certificate.Issue; is.Enabled() {
+			is.DNS = append([]string(nil), is.DNS...)
+			is.IP = append([]string(nil), is.IP...)
+			if is.Profile == "" {
+				is.Profile = DefaultIssueProfile
+			}
+			if is.KeyType == "" {
+				is.KeyType = "ec-p256"
+			}
+			if is.RenewAt == 0 {
+				is.RenewAt = DefaultAgentRenewAt
+			}
+		}
 		m := &l.MTLS
 		if m.MaxChainDepth == 0 {
 			m.MaxChainDepth = 4
@@ -407,6 +471,7 @@ var (
 	// trustStoreNameRE is the rule of trust-store (and CA) names.
 	trustStoreNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 	hostLabelRE      = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	profileNameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 )
 
 // Validate reports every problem with the configuration, each with its
@@ -443,6 +508,9 @@ func (g Gateway) Validate() error {
 		checkAddr("metrics_listen", g.MetricsListen)
 	}
 	names := map[string]bool{}
+	// issuedFiles are the files the gateway writes, by absolute path: two
+	// listeners that issue to one file would overwrite each other's keys.
+	issuedFiles := map[string]string{}
 	for i, l := range g.Listeners {
 		lp := fmt.Sprintf("listeners[%d]", i)
 		if !listenerNameRE.MatchString(l.Name) {
@@ -460,6 +528,19 @@ func (g Gateway) Validate() error {
 		}
 		if d := time.Duration(l.Certificate.FollowInterval); l.Certificate.FollowRenewals && (d < 100*time.Millisecond || d > 24*time.Hour) {
 			add(lp+".certificate.follow_interval", "%s is outside 100ms..24h", d)
+		}
+		errs = append(errs, l.Certificate.validateIssue(lp+".certificate")...)
+		if l.Certificate.Issue.Enabled() {
+			for _, f := range []string{l.Certificate.CertFile, l.Certificate.KeyFile} {
+				if f == "" {
+					continue
+				}
+				abs, _ := filepath.Abs(f)
+				if prev, ok := issuedFiles[abs]; ok {
+					add(lp+".certificate", "%s is also written for %s", f, prev)
+				}
+				issuedFiles[abs] = lp
+			}
 		}
 		switch l.SecurityPolicy {
 		case PolicyModern, PolicyCompatible:
@@ -521,6 +602,8 @@ func (g Gateway) Validate() error {
 		usedBy += " names a trust store of the control plane"
 	} else if usedBy = g.followedCertificate(); usedBy != "" {
 		usedBy += " follows the certificate's renewals on the control plane"
+	} else if usedBy = g.issuedCertificate(); usedBy != "" {
+		usedBy += " has its certificate issued by the control plane"
 	}
 	errs = append(errs, g.ControlPlane.validate(usedBy)...)
 	return errors.Join(errs...)
@@ -546,6 +629,81 @@ func (g Gateway) followedCertificate() string {
 		}
 	}
 	return ""
+}
+
+// IssuesCertificates reports whether a listener has its certificate
+// issued by the control plane at the gateway's request.
+func (g Gateway) IssuesCertificates() bool { return g.issuedCertificate() != "" }
+
+// issuedCertificate returns the YAML path of the first listener whose
+// certificate the control plane issues at the gateway's request, or "".
+func (g Gateway) issuedCertificate() string {
+	for i, l := range g.Listeners {
+		if l.Certificate.Issue.Enabled() {
+			return fmt.Sprintf("listeners[%d].certificate.issue", i)
+		}
+	}
+	return ""
+}
+
+// validateIssue checks the issue section of a listener certificate at
+// path p; an issue section without ca is an error when any other of its
+// keys is set (it would be silently ignored).
+func (c GatewayCertificate) validateIssue(p string) []error {
+	var errs []error
+	add := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	}
+	is := c.Issue
+	ip := p + ".issue"
+	if !is.Enabled() {
+		if is.Profile != "" || is.CommonName != "" || len(is.DNS) > 0 || len(is.IP) > 0 || is.KeyType != "" || is.Validity != "" || is.RenewAt != 0 {
+			add(ip+".ca", "is required: it names the control plane's CA that issues the listener's certificate")
+		}
+		return errs
+	}
+	if !trustStoreNameRE.MatchString(is.CA) {
+		add(ip+".ca", "%q is not a CA name (1-63 lower-case letters, digits, '.', '_' or '-')", is.CA)
+	}
+	if !profileNameRE.MatchString(is.Profile) {
+		add(ip+".profile", "%q is not a profile name (such as server)", is.Profile)
+	}
+	if c.FollowRenewals {
+		add(p+".follow_renewals", "excludes issue: an issued certificate is renewed by the gateway itself")
+	}
+	if len(is.DNS) == 0 && len(is.IP) == 0 {
+		add(ip, "dns or ip is required: TLS clients check a server certificate's DNS and IP names, not its common name (RFC 9525)")
+	}
+	if len(is.CommonName) > 64 {
+		add(ip+".common_name", "is %d characters; X.509 allows at most 64", len(is.CommonName))
+	}
+	for k, d := range is.DNS {
+		if !validHostPattern(d) {
+			add(fmt.Sprintf("%s.dns[%d]", ip, k), "%q is not a lower-case DNS name or *.suffix", d)
+		}
+	}
+	for k, a := range is.IP {
+		if _, err := netip.ParseAddr(a); err != nil || strings.Contains(a, "%") {
+			add(fmt.Sprintf("%s.ip[%d]", ip, k), "%q is not an IP address", a)
+		}
+	}
+	if !slices.Contains(IssueKeyTypes, is.KeyType) {
+		add(ip+".key_type", "%q is not one of %s", is.KeyType, strings.Join(IssueKeyTypes, ", "))
+	}
+	if is.Validity != "" {
+		if d, err := apiv1.ParseDuration(is.Validity); err != nil {
+			add(ip+".validity", "%v", err)
+		} else if d < time.Minute {
+			add(ip+".validity", "%s is under a minute", d)
+		}
+	}
+	if is.RenewAt <= 0 || is.RenewAt >= 1 {
+		add(ip+".renew_at", "%v must be between 0 and 1 (a fraction of the lifetime)", is.RenewAt)
+	}
+	if c.CertFile != "" && c.CertFile == c.KeyFile {
+		add(p+".key_file", "is cert_file: the gateway writes them separately")
+	}
+	return errs
 }
 
 // validate checks the control-plane section; usedBy is the path of a key

@@ -46,6 +46,9 @@ func TestGatewayDocExample(t *testing.T) {
 	if len(cfg.Listeners) < 2 || cfg.Listeners[0].MTLS.Mode != MTLSVerify {
 		t.Fatalf("listeners %+v", cfg.Listeners)
 	}
+	if !cfg.IssuesCertificates() {
+		t.Fatal("the documented example has no listener with certificate.issue")
+	}
 }
 
 const minimal = `
@@ -233,6 +236,49 @@ func TestGatewayValidate(t *testing.T) {
 			m.Mode, m.TrustStore = MTLSPassthrough, GatewayTrustStore{Name: "partners"}
 			g.Listeners[0].Routes[1].Allow = GatewayAllow{}
 		}, []string{"mtls.trust_store: is only used in verify mode"}},
+		{"ok/issue", func(g *Gateway) {
+			g.Listeners[0].Certificate.Issue = GatewayIssue{CA: "issuing", CommonName: "api.example.internal",
+				DNS: []string{"api.example.internal", "*.api.example.internal"}, IP: []string{"10.0.0.1", "::1"}, Validity: "30d", RenewAt: 0.5}
+			g.ControlPlane = GatewayControlPlane{Address: "https://cp.internal:9443", PollInterval: Duration(time.Second), MaxStaleness: Duration(time.Hour),
+				Enroll: GatewayEnroll{TokenFile: "bt", CertFile: "gw.crt", KeyFile: "gw.key", CommonName: "gw-1"}}
+			g.ApplyDefaults()
+		}, nil},
+		{"ok/issue-ip-only", func(g *Gateway) {
+			g.Listeners[0].Certificate.Issue = GatewayIssue{CA: "issuing", IP: []string{"192.0.2.1"}, KeyType: "ed25519"}
+			g.ControlPlane = GatewayControlPlane{Address: "https://cp.internal:9443", TokenFile: "t", PollInterval: Duration(time.Second), MaxStaleness: Duration(time.Hour)}
+			g.ApplyDefaults()
+		}, nil},
+		{"fail/issue-without-control-plane", func(g *Gateway) {
+			g.Listeners[0].Certificate.Issue = GatewayIssue{CA: "issuing", DNS: []string{"api"}}
+			g.ApplyDefaults()
+		}, []string{"control_plane.address: is required: listeners[0].certificate.issue has its certificate issued by the control plane",
+			"control_plane.token_file: or enroll is required"}},
+		{"fail/issue-without-ca", func(g *Gateway) {
+			g.Listeners[0].Certificate.Issue = GatewayIssue{DNS: []string{"api.example.internal"}}
+		}, []string{"listeners[0].certificate.issue.ca: is required"}},
+		{"fail/issue-fields", func(g *Gateway) {
+			c := &g.Listeners[0].Certificate
+			c.FollowRenewals, c.FollowInterval = true, Duration(time.Minute)
+			c.Issue = GatewayIssue{CA: "Issuing CA", Profile: "Server!", CommonName: strings.Repeat("x", 65),
+				DNS: []string{"API.example.internal", "a..b"}, IP: []string{"10.0.0.300", "fe80::1%eth0"}, KeyType: "dsa", Validity: "forever", RenewAt: 1.5}
+			g.ControlPlane = GatewayControlPlane{Address: "https://cp.internal:9443", TokenFile: "t", PollInterval: Duration(time.Second), MaxStaleness: Duration(time.Hour)}
+		}, []string{"certificate.issue.ca: \"Issuing CA\" is not a CA name", "certificate.issue.profile: \"Server!\" is not a profile name",
+			"certificate.follow_renewals: excludes issue", "certificate.issue.common_name: is 65 characters",
+			"issue.dns[0]: \"API.example.internal\" is not a lower-case DNS name", "issue.dns[1]", "issue.ip[0]: \"10.0.0.300\" is not an IP address", "issue.ip[1]",
+			"issue.key_type: \"dsa\" is not one of ec-p256", "issue.validity", "issue.renew_at: 1.5 must be between 0 and 1"}},
+		{"fail/issue-no-name-short-validity", func(g *Gateway) {
+			g.Listeners[0].Certificate.Issue = GatewayIssue{CA: "issuing", Validity: "30s"}
+			g.ControlPlane = GatewayControlPlane{Address: "https://cp.internal:9443", TokenFile: "t", PollInterval: Duration(time.Second), MaxStaleness: Duration(time.Hour)}
+			g.ApplyDefaults()
+		}, []string{"certificate.issue: dns or ip is required", "issue.validity: 30s is under a minute"}},
+		{"fail/issue-shared-files", func(g *Gateway) {
+			g.Listeners[0].Certificate.Issue = GatewayIssue{CA: "issuing", DNS: []string{"a"}}
+			g.Listeners = append(g.Listeners, g.Listeners[0])
+			g.Listeners[1].Name, g.Listeners[1].Address = "b", "127.0.0.1:8444"
+			g.Listeners[1].Certificate.KeyFile = g.Listeners[1].Certificate.CertFile
+			g.ControlPlane = GatewayControlPlane{Address: "https://cp.internal:9443", TokenFile: "t", PollInterval: Duration(time.Second), MaxStaleness: Duration(time.Hour)}
+			g.ApplyDefaults()
+		}, []string{"listeners[1].certificate: s.pem is also written for listeners[0]", "listeners[1].certificate.key_file: is cert_file"}},
 		{"fail/top-level", func(g *Gateway) {
 			g.Timeouts.Read, g.MaxHeaderBytes, g.Log.Level, g.ConnectionLog = 0, 10, "loud", ""
 		}, []string{"timeouts.read: must be positive", "max_header_bytes", "log.level", "connection_log"}},

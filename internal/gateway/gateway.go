@@ -4,7 +4,10 @@
 // (and optionally Envoy's X-Forwarded-Client-Cert) for backends; routes by
 // host and path prefix with per-route identity rules; JSON connection and
 // access logs; Prometheus metrics; and certificates, trust stores and CRLs
-// reloaded without dropping connections.
+// reloaded without dropping connections. A listener's certificate comes
+// from files, follows the control plane's managed renewals of it, or is
+// issued and renewed by the control plane for keys generated here
+// (certificate.issue, kept by the agent package's worker).
 //
 // Client certificates are verified in tls.Config.VerifyConnection, which
 // crypto/tls calls for every handshake including resumed sessions, against
@@ -86,6 +89,13 @@ type Gateway struct {
 	// enroller keeps the gateway's own client certificate for the API
 	// fresh (control_plane.enroll); nil without one.
 	enroller *agent.Agent
+	// issuing has the certificates of the listeners in issue mode
+	// (certificate.issue) issued, and issuer keeps them fresh; issueCerts
+	// are those listeners by the issuer's certificate name. nil when no
+	// listener is in issue mode.
+	issuing    CertificateIssuer
+	issuer     *agent.Agent
+	issueCerts map[string]config.GatewayListener
 
 	metricsLn  net.Listener
 	metricsSrv *http.Server
@@ -126,7 +136,7 @@ func New(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 	}
 	for _, ls := range spec.Listeners {
 		named := ls.MTLS.Mode == config.MTLSVerify && ls.MTLS.TrustStore.Name != "" && cfg.TrustSources[ls.Name] == nil
-		if named || ls.Certificate.FollowRenewals {
+		if named || ls.Certificate.FollowRenewals || ls.Certificate.Issue.Enabled() {
 			if spec.ControlPlane.Enroll.Enabled() {
 				if g.enroller, err = g.enrol(ctx); err != nil {
 					return nil, err
@@ -136,8 +146,13 @@ func New(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 			if err != nil {
 				return nil, err
 			}
-			g.controlPlane, g.certificates = c, c
+			g.controlPlane, g.certificates, g.issuing = c, c, c
 			break
+		}
+	}
+	if spec.IssuesCertificates() {
+		if g.issuer, err = g.newIssuer(ctx); err != nil {
+			return nil, err
 		}
 	}
 	for _, ls := range spec.Listeners {
@@ -240,6 +255,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		loops.Add(1)
 		go func() { defer loops.Done(); g.enroller.Run(bg) }()
 	}
+	if g.issuer != nil {
+		loops.Add(1)
+		go func() { defer loops.Done(); g.issuer.Run(bg) }()
+	}
 	g.log.Info("gateway: serving", "listeners", len(g.listeners))
 
 	var runErr error
@@ -322,6 +341,11 @@ func (g *Gateway) reloadCerts(force bool) error {
 			what := "certificate"
 			if i > 0 {
 				what = "backend_certificate"
+			} else if l.spec.Certificate.Issue.Enabled() && !force {
+				// The gateway writes these files itself and swaps the
+				// pair in when both are written (issued); a poll between
+				// the key and the certificate would see a mismatch.
+				continue
 			}
 			changed, err := kp.reload(force)
 			switch {

@@ -74,7 +74,11 @@ func tlsTemplate(policy string) *tls.Config {
 func newListener(ctx context.Context, g *Gateway, spec config.GatewayListener) (*listener, error) {
 	l := &listener{g: g, name: spec.Name, spec: spec, mode: spec.MTLS.Mode, limits: VerifyOptions(spec)}
 	var err error
-	if l.cert, err = loadKeyPair(spec.Certificate.CertFile, spec.Certificate.KeyFile); err != nil {
+	l.cert, err = loadKeyPair(spec.Certificate.CertFile, spec.Certificate.KeyFile)
+	if spec.Certificate.Issue.Enabled() {
+		err = g.servable(spec, l.cert, err)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", l.name, err)
 	}
 	if l.mode == config.MTLSVerify {

@@ -19,6 +19,8 @@ type metrics struct {
 	controlPlanePolls *prometheus.CounterVec
 	// renewalChecks counts the checks of certificate.follow_renewals.
 	renewalChecks *prometheus.CounterVec
+	// issuances counts the attempts to have certificate.issue issued.
+	issuances *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
@@ -52,8 +54,12 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 			Name: "trustgate_gateway_certificate_renewal_checks_total",
 			Help: "Checks with the control plane for a renewal of a listener's server certificate (certificate.follow_renewals), by result (renewed, current, error). After an error the listener keeps serving its certificate.",
 		}, []string{"listener", "result"}),
+		issuances: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trustgate_gateway_certificate_issuances_total",
+			Help: "Attempts to have a listener's server certificate issued by the control plane for a key generated on the gateway (certificate.issue), at start and at each renewal, by result (issued, error). After an error the listener keeps serving its certificate, and the attempt is retried with backoff.",
+		}, []string{"listener", "result"}),
 	}
-	for _, c := range []prometheus.Collector{m.handshakes, m.requests, m.duration, m.staleAccepts, m.reloads, m.controlPlanePolls, m.renewalChecks, &stateCollector{g: g}} {
+	for _, c := range []prometheus.Collector{m.handshakes, m.requests, m.duration, m.staleAccepts, m.reloads, m.controlPlanePolls, m.renewalChecks, m.issuances, &stateCollector{g: g}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

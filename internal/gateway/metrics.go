@@ -17,6 +17,8 @@ type metrics struct {
 	reloads      *prometheus.CounterVec
 	// controlPlanePolls counts the requests for trust-store snapshots.
 	controlPlanePolls *prometheus.CounterVec
+	// crlsApplied counts the CRLs from the control plane compiled in.
+	crlsApplied *prometheus.CounterVec
 	// renewalChecks counts the checks of certificate.follow_renewals.
 	renewalChecks *prometheus.CounterVec
 }
@@ -48,12 +50,16 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 			Name: "trustgate_gateway_control_plane_polls_total",
 			Help: "Requests for the snapshot of a listener's control-plane trust store, by result (changed, not_modified, error). While errors go on, the listener enforces its last snapshot.",
 		}, []string{"listener", "result"}),
+		crlsApplied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trustgate_gateway_crls_applied_total",
+			Help: "CRLs of a listener's control-plane trust store compiled in, by kind: full (a whole CRL, compiled anew) or delta (a delta CRL applied to the full CRL held).",
+		}, []string{"listener", "kind"}),
 		renewalChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trustgate_gateway_certificate_renewal_checks_total",
 			Help: "Checks with the control plane for a renewal of a listener's server certificate (certificate.follow_renewals), by result (renewed, current, error). After an error the listener keeps serving its certificate.",
 		}, []string{"listener", "result"}),
 	}
-	for _, c := range []prometheus.Collector{m.handshakes, m.requests, m.duration, m.staleAccepts, m.reloads, m.controlPlanePolls, m.renewalChecks, &stateCollector{g: g}} {
+	for _, c := range []prometheus.Collector{m.handshakes, m.requests, m.duration, m.staleAccepts, m.reloads, m.controlPlanePolls, m.crlsApplied, m.renewalChecks, &stateCollector{g: g}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

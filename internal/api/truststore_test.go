@@ -318,3 +318,17 @@ func TestTrustStoreBadInput(t *testing.T) {
 		t.Fatalf("refused requests changed the store: version %d", ts.Version)
 	}
 }
+
+// TestSnapshotOpenAPI: the OpenAPI document describes the snapshot's
+// query parameters and its delta fields.
+func TestSnapshotOpenAPI(t *testing.T) {
+	b, err := json.Marshal(api.OpenAPI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"delta_crls"`, `"unchanged_crls"`, `"name":"have"`, `"name":"wait"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the OpenAPI document lacks %s", want)
+		}
+	}
+}

@@ -149,8 +149,11 @@ func diffEntries(prev, next []byte, maxBytes int) ([]change, error) {
 		pi, ni = pi-1, ni-1
 	}
 	prevOff, nextOff = prevOff[:pi+1], nextOff[:ni+1]
+	if out, ok, err := mergeDiff(prev[:prevOff[pi]], next[:nextOff[ni]], maxBytes); err != nil || ok {
+		return out, err
+	}
 
-	// Index what is left of prev by serial.
+	// Out of order: index what is left of prev by serial.
 	n := len(prevOff) - 1
 	size := 8
 	if n > 4 {
@@ -212,12 +215,131 @@ func diffEntries(prev, next []byte, maxBytes int) ([]change, error) {
 	return out, nil
 }
 
+// mergeDiff is diffEntries for entries in the order of their serials'
+// hexadecimal form (the store's order: lower-case hex without leading
+// zeros, compared as text), in one pass over both. It reports false when
+// either list turns out to be in another order (a partitioned CA's full
+// CRL lists its partitions one after the other), for the caller to match
+// by hash instead.
+func mergeDiff(prev, next []byte, maxBytes int) ([]change, bool, error) {
+	var out []change
+	budget := maxBytes
+	add := func(c change) error {
+		if budget -= c.size(); budget < 0 {
+			return errTooManyChanges
+		}
+		out = append(out, c)
+		return nil
+	}
+	var pe, ps, ne, ns, lastP, lastN []byte
+	// read takes the next entry of list, checking the order.
+	read := func(list *[]byte, entry, serial, last *[]byte) (bool, error) {
+		if len(*list) == 0 {
+			*entry, *serial = nil, nil
+			return true, nil
+		}
+		e, s, rest, err := readEntry(*list)
+		if err != nil {
+			return false, err
+		}
+		if s[0]&0x80 != 0 || (*last != nil && cmpSerialHex(*last, s) >= 0) {
+			return false, nil
+		}
+		*list, *entry, *serial, *last = rest, e, s, s
+		return true, nil
+	}
+	if ok, err := read(&prev, &pe, &ps, &lastP); !ok || err != nil {
+		return nil, false, err
+	}
+	if ok, err := read(&next, &ne, &ns, &lastN); !ok || err != nil {
+		return nil, false, err
+	}
+	for pe != nil || ne != nil {
+		c := 0
+		switch {
+		case pe == nil:
+			c = 1
+		case ne == nil:
+			c = -1
+		default:
+			c = cmpSerialHex(ps, ns)
+		}
+		var err error
+		switch {
+		case c < 0: // left the CRL
+			err = add(change{serial: bytes.Clone(ps)})
+		case c > 0: // new on the CRL
+			err = add(change{serial: bytes.Clone(ns), entry: bytes.Clone(ne)})
+		case !bytes.Equal(pe, ne): // changed (a hold revoked for good)
+			err = add(change{serial: bytes.Clone(ns), entry: bytes.Clone(ne)})
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if c <= 0 {
+			if ok, err := read(&prev, &pe, &ps, &lastP); !ok || err != nil {
+				return nil, false, err
+			}
+		}
+		if c >= 0 {
+			if ok, err := read(&next, &ne, &ns, &lastN); !ok || err != nil {
+				return nil, false, err
+			}
+		}
+	}
+	return out, true, nil
+}
+
+// cmpSerialHex compares two positive serials (INTEGER contents) as their
+// lower-case hexadecimal forms without leading zeros compare as text.
+func cmpSerialHex(a, b []byte) int {
+	a, b = trimZeros(a), trimZeros(b)
+	aodd, bodd := len(a) > 0 && a[0] < 0x10, len(b) > 0 && b[0] < 0x10
+	if aodd == bodd {
+		// The digits line up with the octets: compare those.
+		return bytes.Compare(a, b)
+	}
+	la, lb := 2*len(a), 2*len(b)
+	if aodd {
+		la--
+	}
+	if bodd {
+		lb--
+	}
+	for i := range min(la, lb) {
+		if da, db := nibble(a, aodd, i), nibble(b, bodd, i); da != db {
+			return int(da) - int(db)
+		}
+	}
+	return la - lb
+}
+
+func trimZeros(x []byte) []byte {
+	for len(x) > 0 && x[0] == 0 {
+		x = x[1:]
+	}
+	return x
+}
+
+// nibble returns hex digit i of x, whose first octet gives one digit when
+// odd.
+func nibble(x []byte, odd bool, i int) byte {
+	if odd {
+		i++
+	}
+	if b := x[i/2]; i%2 == 0 {
+		return b >> 4
+	} else {
+		return b & 0x0f
+	}
+}
+
 // entryOffsets returns the offsets at which the entries of b start, and
-// len(b) last.
-func entryOffsets(b []byte) ([]int, error) {
-	var off []int
+// len(b) last. (A CRL is far below 4 GiB.)
+func entryOffsets(b []byte) ([]uint32, error) {
+	off := make([]uint32, 0, len(b)/32+1)
 	for rest, at := b, 0; len(rest) > 0; {
-		off = append(off, at)
+		off = append(off, uint32(at))
 		e, _, r, err := readEntry(rest)
 		if err != nil {
 			return nil, err
@@ -225,7 +347,7 @@ func entryOffsets(b []byte) ([]int, error) {
 		at += len(e)
 		rest = r
 	}
-	return append(off, len(b)), nil
+	return append(off, uint32(len(b))), nil
 }
 
 // fold merges steps into the entries of one delta CRL, ordered by serial:

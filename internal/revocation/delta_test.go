@@ -86,6 +86,8 @@ func TestDiffEntries(t *testing.T) {
 		{"ok/hold revoked for good", base, []testEntry{e("10", 1), e("20", 1), e("30", 0), e("40", 4), e("50", 1)}, "+20/1"},
 		{"ok/expired left", base, []testEntry{e("30", 0), e("40", 4)}, "-10 -20 -50"},
 		{"ok/other order", base, shuffled, ""},
+		{"ok/hex text order", []testEntry{e("100", 1), e("ff", 1)}, []testEntry{e("100", 1), e("1f0", 2), e("ff", 1)}, "+1f0/2"},
+		{"ok/hex text order, removal", []testEntry{e("100", 1), e("1f0", 2), e("ff", 1)}, []testEntry{e("100", 1), e("ff", 3)}, "+ff/3 -1f0"},
 		{"ok/other order with changes", shuffled, []testEntry{e("50", 1), e("60", 1), e("10", 1), e("40", 4), e("30", 0)}, "+60/1 -20"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -114,6 +116,25 @@ func TestDiffEntries(t *testing.T) {
 // TestHistoryBounds: the history keeps at most DeltaSteps steps and
 // DeltaBytes bytes, dropping the oldest, and starts afresh after a step
 // larger than DeltaBytes.
+// TestCmpSerialHex: serials compare as the store sorts them, as text.
+func TestCmpSerialHex(t *testing.T) {
+	for _, tc := range []struct {
+		a, b []byte
+		want int // sign
+	}{
+		{[]byte{0x01, 0x00}, []byte{0xff}, -1}, // "100" < "ff"
+		{[]byte{0x00, 0x80}, []byte{0x80}, 0},
+		{[]byte{0x0a}, []byte{0x0a, 0x00}, -1}, // "a" < "a00"
+		{[]byte{0x12, 0x34}, []byte{0x12, 0x35}, -1},
+		{[]byte{0x02}, []byte{0x01, 0xff}, 1}, // "2" > "1ff"
+	} {
+		got := cmpSerialHex(tc.a, tc.b)
+		if (got < 0) != (tc.want < 0) || (got == 0) != (tc.want == 0) {
+			t.Errorf("cmpSerialHex(%x, %x) = %d, want sign %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
 func TestHistoryBounds(t *testing.T) {
 	var h history
 	for i := range int64(10) {
@@ -326,4 +347,53 @@ func counterValue(t *testing.T, e *env, name string) float64 {
 	}
 	t.Fatalf("no counter %s", name)
 	return 0
+}
+
+// BenchmarkDiffEntries compares two CRLs of a million entries that differ
+// by one revocation in the middle, and by two at either end: in the
+// store's order (one merge pass), and out of it (a partitioned CA's full
+// CRL: matched by hash).
+func BenchmarkDiffEntries(b *testing.B) {
+	const n = 1_000_000
+	at := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	encode := func(ordered bool, skip int, extra ...string) []byte {
+		bl := &crlBuilder{thisUpdate: at, serial: make([]byte, 0, 32), buf: make([]byte, 0, 40*n)}
+		for i := range n {
+			if i == skip {
+				continue
+			}
+			v := uint64(i) * 1000
+			if !ordered {
+				v = uint64(i) * 0x9e3779b97f4a7c15 >> 4
+			}
+			if err := bl.add(fmt.Appendf(nil, "7%019x", v), at, i%7); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, s := range extra {
+			if err := bl.add([]byte(s), at, 1); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return bl.entryBytes()
+	}
+	for _, tc := range []struct {
+		name       string
+		prev, next []byte
+		want       int
+	}{
+		{"ordered/one-in-the-middle", encode(true, -1), encode(true, n/2), 1},
+		{"ordered/first-and-last", encode(true, -1), encode(true, 0, "7fffffffffffffffffff"), 2},
+		{"unordered/first-and-last", encode(false, -1), encode(false, 0, "7fffffffffffffffffff"), 2},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(tc.prev)))
+			for b.Loop() {
+				changes, err := diffEntries(tc.prev, tc.next, DefaultDeltaBytes)
+				if err != nil || len(changes) != tc.want {
+					b.Fatalf("%d changes, %v; want %d", len(changes), err, tc.want)
+				}
+			}
+		})
+	}
 }

@@ -53,8 +53,9 @@ type crl struct {
 	pem                    func() []byte
 	// history is the changes that led to this CRL, for delta CRLs (full
 	// scope only); deltas caches the delta CRLs signed from it, by base.
-	history history
-	deltas  sync.Map // int64 -> *deltaCRL
+	history    history
+	deltas     sync.Map // int64 -> *deltaCRL
+	deltaBases atomic.Int32
 }
 
 // entryBytes returns the encoded revokedCertificates entries: two CRLs

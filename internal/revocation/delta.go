@@ -35,6 +35,12 @@ import (
 // certificate released from hold or that left the CRL after expiring.
 const reasonRemoveFromCRL = 8
 
+// maxDeltaBases bounds the delta CRLs cached per full CRL: gateways at
+// that many different bases are a fleet in disarray or a client asking on
+// purpose, and past it a request from another base gets the full CRL, so
+// that neither signatures nor memory grow with what callers ask for.
+const maxDeltaBases = 32
+
 // Defaults of the delta history bounds.
 const (
 	DefaultDeltaSteps = 1024
@@ -426,22 +432,33 @@ func (s *Service) buildDelta(ctx context.Context, a *authority, c *crl, base int
 }
 
 // delta returns the delta CRL of c from base, signing it on the first
-// request, or nil when c's history does not reach back to base.
+// request, or nil when c's history does not reach back to base or c has
+// deltas from maxDeltaBases other bases already.
 func (s *Service) delta(ctx context.Context, a *authority, c *crl, base int64) ([]byte, error) {
 	steps, ok := c.history.since(base)
 	if !ok {
 		return nil, nil
 	}
-	v, _ := c.deltas.LoadOrStore(base, &deltaCRL{})
+	v, ok := c.deltas.Load(base)
+	if !ok {
+		if c.deltaBases.Add(1) > maxDeltaBases {
+			c.deltaBases.Add(-1)
+			return nil, nil
+		}
+		var loaded bool
+		if v, loaded = c.deltas.LoadOrStore(base, &deltaCRL{}); loaded {
+			c.deltaBases.Add(-1)
+		}
+	}
 	d := v.(*deltaCRL)
 	d.once.Do(func() {
 		// Detached from the caller: the answer is shared by every caller
 		// at base, whichever asked first.
 		d.der, d.err = s.buildDelta(context.WithoutCancel(ctx), a, c, base, steps)
 	})
-	if d.err != nil {
+	if d.err != nil && c.deltas.CompareAndDelete(base, d) {
 		// Not kept: the next request tries again.
-		c.deltas.CompareAndDelete(base, d)
+		c.deltaBases.Add(-1)
 	}
 	return d.der, d.err
 }

@@ -323,6 +323,17 @@ func TestDeltaHistoryBounded(t *testing.T) {
 			t.Errorf("base %d (%d steps back): delta %v, want %v", n, 3-i, d != nil, want)
 		}
 	}
+	// Deltas from at most maxDeltaBases bases are signed per CRL.
+	a, _ := e.svc.byName.Load("sub")
+	cur := a.(*authority).scopes[0].cur.Load()
+	cur.deltas.Delete(numbers[2])
+	for i := range maxDeltaBases {
+		cur.deltas.Store(int64(-1000-i), &deltaCRL{})
+	}
+	cur.deltaBases.Store(maxDeltaBases)
+	if _, _, d, _ := e.svc.CRLSince(e.ctx, e.sub.id(), numbers[2]); d != nil {
+		t.Error("a delta from one base more than maxDeltaBases")
+	}
 	// A burst of revocations over the byte bound.
 	for _, c := range certs[3:] {
 		e.revoke(e.sub, c, 1)

@@ -70,6 +70,7 @@ type TrustStores interface {
 	RemoveCRL(ctx context.Context, name, id string) (*apiv1.TrustStore, error)
 	Bundle(ctx context.Context, name string) ([]byte, error)
 	Snapshot(ctx context.Context, name string) (*apiv1.TrustStoreSnapshot, error)
+	SnapshotSince(ctx context.Context, name string, held apiv1.HeldCRLs) (*apiv1.TrustStoreSnapshot, error)
 }
 
 // Authorizer answers authorization questions; a denial is an error of kind

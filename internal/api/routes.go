@@ -119,7 +119,11 @@ func Routes() []Route {
 			Response: apiv1.TrustStore{}, handle: removeTrustStoreCRL},
 		{Method: "GET", Path: "/v1/truststores/{name}/bundle", Action: "truststore:Read", Resource: "truststore/{name}", Summary: "The trust store's CA certificates as a PEM bundle (CAs of this Trustgate first).",
 			ContentType: "application/x-pem-file", handle: trustStoreBundle},
-		{Method: "GET", Path: "/v1/truststores/{name}/snapshot", Action: "truststore:Read", Resource: "truststore/{name}", Summary: "What a gateway enforces: CA certificates, CRLs (the current CRL of each CA of this Trustgate, and uploaded ones) and CRL URLs. Answers with an ETag; If-None-Match with it answers 304 while nothing changed; with ?wait=30s as well (at most 50s) the answer waits for a change, such as a revocation, and is 304 only when none came.",
+		{Method: "GET", Path: "/v1/truststores/{name}/snapshot", Action: "truststore:Read", Resource: "truststore/{name}", Summary: "What a gateway enforces: CA certificates, CRLs (the current CRL of each CA of this Trustgate, and uploaded ones) and CRL URLs. Answers with an ETag; If-None-Match with it answers 304 while nothing changed; with ?wait=30s as well (at most 50s) the answer waits for a change, such as a revocation, and is 304 only when none came. With ?have= naming the full CRLs the gateway holds, the CRLs of this Trustgate's CAs come as delta CRLs from those (delta_crls) or are said unchanged (unchanged_crls).",
+			Query: []Param{
+				{Name: "wait", Description: "With If-None-Match naming the current ETag: hold the answer until the snapshot changes, at most this long (a duration such as 30s, at most 50s)."},
+				{Name: "have", Description: "The full CRLs the gateway holds, as <key id>:<CRL number> pairs joined by commas (the key id is the CRL's authority key identifier in hex; at most 256 pairs). The CRL of each CA of this Trustgate named there comes as a delta CRL (RFC 5280 §5.2.4) from the one held, in delta_crls, or its key id is listed in unchanged_crls when the CRL held is current; a CRL the control plane cannot make a delta from comes whole in crls."},
+			},
 			Response: apiv1.TrustStoreSnapshot{}, handle: trustStoreSnapshot},
 	}, accessRoutes()...)
 }

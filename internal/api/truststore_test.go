@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -165,6 +166,12 @@ func TestTrustStoreFlow(t *testing.T) {
 		}
 	}
 
+	heldCRL, err := x509.ParseRevocationList(snap.CRLs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := hex.EncodeToString(heldCRL.AuthorityKeyId) + ":" + heldCRL.Number.String()
+
 	// A revocation by the issuing CA reaches the snapshot by itself.
 	var issued apiv1.IssueResponse
 	if code, eb := e.call("POST", "/v1/certificates", apiv1.IssueRequest{CA: "issuing", Profile: "client", CommonName: "svc"}, &issued); code != 201 {
@@ -193,6 +200,27 @@ func TestTrustStoreFlow(t *testing.T) {
 	}
 	if len(crl.RevokedCertificateEntries) != 1 || pki.SerialHex(crl.RevokedCertificateEntries[0].SerialNumber) != issued.Certificate.Serial {
 		t.Fatalf("the issuing CA's CRL in the snapshot: %+v", crl.RevokedCertificateEntries)
+	}
+	// A gateway that holds the CRL from before: the revocation comes as a
+	// delta CRL, under the same ETag; one that holds the current CRL is
+	// told it is unchanged.
+	var since apiv1.TrustStoreSnapshot
+	code, dhdr, body := e.raw("GET", "/v1/truststores/partners/snapshot?have="+held, nil, nil)
+	if code != 200 || json.Unmarshal(body, &since) != nil || dhdr.Get("ETag") != hdr.Get("ETag") {
+		t.Fatalf("snapshot since the held CRL: %d, etag %s (want %s) %s", code, dhdr.Get("ETag"), hdr.Get("ETag"), body)
+	}
+	if len(since.DeltaCRLs) != 1 || len(since.CRLs) != 1 || len(since.UnchangedCRLs) != 0 {
+		t.Fatalf("snapshot since the held CRL: %d deltas, %d CRLs (want the uploaded one), %d unchanged", len(since.DeltaCRLs), len(since.CRLs), len(since.UnchangedCRLs))
+	}
+	delta, err := x509.ParseRevocationList(since.DeltaCRLs[0])
+	if err != nil || len(delta.RevokedCertificateEntries) != 1 || delta.Number.Cmp(crl.Number) != 0 {
+		t.Fatalf("delta CRL: %v, %+v", err, delta)
+	}
+	current := hex.EncodeToString(crl.AuthorityKeyId) + ":" + crl.Number.String()
+	since = apiv1.TrustStoreSnapshot{}
+	if code, _, body = e.raw("GET", "/v1/truststores/partners/snapshot?have="+current, nil, nil); code != 200 || json.Unmarshal(body, &since) != nil ||
+		len(since.UnchangedCRLs) != 1 || since.UnchangedCRLs[0] != hex.EncodeToString(crl.AuthorityKeyId) || len(since.CRLs) != 1 || len(since.DeltaCRLs) != 0 {
+		t.Fatalf("snapshot since the current CRL: %d %s", code, body)
 	}
 
 	// A long poll: 304 after the wait while nothing changes...
@@ -261,6 +289,9 @@ func TestTrustStoreBadInput(t *testing.T) {
 		{"fail/wait not a duration", "GET", "/v1/truststores/ts/snapshot?wait=forever", nil, 400, `wait="forever": want a duration from 0s to 50s`},
 		{"fail/wait negative", "GET", "/v1/truststores/ts/snapshot?wait=-1s", nil, 400, "want a duration"},
 		{"fail/wait too long", "GET", "/v1/truststores/ts/snapshot?wait=51s", nil, 400, "want a duration"},
+		{"fail/have not hex", "GET", "/v1/truststores/ts/snapshot?have=zz:1", nil, 400, "not 1 to 64 bytes in hex"},
+		{"fail/have no number", "GET", "/v1/truststores/ts/snapshot?have=ab01", nil, 400, "is not <key id>:<CRL number>"},
+		{"fail/have zero", "GET", "/v1/truststores/ts/snapshot?have=ab01:0", nil, 400, "not a positive integer"},
 		{"fail/add-ca both", "POST", "/v1/truststores/ts/cas", apiv1.AddTrustStoreCARequest{CA: "root", CertificatePEM: "x"}, 400, "exactly one"},
 		{"fail/add-ca malformed PEM", "POST", "/v1/truststores/ts/cas", apiv1.AddTrustStoreCARequest{CertificatePEM: "-----BEGIN CERTIFICATE-----\nnope\n"}, 400, "not PEM"},
 		{"fail/add-ca body over limit", "POST", "/v1/truststores/ts/cas", `{"certificate_pem":"` + strings.Repeat("A", 70<<10) + `"}`, 413, "over the limit"},
@@ -285,5 +316,19 @@ func TestTrustStoreBadInput(t *testing.T) {
 	var ts apiv1.TrustStore
 	if code, _ := e.call("GET", "/v1/truststores/ts", nil, &ts); code != 200 || ts.Version != 1 {
 		t.Fatalf("refused requests changed the store: version %d", ts.Version)
+	}
+}
+
+// TestSnapshotOpenAPI: the OpenAPI document describes the snapshot's
+// query parameters and its delta fields.
+func TestSnapshotOpenAPI(t *testing.T) {
+	b, err := json.Marshal(api.OpenAPI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"delta_crls"`, `"unchanged_crls"`, `"name":"have"`, `"name":"wait"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the OpenAPI document lacks %s", want)
+		}
 	}
 }

@@ -302,9 +302,21 @@ type TrustStoreSnapshot struct {
 	// CACertificates are the trust anchors in DER (base64 in JSON): the
 	// CAs of this Trustgate, then the external ones.
 	CACertificates [][]byte `json:"ca_certificates"`
-	// CRLs are CRLs in DER: the current CRL of each CA of this Trustgate,
-	// then the uploaded ones.
+	// CRLs are CRLs in DER: the current full CRL of each CA of this
+	// Trustgate (but those in DeltaCRLs and UnchangedCRLs), then the
+	// uploaded ones.
 	CRLs [][]byte `json:"crls"`
+	// DeltaCRLs are delta CRLs (RFC 5280 §5.2.4) in DER, only for a
+	// gateway that named the full CRLs it holds (the have parameter, see
+	// HeldCRLs): one per CA of this Trustgate whose CRL changed since the
+	// one held, signed by the CA, listing the changes from the held CRL
+	// (its BaseCRLNumber) to the CA's current CRL. Together, the held CRL
+	// and the delta are the CA's current CRL.
+	DeltaCRLs [][]byte `json:"delta_crls,omitempty"`
+	// UnchangedCRLs names, by their key identifiers in have, the CAs whose
+	// full CRL held is still current: the gateway keeps what it holds of
+	// them (the full CRL and any delta it applied).
+	UnchangedCRLs []string `json:"unchanged_crls,omitempty"`
 	// CRLURLs are CRLs the gateway fetches itself.
 	CRLURLs []string `json:"crl_urls"`
 	// Warnings say what the snapshot lacks, such as the CRL of an offline

@@ -1,15 +1,18 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,12 +38,21 @@ type SnapshotWatcher interface {
 	WatchTrustStoreSnapshot(ctx context.Context, name, etag string, wait time.Duration) (snap *apiv1.TrustStoreSnapshot, newETag string, notModified bool, err error)
 }
 
+// DeltaSnapshotWatcher is an optional SnapshotClient capability: a long
+// poll (or, with wait 0, a plain request) that names the full CRLs the
+// gateway holds, so that the control plane answers their changes as delta
+// CRLs (see apiv1.HeldCRLs). *client.Client has it.
+type DeltaSnapshotWatcher interface {
+	WatchTrustStoreSnapshotSince(ctx context.Context, name, etag string, held apiv1.HeldCRLs, wait time.Duration) (snap *apiv1.TrustStoreSnapshot, newETag string, notModified bool, err error)
+}
+
 var (
-	_ SnapshotWatcher = (*client.Client)(nil)
-	_ TrustSource     = (*ControlPlaneSource)(nil)
-	_ Invalidator     = (*ControlPlaneSource)(nil)
-	_ Aging           = (*ControlPlaneSource)(nil)
-	_ SnapshotClient  = (*client.Client)(nil)
+	_ SnapshotWatcher      = (*client.Client)(nil)
+	_ DeltaSnapshotWatcher = (*client.Client)(nil)
+	_ TrustSource          = (*ControlPlaneSource)(nil)
+	_ Invalidator          = (*ControlPlaneSource)(nil)
+	_ Aging                = (*ControlPlaneSource)(nil)
+	_ SnapshotClient       = (*client.Client)(nil)
 )
 
 // Aging is an optional TrustSource capability, for a source whose trust
@@ -67,6 +79,17 @@ const (
 // one it holds (an unchanged store answers 304), fetches the CRL URLs the
 // snapshot lists as FileSource does, and compiles anchors, CRLs and fetched
 // CRLs into a Verifier.
+//
+// Revocations come as delta CRLs when the client can ask for them
+// (DeltaSnapshotWatcher): each request names the full CRLs the source
+// holds (their issuers' key identifiers and CRL numbers), and the control
+// plane answers, for its CAs, with a delta CRL from the one held, or says
+// it is unchanged. The full CRLs stay compiled (the expensive part, about
+// a second and 30 MB for a million entries); a delta is applied on top of
+// them (verify.ApplyDeltas), in time and memory that follow the delta's
+// size. A delta replaces the previous one of its issuer, as it lists every
+// change since the full CRL. A delta that cannot be applied makes the next
+// request ask for full CRLs, the last good Verifier staying meanwhile.
 //
 // It never fails open: when the control plane cannot be reached, answers
 // an error, or sends a snapshot that cannot be enforced (a CA that does not
@@ -104,6 +127,9 @@ type ControlPlaneSource struct {
 	// OnPoll, when set, is told the outcome of each request to the control
 	// plane: PollChanged, PollNotModified or PollError.
 	OnPoll func(result string)
+	// OnCRLs, when set, is told after each compile how many full CRLs were
+	// compiled anew and how many delta CRLs were applied anew.
+	OnCRLs func(full, delta int)
 	// CacheFile, when set, is the file that keeps the last good snapshot
 	// (see snapshotFile); "" keeps it in memory only.
 	CacheFile string
@@ -130,6 +156,21 @@ type ControlPlaneSource struct {
 	compileErr error // why the last compile failed
 	v          *verify.Verifier
 	version    string
+	// baseV is the Verifier of the full CRLs (v is baseV with snap's
+	// deltas applied), compiled from the full CRLs whose hash is baseKey.
+	baseV   *verify.Verifier
+	baseKey [sha256.Size]byte
+	// sums are the SHA-256 of the full CRLs of baseV, by the address of
+	// their first byte and their length: a CRL kept from one snapshot to
+	// the next is the same slice and is not hashed again.
+	sums map[crlRef][sha256.Size]byte
+	// held are the full CRLs of snap from the control plane that a delta
+	// may apply to, by their issuer's key identifier: the number (sent
+	// as have) and the DER; deltas are snap's delta CRLs, by the same key.
+	held     apiv1.HeldCRLs
+	heldDER  map[string][]byte
+	deltas   map[string][]byte
+	wantFull bool // a delta could not be applied: ask for full CRLs
 	// confirmed is when the control plane last confirmed the snapshot in
 	// use, in Unix nanoseconds (0: never); atomic, for Age on every
 	// handshake while Load holds mu across a request.
@@ -149,6 +190,12 @@ func (s *ControlPlaneSource) Invalidate() {
 	s.waitMu.Unlock()
 }
 
+// crlRef names a CRL slice by identity.
+type crlRef struct {
+	first *byte
+	n     int
+}
+
 // LongPolls reports whether Load is a long poll: it then returns when the
 // snapshot changes or after Wait, and the caller may call it again at
 // once.
@@ -160,16 +207,29 @@ func (s *ControlPlaneSource) LongPolls() bool {
 // fetch asks the control plane for the snapshot, by a long poll when it
 // holds one (etag) and LongPolls. An Invalidate during the long poll ends
 // it, and the whole snapshot is fetched at once.
-func (s *ControlPlaneSource) fetch(ctx context.Context, etag string) (*apiv1.TrustStoreSnapshot, string, bool, error) {
+func (s *ControlPlaneSource) fetch(ctx context.Context, etag string, held apiv1.HeldCRLs) (*apiv1.TrustStoreSnapshot, string, bool, error) {
+	dw, deltas := s.Client.(DeltaSnapshotWatcher)
+	deltas = deltas && len(held) > 0
 	w, ok := s.Client.(SnapshotWatcher)
 	if etag == "" || !s.LongPolls() || !ok {
+		if deltas {
+			return dw.WatchTrustStoreSnapshotSince(ctx, s.Name, etag, held, 0)
+		}
 		return s.Client.TrustStoreSnapshot(ctx, s.Name, etag)
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	s.waitMu.Lock()
 	s.cancelWait = cancel
 	s.waitMu.Unlock()
-	snap, newETag, notModified, err := w.WatchTrustStoreSnapshot(wctx, s.Name, etag, s.Wait)
+	var snap *apiv1.TrustStoreSnapshot
+	var newETag string
+	var notModified bool
+	var err error
+	if deltas {
+		snap, newETag, notModified, err = dw.WatchTrustStoreSnapshotSince(wctx, s.Name, etag, held, s.Wait)
+	} else {
+		snap, newETag, notModified, err = w.WatchTrustStoreSnapshot(wctx, s.Name, etag, s.Wait)
+	}
 	s.waitMu.Lock()
 	s.cancelWait = nil
 	s.waitMu.Unlock()
@@ -205,11 +265,11 @@ func (s *ControlPlaneSource) Load(ctx context.Context) (*verify.Verifier, string
 		s.crls = &crlFetcher{client: s.HTTPClient, refresh: refresh, now: s.now}
 	}
 	force := s.force.Swap(false)
-	etag := s.etag
-	if force || s.snap == nil {
-		etag = ""
+	etag, held := s.etag, s.held
+	if force || s.snap == nil || s.wantFull {
+		etag, held = "", nil
 	}
-	snap, newETag, notModified, err := s.fetch(ctx, etag)
+	snap, newETag, notModified, err := s.fetch(ctx, etag, held)
 	now := s.now()
 	switch {
 	case err != nil:
@@ -223,12 +283,17 @@ func (s *ControlPlaneSource) Load(ctx context.Context) (*verify.Verifier, string
 		s.poll(PollNotModified)
 	default:
 		roots, err := parseDERCerts(snap.CACertificates)
+		var merged *apiv1.TrustStoreSnapshot
+		if err == nil {
+			merged, err = s.merge(snap)
+		}
 		if err != nil {
 			s.poll(PollError)
+			s.wantFull = true
 			return s.v, s.version, fmt.Errorf("trust store %q version %d: %w", s.Name, snap.Version, err)
 		}
 		s.poll(PollChanged)
-		s.snap, s.roots, s.etag, s.dirty = snap, roots, newETag, true
+		s.snap, s.roots, s.etag, s.dirty = merged, roots, newETag, true
 	}
 	urlsChanged, soft, err := s.crls.update(ctx, s.snap.CRLURLs, force)
 	if err != nil {
@@ -255,28 +320,180 @@ func (s *ControlPlaneSource) Load(ctx context.Context) (*verify.Verifier, string
 	return s.v, s.version, errors.Join(soft...)
 }
 
+// merge returns the snapshot that an answer of the control plane brings
+// the source to: the answer itself, with the full CRL held under each
+// delta CRL of the answer, and the full CRL and delta held of each CRL the
+// answer says unchanged. The result has no UnchangedCRLs; its CRLs are
+// full CRLs, its DeltaCRLs the deltas to apply to them.
+func (s *ControlPlaneSource) merge(snap *apiv1.TrustStoreSnapshot) (*apiv1.TrustStoreSnapshot, error) {
+	if len(snap.DeltaCRLs) == 0 && len(snap.UnchangedCRLs) == 0 {
+		return snap, nil
+	}
+	out := *snap
+	out.CRLs = append([][]byte(nil), snap.CRLs...)
+	out.DeltaCRLs = append([][]byte(nil), snap.DeltaCRLs...)
+	out.UnchangedCRLs = nil
+	for _, k := range snap.UnchangedCRLs {
+		der, ok := s.heldDER[k]
+		if !ok {
+			return nil, fmt.Errorf("the control plane says the CRL of key %s is unchanged, and this gateway holds none", k)
+		}
+		out.CRLs = append(out.CRLs, der)
+		if d := s.deltas[k]; d != nil {
+			out.DeltaCRLs = append(out.DeltaCRLs, d)
+		}
+	}
+	for i, d := range snap.DeltaCRLs {
+		k, err := crlKeyID(d)
+		if err != nil {
+			return nil, fmt.Errorf("delta CRL %d: %w", i, err)
+		}
+		der, ok := s.heldDER[k]
+		if !ok {
+			return nil, fmt.Errorf("delta CRL %d: this gateway holds no full CRL of key %s", i, k)
+		}
+		out.CRLs = append(out.CRLs, der)
+	}
+	return &out, nil
+}
+
+// crlKeyID returns the authority key identifier of a CRL in hex.
+func crlKeyID(der []byte) (string, error) {
+	hdr, err := verify.ParseCRLHeader(der)
+	if err != nil {
+		return "", err
+	}
+	if len(hdr.AuthorityKeyId) == 0 {
+		return "", errors.New("the CRL has no authority key identifier")
+	}
+	return hex.EncodeToString(hdr.AuthorityKeyId), nil
+}
+
 // compile compiles s.snap with the fetched copies of its CRL URLs into
-// s.v. On failure s.v stays and the error is kept in s.compileErr.
+// s.v: the full CRLs into s.baseV, unless they are those of s.baseV, then
+// the delta CRLs on top. On failure s.v stays and the error is kept in
+// s.compileErr; a delta that cannot be applied also makes the next request
+// ask for full CRLs.
 func (s *ControlPlaneSource) compile() error {
 	fetched := s.crls.ders(s.snap.CRLURLs)
 	crls := make([][]byte, 0, len(s.snap.CRLs)+len(fetched))
 	crls = append(append(crls, s.snap.CRLs...), fetched...)
-	v, err := verify.CompileDER(s.roots, crls, s.Options)
+	sums := make(map[crlRef][sha256.Size]byte, len(crls))
+	list := make([][sha256.Size]byte, 0, len(crls))
+	fresh := 0 // full CRLs not in the last compile
+	for _, der := range crls {
+		if len(der) == 0 {
+			s.compileErr = fmt.Errorf("trust store %q version %d: an empty CRL", s.Name, s.snap.Version)
+			return s.compileErr
+		}
+		ref := crlRef{&der[0], len(der)}
+		sum, ok := s.sums[ref]
+		if !ok {
+			sum = sha256.Sum256(der)
+			fresh++
+		}
+		sums[ref] = sum
+		list = append(list, sum)
+	}
+	slices.SortFunc(list, func(a, b [sha256.Size]byte) int { return bytes.Compare(a[:], b[:]) })
+	h := sha256.New()
+	for _, r := range s.roots {
+		sum := sha256.Sum256(r.Raw)
+		h.Write(sum[:])
+	}
+	h.Write([]byte{0})
+	for _, sum := range list {
+		h.Write(sum[:])
+	}
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+
+	baseV, full := s.baseV, 0
+	if baseV == nil || key != s.baseKey {
+		v, err := verify.CompileDER(s.roots, crls, s.Options)
+		if err != nil {
+			s.compileErr = fmt.Errorf("trust store %q version %d: %w", s.Name, s.snap.Version, err)
+			return s.compileErr
+		}
+		baseV, full = v, fresh
+	}
+	v, err := baseV.ApplyDeltas(s.snap.DeltaCRLs)
 	if err != nil {
+		s.wantFull = true
 		s.compileErr = fmt.Errorf("trust store %q version %d: %w", s.Name, s.snap.Version, err)
 		return s.compileErr
 	}
-	s.compileErr = nil
-	h := sha256.New()
-	h.Write([]byte(s.etag))
+	deltas := map[string][]byte{}
+	applied := 0
+	for _, d := range s.snap.DeltaCRLs {
+		k, err := crlKeyID(d)
+		if err != nil { // ApplyDeltas parsed it: not reached
+			s.compileErr = fmt.Errorf("trust store %q version %d: %w", s.Name, s.snap.Version, err)
+			return s.compileErr
+		}
+		if !bytes.Equal(s.deltas[k], d) {
+			applied++
+		}
+		deltas[k] = d
+	}
+	if key != s.baseKey || s.held == nil {
+		s.held, s.heldDER = heldCRLs(s.snap.CRLs)
+	}
+	s.compileErr, s.wantFull = nil, false
+	s.baseV, s.baseKey, s.sums, s.deltas = baseV, key, sums, deltas
+	eh := sha256.New()
+	eh.Write([]byte(s.etag))
 	for _, c := range fetched {
 		sum := sha256.Sum256(c)
-		h.Write(sum[:])
+		eh.Write(sum[:])
 	}
 	s.v = v
-	s.version = fmt.Sprintf("%d-%s", s.snap.Version, hex.EncodeToString(h.Sum(nil)[:6]))
+	s.version = fmt.Sprintf("%d-%s", s.snap.Version, hex.EncodeToString(eh.Sum(nil)[:6]))
+	if s.OnCRLs != nil {
+		s.OnCRLs(full, applied)
+	}
 	return nil
 }
+
+// heldCRLs returns the full CRLs of crls that a delta may apply to (those
+// without an issuing distribution point, with a CRL number and an
+// authority key identifier), by key identifier: their numbers and DER. A
+// key identifier of two CRLs is left out: a delta could not tell them
+// apart.
+func heldCRLs(crls [][]byte) (apiv1.HeldCRLs, map[string][]byte) {
+	held, ders := apiv1.HeldCRLs{}, map[string][]byte{}
+	twice := map[string]bool{}
+	for _, der := range crls {
+		hdr, err := verify.ParseCRLHeader(der)
+		if err != nil || hdr.Number == nil || !hdr.Number.IsInt64() || hdr.Number.Sign() <= 0 || len(hdr.AuthorityKeyId) == 0 {
+			continue
+		}
+		partial := false
+		for _, ext := range hdr.Extensions {
+			if ext.Id.Equal(oidIssuingDistributionPoint) {
+				partial = true
+			}
+		}
+		if partial {
+			continue
+		}
+		k := hex.EncodeToString(hdr.AuthorityKeyId)
+		if _, dup := held[k]; dup || twice[k] {
+			twice[k] = true
+			delete(held, k)
+			delete(ders, k)
+			continue
+		}
+		if len(held) >= apiv1.MaxHeldCRLs {
+			break
+		}
+		held[k], ders[k] = hdr.Number.Int64(), der
+	}
+	return held, ders
+}
+
+// oidIssuingDistributionPoint marks a partial CRL (RFC 5280 §5.2.5).
+var oidIssuingDistributionPoint = asn1.ObjectIdentifier{2, 5, 29, 28}
 
 // snapshotSaveEvery is how often, at most, a confirmation of an unchanged
 // snapshot is written to CacheFile: a gateway restarted during an outage

@@ -98,6 +98,10 @@ func newListener(ctx context.Context, g *Gateway, spec config.GatewayListener) (
 					g.m.controlPlanePolls.WithLabelValues(l.name, result).Inc()
 					l.lastPoll.Store(result)
 				},
+				OnCRLs: func(full, delta int) {
+					g.m.crlsApplied.WithLabelValues(l.name, "full").Add(float64(full))
+					g.m.crlsApplied.WithLabelValues(l.name, "delta").Add(float64(delta))
+				},
 				MaxStaleness: time.Duration(g.spec.ControlPlane.MaxStaleness),
 				Wait:         time.Duration(g.spec.ControlPlane.LongPoll),
 			}

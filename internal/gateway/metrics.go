@@ -17,6 +17,8 @@ type metrics struct {
 	reloads      *prometheus.CounterVec
 	// controlPlanePolls counts the requests for trust-store snapshots.
 	controlPlanePolls *prometheus.CounterVec
+	// crlsApplied counts the CRLs from the control plane compiled in.
+	crlsApplied *prometheus.CounterVec
 	// renewalChecks counts the checks of certificate.follow_renewals.
 	renewalChecks *prometheus.CounterVec
 	// issuances counts the attempts to have certificate.issue issued.
@@ -50,6 +52,10 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 			Name: "trustgate_gateway_control_plane_polls_total",
 			Help: "Requests for the snapshot of a listener's control-plane trust store, by result (changed, not_modified, error). While errors go on, the listener enforces its last snapshot.",
 		}, []string{"listener", "result"}),
+		crlsApplied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trustgate_gateway_crls_applied_total",
+			Help: "CRLs of a listener's control-plane trust store compiled in, by kind: full (a whole CRL, compiled anew) or delta (a delta CRL applied to the full CRL held).",
+		}, []string{"listener", "kind"}),
 		renewalChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trustgate_gateway_certificate_renewal_checks_total",
 			Help: "Checks with the control plane for a renewal of a listener's server certificate (certificate.follow_renewals), by result (renewed, current, error). After an error the listener keeps serving its certificate.",
@@ -59,7 +65,7 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 			Help: "Attempts to have a listener's server certificate issued by the control plane for a key generated on the gateway (certificate.issue), at start and at each renewal, by result (issued, error). After an error the listener keeps serving its certificate, and the attempt is retried with backoff.",
 		}, []string{"listener", "result"}),
 	}
-	for _, c := range []prometheus.Collector{m.handshakes, m.requests, m.duration, m.staleAccepts, m.reloads, m.controlPlanePolls, m.renewalChecks, m.issuances, &stateCollector{g: g}} {
+	for _, c := range []prometheus.Collector{m.handshakes, m.requests, m.duration, m.staleAccepts, m.reloads, m.controlPlanePolls, m.crlsApplied, m.renewalChecks, m.issuances, &stateCollector{g: g}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -14,8 +14,14 @@ import (
 )
 
 // snapshotFormat names the layout of a snapshot file; a file of another
-// format is refused, not guessed at.
-const snapshotFormat = "trustgate-gateway-snapshot/1"
+// format is refused, not guessed at. Format 2 may carry delta CRLs
+// (Snapshot.DeltaCRLs, applied to its full CRLs): a gateway that knows
+// only format 1 would not apply them, so it refuses the file rather than
+// enforce its full CRLs alone. Format 1 files are read as they are.
+const (
+	snapshotFormat   = "trustgate-gateway-snapshot/2"
+	snapshotFormatV1 = "trustgate-gateway-snapshot/1"
+)
 
 // snapshotFile is what a gateway keeps on disk of a named trust store: the
 // last snapshot it enforced, the copies of the snapshot's CRL URLs it
@@ -34,7 +40,9 @@ type snapshotContent struct {
 	TrustStore string `json:"trust_store"`
 	// ETag is the snapshot's, sent as If-None-Match after a restart: an
 	// unchanged store then costs a 304.
-	ETag     string                    `json:"etag"`
+	ETag string `json:"etag"`
+	// Snapshot is what the gateway enforces: full CRLs in CRLs, and the
+	// delta CRLs applied to them in DeltaCRLs.
 	Snapshot *apiv1.TrustStoreSnapshot `json:"snapshot"`
 	// CRLs holds the fetched copy of each of Snapshot.CRLURLs, by URL.
 	CRLs map[string][]byte `json:"crls,omitempty"`
@@ -78,7 +86,7 @@ func readSnapshotFile(path, name string) (*snapshotContent, error) {
 	if err := json.Unmarshal(b, &f); err != nil {
 		return nil, fmt.Errorf("snapshot file %s: not a snapshot file: %w", path, err)
 	}
-	if f.Format != snapshotFormat {
+	if f.Format != snapshotFormat && f.Format != snapshotFormatV1 {
 		return nil, fmt.Errorf("snapshot file %s: format %q, want %q", path, f.Format, snapshotFormat)
 	}
 	sum := sha256.Sum256(f.Content)
@@ -91,6 +99,9 @@ func readSnapshotFile(path, name string) (*snapshotContent, error) {
 	}
 	if c.TrustStore != name || c.Snapshot == nil {
 		return nil, fmt.Errorf("snapshot file %s: holds trust store %q, want %q", path, c.TrustStore, name)
+	}
+	if len(c.Snapshot.UnchangedCRLs) > 0 {
+		return nil, fmt.Errorf("snapshot file %s: names CRLs it does not hold", path)
 	}
 	for _, u := range c.Snapshot.CRLURLs {
 		if len(c.CRLs[u]) == 0 {

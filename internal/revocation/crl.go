@@ -51,6 +51,11 @@ type crl struct {
 	refreshAt              time.Time // republish at the latest then
 	etag                   string    // of the DER; the PEM's adds "-pem"
 	pem                    func() []byte
+	// history is the changes that led to this CRL, for delta CRLs (full
+	// scope only); deltas caches the delta CRLs signed from it, by base.
+	history    history
+	deltas     sync.Map // int64 -> *deltaCRL
+	deltaBases atomic.Int32
 }
 
 // entryBytes returns the encoded revokedCertificates entries: two CRLs
@@ -170,21 +175,41 @@ func (s *Service) newCRL(ctx context.Context, a *authority, sc *scope, now time.
 			return nil, err
 		}
 	}
-	der, off, n, err := b.finish(number, idp, signer)
+	der, off, n, err := b.finish(number, idp, nil, signer)
 	if err != nil {
 		return nil, err
 	}
-	s.met.crlBuild.Observe(time.Since(start).Seconds())
 	c := &crl{
 		der: der, entriesOff: off, entriesLen: n, entries: b.n, number: number,
 		thisUpdate: thisUpdate, nextUpdate: nextUpdate,
 		refreshAt: thisUpdate.Add(s.cfg.CRLValidity / 2),
 		etag:      `"` + strconv.FormatInt(number, 10) + `"`,
 	}
+	if sc.part < 0 && prev != nil {
+		c.history = s.nextHistory(a, prev, c)
+	}
+	s.met.crlBuild.Observe(time.Since(start).Seconds())
 	c.pem = sync.OnceValue(func() []byte {
 		return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
 	})
 	return c, nil
+}
+
+// nextHistory returns the history of the full CRL c, built after prev:
+// prev's, with the step between them. When the step cannot be had (too
+// many changes, a CRL that does not parse), the history starts afresh at
+// c, and gateways at older bases get the full CRL.
+func (s *Service) nextHistory(a *authority, prev, c *crl) history {
+	changes, err := diffEntries(prev.entryBytes(), c.entryBytes(), s.cfg.DeltaBytes)
+	if err != nil {
+		s.log.Info("revocation: no delta CRL from earlier CRLs to this one", logCA, a.name, logNumber, c.number, logErr, err)
+		return history{}
+	}
+	st := &step{from: prev.number, to: c.number, at: c.thisUpdate, changes: changes, size: 64}
+	for _, ch := range changes {
+		st.size += ch.size()
+	}
+	return prev.history.then(st, s.cfg.DeltaSteps, s.cfg.DeltaBytes)
 }
 
 // expiryCutoff is the NotAfter a revoked certificate needs to stay on a
@@ -309,6 +334,31 @@ func (b *crlBuilder) add(serialHex []byte, revokedAt time.Time, reason int) erro
 	return nil
 }
 
+// addRaw appends an entry already encoded (one of another CRL of the
+// same issuer).
+func (b *crlBuilder) addRaw(entry []byte) {
+	b.buf = append(b.buf, entry...)
+	b.n++
+}
+
+// addRemoval appends the entry of a delta CRL for a certificate that left
+// the CRL (released from hold, or expired): its serial (the INTEGER's
+// contents), the time it left, and the reason removeFromCRL (RFC 5280
+// §5.3.1).
+func (b *crlBuilder) addRemoval(serial []byte, at time.Time) {
+	ext := reasonExtensions[reasonRemoveFromCRL]
+	at = at.UTC()
+	timeLen := 15
+	if y := at.Year(); y >= 1950 && y < 2050 {
+		timeLen = 13
+	}
+	b.buf = appendHeader(b.buf, tagSequence, headerLen(len(serial))+len(serial)+2+timeLen+len(ext))
+	b.buf = appendTLV(b.buf, tagInteger, serial)
+	b.buf = appendTime(b.buf, at)
+	b.buf = append(b.buf, ext...)
+	b.n++
+}
+
 // serialBytes appends to dst the contents of the DER INTEGER of a positive
 // serial in hex.
 func serialBytes[T ~string | ~[]byte](dst []byte, serialHex T) ([]byte, error) {
@@ -372,10 +422,10 @@ var unhexTable = func() (t [256]byte) {
 func (b *crlBuilder) entryBytes() []byte { return b.buf[b.reserve:] }
 
 // finish completes the CRL with its extensions (authority key identifier,
-// CRL number, and the issuing distribution point idp, critical, when not
-// nil), signs it and returns the DER with the offset and length of the
+// CRL number, the issuing distribution point idp, critical, when not nil,
+// then the encoded extensions extra), signs it and returns the DER with the offset and length of the
 // entries in it. The builder is spent.
-func (b *crlBuilder) finish(number int64, idp []byte, signer crypto.Signer) (der []byte, entriesOff, entriesLen int, err error) {
+func (b *crlBuilder) finish(number int64, idp, extra []byte, signer crypto.Signer) (der []byte, entriesOff, entriesLen int, err error) {
 	entriesLen = len(b.buf) - b.reserve
 
 	// crlExtensions [0] EXPLICIT Extensions (RFC 5280 §5.2)
@@ -387,6 +437,7 @@ func (b *crlBuilder) finish(number int64, idp []byte, signer crypto.Signer) (der
 		// RFC 5280 §5.2.5: "this extension MUST be critical".
 		exts = appendExtension(exts, oidIssuingDistPt, true, idp)
 	}
+	exts = append(exts, extra...)
 	exts = appendTLV(nil, tagSequence, exts)
 	exts = appendTLV(nil, tagContext0, exts)
 
@@ -471,14 +522,24 @@ func maxAge(now, next time.Time, limit time.Duration) int {
 // or has no certificate, or whose key cannot sign a first CRL (offline,
 // pending), is an error.
 func (s *Service) CurrentCRL(ctx context.Context, caID string) ([]byte, error) {
-	a, err := s.authorityByID(ctx, caID)
+	_, c, err := s.current(ctx, caID)
 	if err != nil {
 		return nil, err
+	}
+	return c.der, nil
+}
+
+// current returns the authority of the CA with ID caID and its current
+// full CRL, as CurrentCRL says.
+func (s *Service) current(ctx context.Context, caID string) (*authority, *crl, error) {
+	a, err := s.authorityByID(ctx, caID)
+	if err != nil {
+		return nil, nil, err
 	}
 	sc := a.scopes[0]
 	now := s.now()
 	if c := sc.cur.Load(); c != nil && now.Before(c.nextUpdate) {
-		return c.der, nil
+		return a, c, nil
 	}
 	berr := s.buildScope(ctx, a, sc, now, buildIfDue)
 	c := sc.cur.Load()
@@ -486,7 +547,7 @@ func (s *Service) CurrentCRL(ctx context.Context, caID string) ([]byte, error) {
 		if berr == nil {
 			berr = errors.New("not built")
 		}
-		return nil, fmt.Errorf("CRL of CA %q: %w", a.name, berr)
+		return nil, nil, fmt.Errorf("CRL of CA %q: %w", a.name, berr)
 	}
-	return c.der, nil
+	return a, c, nil
 }

@@ -64,7 +64,7 @@ func TestCRLEncodingMatchesCreateRevocationList(t *testing.T) {
 					tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries,
 						x509.RevocationListEntry{SerialNumber: sn, RevocationTime: en.at, ReasonCode: en.reason})
 				}
-				der, off, length, err := b.finish(1<<40, idp, ca.Key)
+				der, off, length, err := b.finish(1<<40, idp, nil, ca.Key)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -114,7 +114,7 @@ func TestCRLBuilderClampsAndRejects(t *testing.T) {
 			t.Errorf("add(%q) succeeded", bad)
 		}
 	}
-	der, _, _, err := b.finish(1, nil, ca.Key)
+	der, _, _, err := b.finish(1, nil, nil, ca.Key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,22 +157,23 @@ func mustOID(arcs ...int) []byte {
 
 // Object identifiers, DER-encoded with their tag.
 var (
-	oidAuthorityKeyID  = mustOID(2, 5, 29, 35)
-	oidCRLNumber       = mustOID(2, 5, 29, 20)
-	oidIssuingDistPt   = mustOID(2, 5, 29, 28)
-	oidReasonCode      = mustOID(2, 5, 29, 21)
-	oidOCSPBasic       = mustOID(1, 3, 6, 1, 5, 5, 7, 48, 1, 1)
-	oidOCSPNonce       = mustOID(1, 3, 6, 1, 5, 5, 7, 48, 1, 2)
-	oidSHA1            = mustOID(1, 3, 14, 3, 2, 26)
-	oidSHA256          = mustOID(2, 16, 840, 1, 101, 3, 4, 2, 1)
-	oidSHA384          = mustOID(2, 16, 840, 1, 101, 3, 4, 2, 2)
-	oidSHA512          = mustOID(2, 16, 840, 1, 101, 3, 4, 2, 3)
-	hashOIDs           = [numHashes][]byte{oidSHA1, oidSHA256, oidSHA384, oidSHA512}
-	oidECDSAWithSHA256 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
-	oidECDSAWithSHA384 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 3}
-	oidECDSAWithSHA512 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 4}
-	oidSHA256WithRSA   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}
-	oidEd25519         = asn1.ObjectIdentifier{1, 3, 101, 112}
+	oidAuthorityKeyID    = mustOID(2, 5, 29, 35)
+	oidCRLNumber         = mustOID(2, 5, 29, 20)
+	oidIssuingDistPt     = mustOID(2, 5, 29, 28)
+	oidDeltaCRLIndicator = mustOID(2, 5, 29, 27)
+	oidReasonCode        = mustOID(2, 5, 29, 21)
+	oidOCSPBasic         = mustOID(1, 3, 6, 1, 5, 5, 7, 48, 1, 1)
+	oidOCSPNonce         = mustOID(1, 3, 6, 1, 5, 5, 7, 48, 1, 2)
+	oidSHA1              = mustOID(1, 3, 14, 3, 2, 26)
+	oidSHA256            = mustOID(2, 16, 840, 1, 101, 3, 4, 2, 1)
+	oidSHA384            = mustOID(2, 16, 840, 1, 101, 3, 4, 2, 2)
+	oidSHA512            = mustOID(2, 16, 840, 1, 101, 3, 4, 2, 3)
+	hashOIDs             = [numHashes][]byte{oidSHA1, oidSHA256, oidSHA384, oidSHA512}
+	oidECDSAWithSHA256   = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
+	oidECDSAWithSHA384   = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 3}
+	oidECDSAWithSHA512   = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 4}
+	oidSHA256WithRSA     = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}
+	oidEd25519           = asn1.ObjectIdentifier{1, 3, 101, 112}
 )
 
 // sigAlg is how a key signs: the AlgorithmIdentifier written next to the

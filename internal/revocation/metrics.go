@@ -19,6 +19,8 @@ type metrics struct {
 	propagation [2]prometheus.Observer
 	crlEntries  *prometheus.GaugeVec
 	crlBuild    prometheus.Histogram
+	// deltasSigned counts the delta CRLs signed.
+	deltasSigned prometheus.Counter
 	// responses counts OCSP responses by status: the response status
 	// for an unsuccessful response, the certificate status of each
 	// SingleResponse of a successful one. Resolved once: the hot path
@@ -43,6 +45,10 @@ func newMetrics(reg prometheus.Registerer, cacheEntries *atomic.Int64) (*metrics
 		Help:    "Time to read, encode and sign one CRL.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 4, 9), // 1 ms .. 65 s
 	})
+	deltasSigned := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "trustgate_crl_deltas_signed_total",
+		Help: "Delta CRLs signed for gateways: one per CA, base CRL number and current CRL number, shared by every gateway at that base.",
+	})
 	responses := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "trustgate_ocsp_responses_total",
 		Help: "OCSP responses by status: good, revoked or unknown per certificate answered, or the error status.",
@@ -57,8 +63,9 @@ func newMetrics(reg prometheus.Registerer, cacheEntries *atomic.Int64) (*metrics
 			kindCRL:  propagation.WithLabelValues("crl"),
 			kindOCSP: propagation.WithLabelValues("ocsp"),
 		},
-		crlEntries: crlEntries,
-		crlBuild:   crlBuild,
+		crlEntries:   crlEntries,
+		crlBuild:     crlBuild,
+		deltasSigned: deltasSigned,
 		unsuccessful: map[int]prometheus.Counter{
 			respMalformedRequest: responses.WithLabelValues("malformedRequest"),
 			respInternalError:    responses.WithLabelValues("internalError"),
@@ -75,7 +82,7 @@ func newMetrics(reg prometheus.Registerer, cacheEntries *atomic.Int64) (*metrics
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{propagation, crlEntries, crlBuild, responses, cache} {
+	for _, c := range []prometheus.Collector{propagation, crlEntries, crlBuild, deltasSigned, responses, cache} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

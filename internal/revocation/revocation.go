@@ -86,7 +86,14 @@ type Config struct {
 	// GET, which is otherwise the time left to nextUpdate: an HTTP cache
 	// then asks again (cheaply, with If-None-Match) at least this often
 	// and sees a revocation within MaxAge. Default 5 minutes.
-	MaxAge     time.Duration
+	MaxAge time.Duration
+	// DeltaSteps and DeltaBytes bound the history of changes kept per CA
+	// for delta CRLs (see CRLSince): at most this many CRL numbers back
+	// and this many bytes of changed entries. A gateway whose full CRL is
+	// older gets the full CRL again. Defaults DefaultDeltaSteps and
+	// DefaultDeltaBytes.
+	DeltaSteps int
+	DeltaBytes int
 	Now        func() time.Time
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -108,6 +115,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxAge == 0 {
 		c.MaxAge = DefaultMaxAge
+	}
+	if c.DeltaSteps == 0 {
+		c.DeltaSteps = DefaultDeltaSteps
+	}
+	if c.DeltaBytes == 0 {
+		c.DeltaBytes = DefaultDeltaBytes
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -143,6 +156,9 @@ func (c *Config) validate() error {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %s is negative", d.name, d.v))
 		}
+	}
+	if c.DeltaSteps < 0 || c.DeltaBytes < 0 {
+		errs = append(errs, errors.New("DeltaSteps and DeltaBytes must not be negative"))
 	}
 	// Answers must not outlive the responder certificate that signs them;
 	// they are capped at its notAfter, so they need room under it.

@@ -151,7 +151,7 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 	}
 	feed = newRevocationFeed(st, st.ListCAs, rev, log.With("component", "feed"))
 	trust, err = truststore.New(truststore.Config{
-		Store: st, CRLs: rev, Now: opts.Now, Logger: log.With("component", "truststore"),
+		Store: st, CRLs: rev, Now: opts.Now, Logger: log.With("component", "truststore"), Registerer: reg,
 	})
 	if err != nil {
 		st.Close()

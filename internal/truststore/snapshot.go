@@ -3,6 +3,7 @@ package truststore
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -24,7 +25,9 @@ type snapBase struct {
 	urls    []string
 }
 
-type ourMember struct{ id, name string }
+// ourMember is a CA of this Trustgate in the store; keyID is its subject
+// key identifier in lower-case hex, the key of HeldCRLs.
+type ourMember struct{ id, name, keyID string }
 
 // crlSum is the hash of the CRL a CA had last time, known by the identity
 // of its slice (see CRLSource).
@@ -43,7 +46,25 @@ type crlSum struct {
 // warning (nothing it could sign has been revoked since it went offline).
 // The slices of the result may be shared with later calls and must not be
 // modified.
+//
+// Snapshot is for comparing ETags; what is answered to a gateway is
+// SnapshotSince's.
 func (s *Service) Snapshot(ctx context.Context, name string) (*apiv1.TrustStoreSnapshot, error) {
+	return s.snapshot(ctx, name, nil, false)
+}
+
+// SnapshotSince is Snapshot for a gateway that holds the full CRLs held
+// of some CAs: for each CA of this Trustgate named there, the snapshot
+// carries, instead of the full CRL, a delta CRL from the one held (in
+// DeltaCRLs) when the CRL source can make one, or the CA's key identifier
+// in UnchangedCRLs when the CRL held is current. The ETag is the same as
+// Snapshot's: it names the state the answer brings the gateway to, which
+// does not depend on held. It counts the CRLs answered, by form.
+func (s *Service) SnapshotSince(ctx context.Context, name string, held apiv1.HeldCRLs) (*apiv1.TrustStoreSnapshot, error) {
+	return s.snapshot(ctx, name, held, true)
+}
+
+func (s *Service) snapshot(ctx context.Context, name string, held apiv1.HeldCRLs, count bool) (*apiv1.TrustStoreSnapshot, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, fault.New(fault.NotFound, "trust store %q does not exist", name)
 	}
@@ -68,9 +89,21 @@ func (s *Service) Snapshot(ctx context.Context, name string) (*apiv1.TrustStoreS
 		Name: name, Version: base.version, CACertificates: base.anchors,
 		CRLs: make([][]byte, 0, len(base.ours)+len(base.uploads)), CRLURLs: base.urls,
 	}
+	deltas, _ := s.cfg.CRLs.(DeltaCRLSource)
+	var forms [numCRLForms]int
 	for _, o := range base.ours {
 		h.Write([]byte("\x00" + o.id + "\x00"))
-		der, err := s.currentCRL(ctx, o.id)
+		var der, delta []byte
+		var number int64
+		heldNumber, isHeld := held[o.keyID]
+		if isHeld && deltas != nil && o.keyID != "" {
+			der, number, delta, err = deltas.CRLSince(ctx, o.id, heldNumber)
+			if err == nil && len(der) == 0 {
+				err = fmt.Errorf("empty CRL")
+			}
+		} else {
+			der, err = s.currentCRL(ctx, o.id)
+		}
 		if err != nil {
 			c, gerr := s.cfg.Store.GetCAByID(ctx, o.id)
 			if gerr == nil && c.State == store.CAOffline {
@@ -82,7 +115,24 @@ func (s *Service) Snapshot(ctx context.Context, name string) (*apiv1.TrustStoreS
 		}
 		sum := s.crlSum(o.id, der)
 		h.Write(sum[:])
-		snap.CRLs = append(snap.CRLs, der)
+		switch {
+		case isHeld && number > 0 && number <= heldNumber:
+			// Current, or older than what the gateway holds (another node
+			// of the control plane published a newer one): it keeps that.
+			snap.UnchangedCRLs = append(snap.UnchangedCRLs, o.keyID)
+			forms[formUnchanged]++
+		case delta != nil:
+			snap.DeltaCRLs = append(snap.DeltaCRLs, delta)
+			forms[formDelta]++
+		default:
+			snap.CRLs = append(snap.CRLs, der)
+			forms[formFull]++
+		}
+	}
+	if count {
+		for form, n := range forms {
+			s.served[form].Add(float64(n))
+		}
 	}
 	snap.CRLs = append(snap.CRLs, base.uploads...)
 	snap.ETag = `"` + hex.EncodeToString(h.Sum(nil)[:16]) + `"`
@@ -135,7 +185,11 @@ func (s *Service) snapBase(ctx context.Context, name, id string, version int64) 
 		if err != nil {
 			return nil, fmt.Errorf("snapshot of trust store %q: CA %s: %w", name, m.CAID, err)
 		}
-		b.ours = append(b.ours, ourMember{id: c.ID, name: c.Name})
+		m := ourMember{id: c.ID, name: c.Name}
+		if cert, err := x509.ParseCertificate(c.CertDER); err == nil {
+			m.keyID = hex.EncodeToString(cert.SubjectKeyId)
+		}
+		b.ours = append(b.ours, m)
 		b.anchors = append(b.anchors, c.CertDER)
 	}
 	for _, m := range ts.Certs {

@@ -27,6 +27,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/trustgate/trustgate/internal/apiv1"
 	"github.com/trustgate/trustgate/internal/fault"
 	"github.com/trustgate/trustgate/internal/store"
@@ -54,6 +56,17 @@ type CRLSource interface {
 	CurrentCRL(ctx context.Context, caID string) ([]byte, error)
 }
 
+// DeltaCRLSource is an optional CRLSource capability: delta CRLs for a
+// gateway that holds an earlier full CRL. The revocation service has it.
+type DeltaCRLSource interface {
+	// CRLSince returns what CurrentCRL returns and its CRL number, and a
+	// delta CRL (RFC 5280 §5.2.4) from the full CRL numbered base to it;
+	// the delta is nil when base is current or newer, or when the source
+	// cannot make one from base (the caller then sends the full CRL). The
+	// slices must not be modified.
+	CRLSince(ctx context.Context, caID string, base int64) (full []byte, number int64, delta []byte, err error)
+}
+
 // Limits of one trust store.
 const (
 	// MaxCAs caps the trust anchors of a store, ours and external.
@@ -78,6 +91,8 @@ type Config struct {
 	// Rand is the randomness of IDs; default crypto/rand.
 	Rand   io.Reader
 	Logger *slog.Logger
+	// Registerer, when set, receives the service's metrics.
+	Registerer prometheus.Registerer
 }
 
 // Service manages trust stores. Build one with New.
@@ -90,7 +105,18 @@ type Service struct {
 	snaps map[string]*snapBase
 	// crlSums caches, by CA ID, the hash of the CA's CRL last seen.
 	crlSums map[string]crlSum
+	// served counts the CRLs of our CAs in snapshots answered, by form.
+	served [numCRLForms]prometheus.Counter
 }
+
+// Forms in which a CA's CRL is answered in a snapshot, the values of the
+// kind label of trustgate_truststore_snapshot_crls_total.
+const (
+	formFull = iota
+	formDelta
+	formUnchanged
+	numCRLForms
+)
 
 // New returns a Service.
 func New(cfg Config) (*Service, error) {
@@ -106,7 +132,20 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cfg: cfg, snaps: map[string]*snapBase{}, crlSums: map[string]crlSum{}}, nil
+	s := &Service{cfg: cfg, snaps: map[string]*snapBase{}, crlSums: map[string]crlSum{}}
+	served := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trustgate_truststore_snapshot_crls_total",
+		Help: "CRLs of this Trustgate's CAs in trust-store snapshots answered to gateways, by kind: full (the whole CRL), delta (a delta CRL from the full CRL the gateway holds) or unchanged (the gateway keeps what it holds).",
+	}, []string{"kind"})
+	for form, kind := range [numCRLForms]string{formFull: "full", formDelta: "delta", formUnchanged: "unchanged"} {
+		s.served[form] = served.WithLabelValues(kind)
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(served); err != nil {
+			return nil, fmt.Errorf("truststore: register metrics: %w", err)
+		}
+	}
+	return s, nil
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)

@@ -323,9 +323,23 @@ func (c *Client) TrustStoreSnapshot(ctx context.Context, name, etag string) (sna
 // snapshot changes, or answers notModified after wait. The client's
 // timeout (Config.Timeout) must exceed wait.
 func (c *Client) WatchTrustStoreSnapshot(ctx context.Context, name, etag string, wait time.Duration) (snap *apiv1.TrustStoreSnapshot, newETag string, notModified bool, err error) {
+	return c.WatchTrustStoreSnapshotSince(ctx, name, etag, nil, wait)
+}
+
+// WatchTrustStoreSnapshotSince is WatchTrustStoreSnapshot for a gateway
+// that holds the full CRLs held: the snapshot then carries delta CRLs from
+// them, or says them unchanged (see apiv1.HeldCRLs).
+func (c *Client) WatchTrustStoreSnapshotSince(ctx context.Context, name, etag string, held apiv1.HeldCRLs, wait time.Duration) (snap *apiv1.TrustStoreSnapshot, newETag string, notModified bool, err error) {
 	path := "/v1/truststores/" + esc(name) + "/snapshot"
+	q := url.Values{}
 	if wait > 0 && etag != "" {
-		path += "?wait=" + url.QueryEscape(wait.String())
+		q.Set("wait", wait.String())
+	}
+	if len(held) > 0 {
+		q.Set("have", held.String())
+	}
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	if err := c.refreshClientCert(); err != nil {
 		return nil, "", false, err

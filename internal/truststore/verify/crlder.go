@@ -16,16 +16,17 @@ type crlInput struct {
 	hdr     *x509.RevocationList
 	entries int
 	// each calls add with every revoked serial: its magnitude without
-	// leading zeros, and whether it is negative. It fails on an entry
-	// carrying an unsupported critical extension.
-	each func(add func(mag []byte, negative bool)) error
+	// leading zeros, whether it is negative, and its reason code (0 when
+	// it has none). It fails on an entry carrying an unsupported critical
+	// extension.
+	each func(add func(mag []byte, negative bool, reason int)) error
 }
 
 func fromParsed(crl *x509.RevocationList) crlInput {
 	return crlInput{
 		hdr:     crl,
 		entries: len(crl.RevokedCertificateEntries),
-		each: func(add func([]byte, bool)) error {
+		each: func(add func([]byte, bool, int)) error {
 			for j := range crl.RevokedCertificateEntries {
 				e := &crl.RevokedCertificateEntries[j]
 				if e.SerialNumber == nil {
@@ -37,7 +38,7 @@ func fromParsed(crl *x509.RevocationList) crlInput {
 						return fmt.Errorf("entry %d has the unsupported critical extension %s", j, ext.Id)
 					}
 				}
-				add(e.SerialNumber.Bytes(), e.SerialNumber.Sign() < 0)
+				add(e.SerialNumber.Bytes(), e.SerialNumber.Sign() < 0, e.ReasonCode)
 			}
 			return nil
 		},
@@ -49,6 +50,7 @@ const (
 	tagBoolean     = 0x01
 	tagInteger     = 0x02
 	tagOctetString = 0x04
+	tagEnumerated  = 0x0a
 	tagOID         = 0x06
 	tagUTCTime     = 0x17
 	tagGenTime     = 0x18
@@ -197,7 +199,7 @@ func parseCRLDER(der []byte) (crlInput, error) {
 		q = r
 	}
 	in := crlInput{hdr: hdr, entries: count}
-	in.each = func(add func([]byte, bool)) error {
+	in.each = func(add func([]byte, bool, int)) error {
 		for q, j := list, 0; len(q) > 0; j++ {
 			entry, _, r, err := expect(q, tagSequence, "revokedCertificate")
 			if err != nil {
@@ -215,8 +217,9 @@ func parseCRLDER(der []byte) (crlInput, error) {
 			if err != nil || (tag != tagUTCTime && tag != tagGenTime) {
 				return fmt.Errorf("entry %d: bad revocation date", j)
 			}
+			reason := 0
 			if len(e) > 0 {
-				if err := checkEntryExtensions(e); err != nil {
+				if reason, err = checkEntryExtensions(e); err != nil {
 					return fmt.Errorf("entry %d: %w", j, err)
 				}
 			}
@@ -224,7 +227,7 @@ func parseCRLDER(der []byte) (crlInput, error) {
 				// Negative (two's complement): rare and non-conforming.
 				n := new(big.Int).SetBytes(serial)
 				n.Sub(n, new(big.Int).Lsh(big.NewInt(1), uint(8*len(serial))))
-				add(n.Bytes(), true)
+				add(n.Bytes(), true, reason)
 				continue
 			}
 			for len(serial) > 1 && serial[0] == 0 {
@@ -233,7 +236,7 @@ func parseCRLDER(der []byte) (crlInput, error) {
 			if len(serial) == 1 && serial[0] == 0 {
 				serial = serial[:0]
 			}
-			add(serial, false)
+			add(serial, false, reason)
 		}
 		return nil
 	}
@@ -242,41 +245,51 @@ func parseCRLDER(der []byte) (crlInput, error) {
 
 // checkEntryExtensions rejects critical crlEntryExtensions other than
 // reasonCode and invalidityDate (certificateIssuer would make the CRL
-// indirect, RFC 5280 §5.3.3).
-func checkEntryExtensions(b []byte) error {
+// indirect, RFC 5280 §5.3.3), and returns the reason code, 0 without one.
+func checkEntryExtensions(b []byte) (int, error) {
 	exts, _, rest, err := expect(b, tagSequence, "crlEntryExtensions")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if len(rest) > 0 {
-		return errors.New("trailing data in a CRL entry")
+		return 0, errors.New("trailing data in a CRL entry")
 	}
+	reason := 0
 	for len(exts) > 0 {
 		ext, _, r, err := expect(exts, tagSequence, "Extension")
 		if err != nil {
-			return err
+			return 0, err
 		}
 		exts = r
 		oid, _, er, err := expect(ext, tagOID, "extnID")
 		if err != nil {
-			return err
+			return 0, err
 		}
 		critical := false
 		if len(er) > 0 && er[0] == tagBoolean {
 			v, _, r2, err := expect(er, tagBoolean, "critical")
 			if err != nil || len(v) != 1 {
-				return errors.New("bad critical flag")
+				return 0, errors.New("bad critical flag")
 			}
 			critical, er = v[0] != 0, r2
 		}
-		if _, _, _, err := expect(er, tagOctetString, "extnValue"); err != nil {
-			return err
+		value, _, _, err := expect(er, tagOctetString, "extnValue")
+		if err != nil {
+			return 0, err
+		}
+		if oidIs(oid, oidReasonCodeDER) {
+			// CRLReason ::= ENUMERATED, one octet for every defined value.
+			code, _, _, err := expect(value, tagEnumerated, "reasonCode")
+			if err != nil || len(code) != 1 {
+				return 0, errors.New("bad reason code")
+			}
+			reason = int(code[0])
 		}
 		if critical && !oidIs(oid, oidReasonCodeDER) && !oidIs(oid, oidInvalidityDateDER) {
-			return fmt.Errorf("unsupported critical extension (OID bytes %x)", oid)
+			return 0, fmt.Errorf("unsupported critical extension (OID bytes %x)", oid)
 		}
 	}
-	return nil
+	return reason, nil
 }
 
 var (

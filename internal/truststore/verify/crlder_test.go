@@ -101,7 +101,7 @@ func FuzzParseCRLDER(f *testing.F) {
 		}
 		var got [][]byte
 		var negs int
-		walkErr := in.each(func(mag []byte, neg bool) {
+		walkErr := in.each(func(mag []byte, neg bool, _ int) {
 			if neg {
 				negs++
 				return

@@ -91,11 +91,15 @@ type Verifier struct {
 	crls    []CRLInfo
 }
 
-// issuer is the revocation state of one CA: the union of its CRLs.
+// issuer is the revocation state of one CA: the union of its CRLs, and
+// the entries of a delta CRL applied to its full CRL (see ApplyDeltas).
 type issuer struct {
 	spki    []byte // RawSubjectPublicKeyInfo: the CRL signature was checked with this key
 	revoked *serialSet
 	scopes  []scope
+	// delta maps the serials a delta CRL lists (deltaKey) to whether
+	// they are revoked: it overrides revoked. Nil without a delta.
+	delta map[string]bool
 }
 
 // scope is one CRL of an issuer: a full CRL, or one partition of a
@@ -106,6 +110,11 @@ type scope struct {
 	thisUpdate, nextUpdate time.Time
 	entries                int
 	number                 string
+	// partial is set for a CRL with an issuing distribution point.
+	partial bool
+	// base is, once a delta CRL is applied, the number of the full CRL
+	// it applies to; number and the dates are then the delta's.
+	base string
 }
 
 // CRLInfo describes a compiled CRL, for metrics and refresh scheduling.
@@ -121,6 +130,14 @@ type CRLInfo struct {
 	Number string
 	// Entries is the number of revoked serials on this CRL.
 	Entries int
+	// Partial is set for a CRL with an issuing distribution point (RFC
+	// 5280 §5.2.5): it covers part of its issuer's certificates.
+	Partial bool
+	// BaseNumber is set when a delta CRL is applied to this full CRL (see
+	// ApplyDeltas): it is the full CRL's number, and Number, ThisUpdate
+	// and NextUpdate are the delta's. DeltaEntries is the delta's entries.
+	BaseNumber   string
+	DeltaEntries int
 }
 
 // Result is a verified chain.
@@ -227,7 +244,7 @@ func compile(roots []*x509.Certificate, crls []crlInput, opts Options) (*Verifie
 		if err != nil {
 			return nil, fmt.Errorf("verify: CRL %d (issuer %s): %w", i, crl.Issuer, err)
 		}
-		sc, idp, err := crlScope(crl)
+		sc, idp, err := crlScope(crl, false)
 		if err != nil {
 			return nil, fmt.Errorf("verify: CRL %d (issuer %s): %w", i, crl.Issuer, err)
 		}
@@ -273,13 +290,14 @@ func compile(roots []*x509.Certificate, crls []crlInput, opts Options) (*Verifie
 		b := newSerialSetBuilder(n)
 		is := &issuer{spki: g.ca.RawSubjectPublicKeyInfo}
 		for _, p := range g.crl {
-			if err := p.in.each(b.add); err != nil {
+			if err := p.in.each(func(mag []byte, neg bool, _ int) { b.add(mag, neg) }); err != nil {
 				return nil, fmt.Errorf("verify: CRL of %s: %w", g.ca.Subject, err)
 			}
 			is.scopes = append(is.scopes, p.scope)
 			v.crls = append(v.crls, CRLInfo{
 				Issuer: g.ca, URLs: p.scope.urls, ThisUpdate: p.scope.thisUpdate,
 				NextUpdate: p.scope.nextUpdate, Number: p.scope.number, Entries: p.scope.entries,
+				Partial: p.scope.partial,
 			})
 		}
 		is.revoked = b.build()
@@ -337,14 +355,17 @@ type distributionPointName struct {
 }
 
 // crlScope checks the CRL's extensions and returns its scope and the DER
-// of its IssuingDistributionPoint (nil for a full CRL).
-func crlScope(crl *x509.RevocationList) (scope, []byte, error) {
+// of its IssuingDistributionPoint (nil for a full CRL). A delta CRL is
+// refused unless delta is set.
+func crlScope(crl *x509.RevocationList, delta bool) (scope, []byte, error) {
 	var sc scope
 	var idpDER []byte
 	for _, ext := range crl.Extensions {
 		switch {
 		case ext.Id.Equal(oidDeltaCRLIndicator):
-			return sc, nil, errors.New("delta CRLs are not supported: configure the full CRL")
+			if !delta {
+				return sc, nil, errors.New("delta CRLs are not supported: configure the full CRL")
+			}
 		case ext.Id.Equal(oidIssuingDistribution):
 			var idp issuingDistributionPoint
 			rest, err := asn1.Unmarshal(ext.Value, &idp)
@@ -366,6 +387,7 @@ func crlScope(crl *x509.RevocationList) (scope, []byte, error) {
 				}
 			}
 			sc.onlyUsers, sc.onlyCAs = idp.OnlyContainsUserCerts, idp.OnlyContainsCACerts
+			sc.partial = true
 			idpDER = ext.Value
 		case ext.Id.Equal(oidAuthorityKeyID), ext.Id.Equal(oidCRLNumber),
 			ext.Id.Equal(oidFreshestCRL), ext.Id.Equal(oidAuthorityInfoAccess):
@@ -512,7 +534,7 @@ func (v *Verifier) Verify(chain []*x509.Certificate, now time.Time) (Result, err
 				res.StaleCRL, res.StaleIssuer = true, iss
 			}
 		}
-		if is.revoked.contains(c.SerialNumber) {
+		if is.isRevoked(c.SerialNumber) {
 			return Result{}, fail(ClientCertCrlHit, "certificate %s (serial %X) is revoked by %s", c.Subject, c.SerialNumber, iss.Subject)
 		}
 	}

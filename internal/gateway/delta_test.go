@@ -1,0 +1,174 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/hex"
+	"errors"
+	"math/big"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/trustgate/trustgate/internal/apiv1"
+	"github.com/trustgate/trustgate/internal/truststore/verify"
+)
+
+// deltaControlPlane answers each request with the next answer of a script,
+// and records what each request said it held.
+type deltaControlPlane struct {
+	mu      sync.Mutex
+	answers []*apiv1.TrustStoreSnapshot
+	asked   []apiv1.HeldCRLs
+	etags   []string
+}
+
+func (d *deltaControlPlane) TrustStoreSnapshot(ctx context.Context, name, etag string) (*apiv1.TrustStoreSnapshot, string, bool, error) {
+	return d.WatchTrustStoreSnapshotSince(ctx, name, etag, nil, 0)
+}
+
+func (d *deltaControlPlane) WatchTrustStoreSnapshotSince(_ context.Context, _, etag string, held apiv1.HeldCRLs, _ time.Duration) (*apiv1.TrustStoreSnapshot, string, bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.asked = append(d.asked, held)
+	d.etags = append(d.etags, etag)
+	if len(d.answers) == 0 {
+		return nil, "", false, errors.New("control plane down")
+	}
+	a := d.answers[0]
+	d.answers = d.answers[1:]
+	return a, a.ETag, false, nil
+}
+
+func (d *deltaControlPlane) next(a *apiv1.TrustStoreSnapshot) {
+	d.mu.Lock()
+	d.answers = append(d.answers, a)
+	d.mu.Unlock()
+}
+
+func (d *deltaControlPlane) last() (string, apiv1.HeldCRLs) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.etags[len(d.etags)-1], d.asked[len(d.asked)-1]
+}
+
+// signCRL signs a CRL of ca numbered number listing serials with reasons;
+// with base > 0 it is a delta CRL from base.
+func signCRL(t *testing.T, ca *tca, number, base int64, entries map[*big.Int]int) []byte {
+	t.Helper()
+	now := time.Now()
+	tmpl := &x509.RevocationList{Number: big.NewInt(number), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(time.Hour)}
+	for serial, reason := range entries {
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries,
+			x509.RevocationListEntry{SerialNumber: serial, RevocationTime: now.Add(-time.Minute), ReasonCode: reason})
+	}
+	if base > 0 {
+		v, err := asn1.Marshal(big.NewInt(base))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 27}, Critical: true, Value: v}}
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, ca.cert, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// TestControlPlaneSourceDeltas plays a control plane that answers with a
+// full CRL, then a delta, then "unchanged", then a delta the gateway
+// cannot apply: the source applies the first two without compiling the
+// full CRL again, keeps its state on the third, keeps its last good state
+// on the fourth and asks for full CRLs next; the snapshot file carries the
+// delta, and a source started from it enforces it.
+func TestControlPlaneSourceDeltas(t *testing.T) {
+	ca := newCA(t, "Delta Root")
+	revoked, held, later, fine := ca.client(t, "revoked"), ca.client(t, "held"), ca.client(t, "later"), ca.client(t, "fine")
+	key := hex.EncodeToString(ca.cert.SubjectKeyId)
+	cp := &deltaControlPlane{}
+	snap := func(version int64, etag string) *apiv1.TrustStoreSnapshot {
+		return &apiv1.TrustStoreSnapshot{Name: "partners", Version: version, ETag: etag, CACertificates: [][]byte{ca.cert.Raw}, CRLs: [][]byte{}, CRLURLs: []string{}}
+	}
+	var full, delta int
+	src := &ControlPlaneSource{Client: cp, Name: "partners", CacheFile: filepath.Join(t.TempDir(), "partners.snapshot.json"),
+		OnCRLs: func(f, d int) { full += f; delta += d }}
+	expect := func(v *verify.Verifier, what string, want map[*leafCert]bool) {
+		t.Helper()
+		for lc, ok := range want {
+			_, err := v.Verify(lc.chain, time.Now())
+			if (err == nil) != ok {
+				t.Errorf("%s: %s: %v, want accepted %v", what, lc.cert.Subject.CommonName, err, ok)
+			}
+		}
+	}
+
+	first := snap(1, `"1"`)
+	first.CRLs = [][]byte{signCRL(t, ca, 10, 0, map[*big.Int]int{revoked.cert.SerialNumber: 1, held.cert.SerialNumber: 6})}
+	cp.next(first)
+	v, _, err := src.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(v, "full CRL", map[*leafCert]bool{revoked: false, held: false, later: true, fine: true})
+
+	second := snap(1, `"2"`)
+	second.DeltaCRLs = [][]byte{signCRL(t, ca, 11, 10, map[*big.Int]int{held.cert.SerialNumber: 8, later.cert.SerialNumber: 1})}
+	cp.next(second)
+	v, _, err = src.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if etag, asked := cp.last(); etag != `"1"` || asked.String() != key+":10" {
+		t.Errorf("second request: etag %s, have %q; want \"1\", %s:10", etag, asked, key)
+	}
+	expect(v, "delta", map[*leafCert]bool{revoked: false, held: true, later: false, fine: true})
+
+	third := snap(2, `"3"`)
+	third.UnchangedCRLs = []string{key}
+	cp.next(third)
+	v, _, err = src.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(v, "unchanged", map[*leafCert]bool{revoked: false, held: true, later: false, fine: true})
+	if full != 1 || delta != 1 {
+		t.Errorf("%d full CRLs compiled and %d deltas applied, want 1 and 1", full, delta)
+	}
+
+	// The snapshot file holds the full CRL and the delta: a source that
+	// starts from it (no control plane) enforces both.
+	fromFile := &ControlPlaneSource{Client: &deltaControlPlane{}, Name: "partners", CacheFile: src.CacheFile}
+	fv, _, err := fromFile.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(fv, "from the file", map[*leafCert]bool{revoked: false, held: true, later: false, fine: true})
+
+	// A delta from a CRL the gateway does not hold: the last good state
+	// stays, and the next request asks for everything whole.
+	bad := snap(2, `"4"`)
+	bad.DeltaCRLs = [][]byte{signCRL(t, ca, 12, 9, map[*big.Int]int{fine.cert.SerialNumber: 1})}
+	cp.next(bad)
+	if v, _, err = src.Load(t.Context()); err == nil {
+		t.Fatal("a delta from another base was applied")
+	}
+	expect(v, "after a bad delta", map[*leafCert]bool{revoked: false, held: true, later: false, fine: true})
+	again := snap(2, `"5"`)
+	again.CRLs = [][]byte{signCRL(t, ca, 12, 0, map[*big.Int]int{revoked.cert.SerialNumber: 1, later.cert.SerialNumber: 1, fine.cert.SerialNumber: 1})}
+	cp.next(again)
+	if v, _, err = src.Load(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if etag, asked := cp.last(); etag != "" || len(asked) != 0 {
+		t.Errorf("after a bad delta: etag %q, have %q; want neither", etag, asked)
+	}
+	expect(v, "full again", map[*leafCert]bool{revoked: false, held: true, later: false, fine: false})
+	if full != 2 {
+		t.Errorf("%d full CRLs compiled, want 2", full)
+	}
+}

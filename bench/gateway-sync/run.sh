@@ -126,6 +126,12 @@ done
 log "G=$G gateways, N=$N revocations, long_poll=$LONG_POLL, poll_interval=$POLL"
 "$OUT/bin/syncbench" -addr "$API" -cacert "$DATA/dev/root.pem" -token-file "$DATA/dev/admin.token" \
 	-gateways "$GWS" -store "$STORE" -n "$N" -probe "$PROBE" -v 2>"$OUT/syncbench.log" | tee "$OUT/result.json"
+# How the CRLs reached the gateways: full CRLs or delta CRLs (RFC 5280
+# §5.2.4) over the full CRL each gateway holds.
+curl -fsS "http://127.0.0.1:$PUB_PORT/metrics" 2>/dev/null |
+	grep -E '^trustgate_(truststore_snapshot_crls_total|crl_deltas_signed_total)' >"$OUT/crls.txt" || true
+log "CRLs in the snapshots the control plane served (by kind) and delta CRLs it signed:"
+cat "$OUT/crls.txt" >&2
 echo "uptime after: $(uptime)" >>"$OUT/machine.txt"
 cat "$OUT/machine.txt"
 log "results in $OUT"

@@ -100,6 +100,21 @@ func (h history) since(base int64) ([]*step, bool) {
 // errTooManyChanges stops a diff past its byte budget.
 var errTooManyChanges = errors.New("too many changes for a delta")
 
+// changeList collects a diff's changes within a byte budget.
+type changeList struct {
+	changes []change
+	left    int // bytes the budget has left
+}
+
+// add appends c, or fails with errTooManyChanges once the budget is spent.
+func (l *changeList) add(c change) error {
+	if l.left -= c.size(); l.left < 0 {
+		return errTooManyChanges
+	}
+	l.changes = append(l.changes, c)
+	return nil
+}
+
 // readEntry splits the first revokedCertificate off entries: the entry's
 // DER and its serial's contents.
 func readEntry(entries []byte) (entry, serial, rest []byte, err error) {
@@ -180,15 +195,8 @@ func diffEntries(prev, next []byte, maxBytes int) ([]change, error) {
 		slots[h] = uint32(i + 1)
 	}
 	seen := make([]bool, n)
-	var out []change
-	budget := maxBytes
-	add := func(c change) error {
-		if budget -= c.size(); budget < 0 {
-			return errTooManyChanges
-		}
-		out = append(out, c)
-		return nil
-	}
+	out := changeList{left: maxBytes}
+	add := out.add
 	for j := 0; j < len(nextOff)-1; j++ {
 		entry, serial, _, err := readEntry(next[nextOff[j]:nextOff[j+1]])
 		if err != nil {
@@ -218,7 +226,7 @@ func diffEntries(prev, next []byte, maxBytes int) ([]change, error) {
 			}
 		}
 	}
-	return out, nil
+	return out.changes, nil
 }
 
 // mergeDiff is diffEntries for entries in the order of their serials'
@@ -228,15 +236,8 @@ func diffEntries(prev, next []byte, maxBytes int) ([]change, error) {
 // CRL lists its partitions one after the other), for the caller to match
 // by hash instead.
 func mergeDiff(prev, next []byte, maxBytes int) ([]change, bool, error) {
-	var out []change
-	budget := maxBytes
-	add := func(c change) error {
-		if budget -= c.size(); budget < 0 {
-			return errTooManyChanges
-		}
-		out = append(out, c)
-		return nil
-	}
+	out := changeList{left: maxBytes}
+	add := out.add
 	var pe, ps, ne, ns, lastP, lastN []byte
 	// read takes the next entry of list, checking the order.
 	read := func(list *[]byte, entry, serial, last *[]byte) (bool, error) {
@@ -293,7 +294,7 @@ func mergeDiff(prev, next []byte, maxBytes int) ([]change, bool, error) {
 			}
 		}
 	}
-	return out, true, nil
+	return out.changes, true, nil
 }
 
 // cmpSerialHex compares two positive serials (INTEGER contents) as their

@@ -59,14 +59,9 @@ const gatewayIssuePolicy = `statements:
 // names refuses the issuance with the control plane's reason in the log.
 func TestGatewayIssuesListenerCertificate(t *testing.T) {
 	dir := t.TempDir()
-	cfg := DevConfig(dir, "127.0.0.1:0", "")
-	cfg.Public.BaseURL = "http://pki.test"
-	cfg.Access.OperatorCA = "gateways"
-	s, files, err := PrepareDev(context.Background(), cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, files := prepareTestDev(t, dir, func(cfg *config.Server) {
+		cfg.Access.OperatorCA = "gateways"
+	})
 	ctx := t.Context()
 	if _, err := s.CA.CreateCA(ctx, ca.CreateRequest{Name: "gateways", Parent: DemoRoot}); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package server
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -61,14 +60,7 @@ type followEnv struct {
 // with an API token of a principal allowed only cert:Read on the CA.
 func newFollowEnv(t *testing.T) *followEnv {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := DevConfig(dir, "127.0.0.1:0", "")
-	cfg.Public.BaseURL = "http://pki.test"
-	s, files, err := PrepareDev(context.Background(), cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, files := prepareTestDev(t, "", nil)
 	ctx := t.Context()
 	api, stopCP := runDev(t, s)
 

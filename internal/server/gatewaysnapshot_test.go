@@ -30,13 +30,7 @@ import (
 // during the outage is refused once the control plane is back.
 func TestGatewayRestartDuringOutage(t *testing.T) {
 	ctx := t.Context()
-	cfg := DevConfig(t.TempDir(), "127.0.0.1:0", "")
-	cfg.Public.BaseURL = "http://pki.test"
-	s, files, err := PrepareDev(ctx, cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, files := prepareTestDev(t, "", nil)
 	if _, err := s.TrustStores.Create(ctx, apiv1.CreateTrustStoreRequest{Name: "partners", CAs: []string{DemoIntermediate}}); err != nil {
 		t.Fatal(err)
 	}

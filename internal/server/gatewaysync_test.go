@@ -43,15 +43,9 @@ const gatewayPolicy = `statements:
 // reaches it within 2 s although its poll interval is an hour; the
 // principal cannot do more than read its trust store.
 func TestGatewayEnrolsAndLongPolls(t *testing.T) {
-	dir := t.TempDir()
-	cfg := DevConfig(dir, "127.0.0.1:0", "")
-	cfg.Public.BaseURL = "http://pki.test"
-	cfg.Access.OperatorCA = "gateways"
-	s, files, err := PrepareDev(context.Background(), cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, files := prepareTestDev(t, "", func(cfg *config.Server) {
+		cfg.Access.OperatorCA = "gateways"
+	})
 	ctx := t.Context()
 	if _, err := s.CA.CreateCA(ctx, ca.CreateRequest{Name: "gateways", Parent: DemoRoot}); err != nil {
 		t.Fatal(err)
@@ -197,6 +191,28 @@ func TestGatewayEnrolsAndLongPolls(t *testing.T) {
 	if !passes(good) || passes(doomed) {
 		t.Error("with the control plane stopped, the gateway does not enforce its last snapshot")
 	}
+}
+
+// prepareTestDev prepares a dev control plane (demo CAs, admin token, dev
+// files) in dir, or in a new temporary directory when dir is "", with the
+// public base URL http://pki.test and whatever edit changes in its
+// configuration; the server is closed when the test ends.
+func prepareTestDev(t *testing.T, dir string, edit func(cfg *config.Server)) (*Server, DevFiles) {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	cfg := DevConfig(dir, "127.0.0.1:0", "")
+	cfg.Public.BaseURL = "http://pki.test"
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, files, err := PrepareDev(context.Background(), cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, files
 }
 
 // runDev runs s's API until the test ends, and returns its address and a

@@ -34,14 +34,7 @@ func TestCARotation(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl not found")
 	}
-	dir := t.TempDir()
-	cfg := DevConfig(dir, "127.0.0.1:0", "")
-	cfg.Public.BaseURL = "http://pki.test"
-	s, files, err := PrepareDev(context.Background(), cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, files := prepareTestDev(t, "", nil)
 	ctx := context.Background()
 	if _, err := s.TrustStores.Create(ctx, apiv1.CreateTrustStoreRequest{Name: "partners", CAs: []string{DemoIntermediate}}); err != nil {
 		t.Fatal(err)

@@ -70,14 +70,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // unchanged store costs 304s; and with the control plane stopped the
 // gateway goes on enforcing its last snapshot.
 func TestGatewayFollowsControlPlaneTrustStore(t *testing.T) {
-	dir := t.TempDir()
-	cfg := DevConfig(dir, "127.0.0.1:0", "")
-	cfg.Public.BaseURL = "http://pki.test"
-	s, files, err := PrepareDev(context.Background(), cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, files := prepareTestDev(t, "", nil)
 	ctx := context.Background()
 	if _, err := s.TrustStores.Create(ctx, apiv1.CreateTrustStoreRequest{Name: "partners", CAs: []string{DemoIntermediate}}); err != nil {
 		t.Fatal(err)

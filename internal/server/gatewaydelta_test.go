@@ -1,13 +1,11 @@
 package server
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -73,38 +71,9 @@ func TestGatewayDeltaCRLs(t *testing.T) {
 		}},
 	}
 	startGW := func(t *testing.T) (*gateway.Gateway, *prometheus.Registry, func()) {
-		t.Helper()
-		reg := prometheus.NewRegistry()
-		gw, err := gateway.New(ctx, gateway.Config{Spec: spec, Registry: reg, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatalf("gateway: %v", err)
-		}
-		gwCtx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- gw.Run(gwCtx) }()
-		return gw, reg, func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("gateway Run: %v", err)
-			}
-		}
+		return newRunningGateway(t, ctx, spec)
 	}
-	rootPEM, err := os.ReadFile(files.Root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(rootPEM)
-	passes := func(gw *gateway.Gateway, cert tls.Certificate) bool {
-		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-			TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{cert}}}}
-		resp, err := c.Get("https://" + gw.Addr("partners").String() + "/")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}
+	passes := mtlsProbe(t, files, "partners")
 	check := func(t *testing.T, gw *gateway.Gateway, when string, want map[string]bool) {
 		t.Helper()
 		for name, cert := range map[string]tls.Certificate{"good": good, "held": held, "doomed": doomed} {

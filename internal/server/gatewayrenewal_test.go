@@ -109,7 +109,7 @@ func newFollowEnv(t *testing.T) *followEnv {
 	if err != nil {
 		t.Fatalf("gateway: %v", err)
 	}
-	runGateway(t, gw)
+	startGateway(t, gw)
 
 	roots := x509.NewCertPool()
 	rootPEM, err := os.ReadFile(files.Root)

@@ -84,40 +84,10 @@ func TestGatewayRestartDuringOutage(t *testing.T) {
 			Routes:      []config.GatewayRoute{{Backend: config.GatewayBackend{URL: backend.URL}}},
 		}},
 	}
-	// startGW runs a gateway until the returned func stops it.
 	startGW := func(t *testing.T) (*gateway.Gateway, *prometheus.Registry, func()) {
-		t.Helper()
-		reg := prometheus.NewRegistry()
-		gw, err := gateway.New(ctx, gateway.Config{Spec: spec, Registry: reg, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatalf("gateway: %v", err)
-		}
-		gwCtx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- gw.Run(gwCtx) }()
-		return gw, reg, func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("gateway Run: %v", err)
-			}
-		}
+		return newRunningGateway(t, ctx, spec)
 	}
-	rootPEM, err := os.ReadFile(files.Root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(rootPEM)
-	passes := func(gw *gateway.Gateway, cert tls.Certificate) bool {
-		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-			TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{cert}}}}
-		resp, err := c.Get("https://" + gw.Addr("partners").String() + "/")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}
+	passes := mtlsProbe(t, files, "partners")
 	check := func(t *testing.T, gw *gateway.Gateway, when string, lateRevoked bool) {
 		t.Helper()
 		for _, c := range []struct {
@@ -196,4 +166,40 @@ func gauge(t *testing.T, g prometheus.Gatherer, name string, want map[string]str
 	}
 	t.Fatalf("no gauge %s%v", name, want)
 	return 0
+}
+
+// newRunningGateway builds a gateway of spec, with its own metrics registry, and
+// runs it until the returned func (or the test's end) stops it.
+func newRunningGateway(t *testing.T, ctx context.Context, spec config.Gateway) (*gateway.Gateway, *prometheus.Registry, func()) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	gw, err := gateway.New(ctx, gateway.Config{Spec: spec, Registry: reg, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("gateway: %v", err)
+	}
+	return gw, reg, startGateway(t, gw)
+}
+
+// mtlsProbe returns a check of whether a gateway's listener lets a request
+// with a client certificate through: a new connection each time (a full
+// handshake, so that a revocation shows at once), the dev root trusted,
+// and 200 from the backend.
+func mtlsProbe(t *testing.T, files DevFiles, listener string) func(gw *gateway.Gateway, cert tls.Certificate) bool {
+	t.Helper()
+	rootPEM, err := os.ReadFile(files.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(rootPEM)
+	return func(gw *gateway.Gateway, cert tls.Certificate) bool {
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+			TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{cert}}}}
+		resp, err := c.Get("https://" + gw.Addr(listener).String() + "/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}
 }

@@ -102,7 +102,7 @@ func TestGatewayEnrolsAndLongPolls(t *testing.T) {
 	if err != nil {
 		t.Fatalf("gateway: %v", err)
 	}
-	runGateway(t, gw)
+	startGateway(t, gw)
 
 	// The gateway enrolled: its key was made on its side (the file is
 	// there, mode 0600) and its certificate is from the operator CA.
@@ -243,20 +243,6 @@ func runDev(t *testing.T, s *Server) (string, func() error) {
 		t.Fatal("the control plane did not start")
 	}
 	return "", stop
-}
-
-// runGateway runs gw until the test ends.
-func runGateway(t *testing.T, gw *gateway.Gateway) {
-	t.Helper()
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(ctx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("gateway Run: %v", err)
-		}
-	})
 }
 
 // newAPIClient is a client of the dev server logged in as its admin.

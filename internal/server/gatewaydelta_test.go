@@ -5,9 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trustgate/trustgate/internal/apiv1"
-	"github.com/trustgate/trustgate/internal/ca"
 	"github.com/trustgate/trustgate/internal/config"
 	"github.com/trustgate/trustgate/internal/gateway"
 	"github.com/trustgate/trustgate/internal/pki"
@@ -41,14 +37,7 @@ func TestGatewayDeltaCRLs(t *testing.T) {
 	api, _ := runDev(t, s)
 	proxy := newTCPProxy(t, api)
 
-	client := func(name string) (tls.Certificate, string) {
-		t.Helper()
-		is, err := s.CA.Issue(ctx, ca.IssueRequest{CA: DemoIntermediate, Profile: "client", CommonName: name, Validity: "1d", Requester: "test"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tls.Certificate{Certificate: [][]byte{is.Cert.Raw, is.Chain[0]}, PrivateKey: is.Key, Leaf: is.Cert}, pki.SerialHex(is.Cert.SerialNumber)
-	}
+	client := func(name string) (tls.Certificate, string) { return issueClient(t, s, name) }
 	good, _ := client("good")
 	held, heldSerial := client("held")
 	doomed, doomedSerial := client("doomed")
@@ -56,8 +45,7 @@ func TestGatewayDeltaCRLs(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
-	t.Cleanup(backend.Close)
+	backend := okBackend(t)
 	snapDir := t.TempDir()
 	spec := config.Gateway{
 		ConnectionLog: "off", AccessLog: "off",

@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,8 +80,7 @@ func TestGatewayIssuesListenerCertificate(t *testing.T) {
 	}
 	gwDir := t.TempDir()
 	writeFile(t, filepath.Join(gwDir, "enroll.token"), []byte(bt.Token+"\n"))
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
-	t.Cleanup(backend.Close)
+	backend := okBackend(t)
 
 	state := filepath.Join(gwDir, "state")
 	listenerSpec := func(name string, is config.GatewayIssue) config.GatewayListener {

@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,8 +89,7 @@ func newFollowEnv(t *testing.T) *followEnv {
 	writeFile(t, certFile, append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: is.Cert.Raw}),
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: is.Chain[0]})...))
 
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
-	t.Cleanup(backend.Close)
+	backend := okBackend(t)
 	spec := config.Gateway{
 		ConnectionLog: "off", AccessLog: "off",
 		ControlPlane: config.GatewayControlPlane{Address: "https://" + api, CAFile: files.Root, TokenFile: tokenFile},

@@ -36,33 +36,10 @@ func TestGatewayRestartDuringOutage(t *testing.T) {
 	}
 
 	// The control plane, reached through a proxy that plays the outage.
-	cpCtx, cancel := context.WithCancel(ctx)
-	addr, done := make(chan string, 1), make(chan error, 1)
-	go func() { done <- s.Run(cpCtx, func(api, _ string) { addr <- api }) }()
-	var api string
-	select {
-	case api = <-addr:
-	case err := <-done:
-		t.Fatalf("control plane: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the control plane did not start")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("control plane Run: %v", err)
-		}
-	})
+	api, _ := runDev(t, s)
 	proxy := newTCPProxy(t, api)
 
-	client := func(name string) (tls.Certificate, string) {
-		t.Helper()
-		is, err := s.CA.Issue(ctx, ca.IssueRequest{CA: DemoIntermediate, Profile: "client", CommonName: name, Validity: "1d", Requester: "test"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tls.Certificate{Certificate: [][]byte{is.Cert.Raw, is.Chain[0]}, PrivateKey: is.Key, Leaf: is.Cert}, pki.SerialHex(is.Cert.SerialNumber)
-	}
+	client := func(name string) (tls.Certificate, string) { return issueClient(t, s, name) }
 	good, _ := client("good")
 	early, earlySerial := client("revoked-before")
 	late, lateSerial := client("revoked-during")
@@ -70,8 +47,7 @@ func TestGatewayRestartDuringOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
-	t.Cleanup(backend.Close)
+	backend := okBackend(t)
 	snapDir := t.TempDir()
 	spec := config.Gateway{
 		ConnectionLog: "off", AccessLog: "off",
@@ -202,4 +178,24 @@ func mtlsProbe(t *testing.T, files DevFiles, listener string) func(gw *gateway.G
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	}
+}
+
+// issueClient issues a client certificate of the demo intermediate for
+// name, returning it ready for a TLS client with its serial.
+func issueClient(t *testing.T, s *Server, name string) (tls.Certificate, string) {
+	t.Helper()
+	is, err := s.CA.Issue(t.Context(), ca.IssueRequest{CA: DemoIntermediate, Profile: "client", CommonName: name, Validity: "1d", Requester: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{is.Cert.Raw, is.Chain[0]}, PrivateKey: is.Key, Leaf: is.Cert}, pki.SerialHex(is.Cert.SerialNumber)
+}
+
+// okBackend is a backend that answers every request with 200 "ok"; it
+// stops when the test ends.
+func okBackend(t *testing.T) *httptest.Server {
+	t.Helper()
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
+	t.Cleanup(b.Close)
+	return b
 }

@@ -5,10 +5,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,8 +80,7 @@ func TestGatewayEnrolsAndLongPolls(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
-	t.Cleanup(backend.Close)
+	backend := okBackend(t)
 	enroll := config.GatewayEnroll{TokenFile: tokenFile, CommonName: "gw-1",
 		CertFile: filepath.Join(gwDir, "gw.crt"), KeyFile: filepath.Join(gwDir, "gw.key")}
 	spec := config.Gateway{

@@ -23,7 +23,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/trustgate/trustgate/internal/apiv1"
 	"github.com/trustgate/trustgate/internal/ca"
 	"github.com/trustgate/trustgate/internal/config"
 	"github.com/trustgate/trustgate/internal/gateway"
@@ -67,19 +66,7 @@ func TestGatewayIssuesListenerCertificate(t *testing.T) {
 	}
 	api, stopCP := runDev(t, s)
 	admin := newAPIClient(t, api, files)
-	if _, err := admin.PutPolicy(ctx, "gateway-listeners", gatewayIssuePolicy); err != nil {
-		t.Fatalf("policy put: %v", err)
-	}
-	if _, err := admin.CreatePrincipal(ctx, apiv1.CreatePrincipalRequest{Name: "gw-1", Policies: []string{"gateway-listeners"},
-		Identities: []string{"CN=gw-1"}}); err != nil {
-		t.Fatalf("principal create: %v", err)
-	}
-	bt, err := admin.CreateBootstrapToken(ctx, apiv1.CreateBootstrapTokenRequest{CA: "gateways", Profile: "client", Name: "gw-1"})
-	if err != nil {
-		t.Fatalf("token create: %v", err)
-	}
-	gwDir := t.TempDir()
-	writeFile(t, filepath.Join(gwDir, "enroll.token"), []byte(bt.Token+"\n"))
+	gwDir, _ := gatewayPrincipal(t, admin, "gateway-listeners", gatewayIssuePolicy)
 	backend := okBackend(t)
 
 	state := filepath.Join(gwDir, "state")

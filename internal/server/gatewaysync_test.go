@@ -55,20 +55,7 @@ func TestGatewayEnrolsAndLongPolls(t *testing.T) {
 
 	// The operator's setup, through the API as the CLI does it.
 	admin := newAPIClient(t, api, files)
-	if _, err := admin.PutPolicy(ctx, "gateway-snapshots", gatewayPolicy); err != nil {
-		t.Fatalf("policy put: %v", err)
-	}
-	if _, err := admin.CreatePrincipal(ctx, apiv1.CreatePrincipalRequest{Name: "gw-1", Policies: []string{"gateway-snapshots"},
-		Identities: []string{"CN=gw-1"}}); err != nil {
-		t.Fatalf("principal create: %v", err)
-	}
-	bt, err := admin.CreateBootstrapToken(ctx, apiv1.CreateBootstrapTokenRequest{CA: "gateways", Profile: "client", Name: "gw-1"})
-	if err != nil {
-		t.Fatalf("token create: %v", err)
-	}
-	gwDir := t.TempDir()
-	tokenFile := filepath.Join(gwDir, "enroll.token")
-	writeFile(t, tokenFile, []byte(bt.Token+"\n"))
+	gwDir, tokenFile := gatewayPrincipal(t, admin, "gateway-snapshots", gatewayPolicy)
 
 	is, err := s.CA.Issue(ctx, ca.IssueRequest{CA: DemoIntermediate, Profile: "client", CommonName: "doomed", Validity: "1d", Requester: "test"})
 	if err != nil {
@@ -240,6 +227,31 @@ func runDev(t *testing.T, s *Server) (string, func() error) {
 		t.Fatal("the control plane did not start")
 	}
 	return "", stop
+}
+
+// gatewayPrincipal sets up, as the operator does through the API, a
+// principal gw-1 (identity CN=gw-1) with a policy named policyName, and a
+// bootstrap token for it from the CA "gateways", which it writes into a
+// new directory as enroll.token. It returns that directory and the token
+// file.
+func gatewayPrincipal(t *testing.T, admin *client.Client, policyName, policy string) (dir, tokenFile string) {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := admin.PutPolicy(ctx, policyName, policy); err != nil {
+		t.Fatalf("policy put: %v", err)
+	}
+	if _, err := admin.CreatePrincipal(ctx, apiv1.CreatePrincipalRequest{Name: "gw-1", Policies: []string{policyName},
+		Identities: []string{"CN=gw-1"}}); err != nil {
+		t.Fatalf("principal create: %v", err)
+	}
+	bt, err := admin.CreateBootstrapToken(ctx, apiv1.CreateBootstrapTokenRequest{CA: "gateways", Profile: "client", Name: "gw-1"})
+	if err != nil {
+		t.Fatalf("token create: %v", err)
+	}
+	dir = t.TempDir()
+	tokenFile = filepath.Join(dir, "enroll.token")
+	writeFile(t, tokenFile, []byte(bt.Token+"\n"))
+	return dir, tokenFile
 }
 
 // newAPIClient is a client of the dev server logged in as its admin.

@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trustgate/trustgate/internal/apiv1"
-	"github.com/trustgate/trustgate/internal/config"
 	"github.com/trustgate/trustgate/internal/gateway"
 	"github.com/trustgate/trustgate/internal/pki"
 	"github.com/trustgate/trustgate/internal/store"
@@ -45,19 +44,8 @@ func TestGatewayDeltaCRLs(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	backend := okBackend(t)
 	snapDir := t.TempDir()
-	spec := config.Gateway{
-		ConnectionLog: "off", AccessLog: "off",
-		ControlPlane: config.GatewayControlPlane{Address: "https://" + proxy.addr, TokenFile: files.Token, CAFile: files.Root,
-			PollInterval: config.Duration(250 * time.Millisecond), LongPoll: config.Duration(20 * time.Second), SnapshotDir: snapDir},
-		Listeners: []config.GatewayListener{{
-			Name: "partners", Address: "127.0.0.1:0",
-			Certificate: config.GatewayCertificate{CertFile: files.ServerCert, KeyFile: files.ServerKey},
-			MTLS:        config.GatewayMTLS{Mode: config.MTLSVerify, TrustStore: config.GatewayTrustStore{Name: "partners"}},
-			Routes:      []config.GatewayRoute{{Backend: config.GatewayBackend{URL: backend.URL}}},
-		}},
-	}
+	spec := partnersGateway(files, okBackend(t).URL, "https://"+proxy.addr, snapDir, 20*time.Second)
 	startGW := func(t *testing.T) (*gateway.Gateway, *prometheus.Registry, func()) {
 		return newRunningGateway(t, ctx, spec)
 	}

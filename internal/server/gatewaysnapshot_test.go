@@ -47,19 +47,8 @@ func TestGatewayRestartDuringOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	backend := okBackend(t)
 	snapDir := t.TempDir()
-	spec := config.Gateway{
-		ConnectionLog: "off", AccessLog: "off",
-		ControlPlane: config.GatewayControlPlane{Address: "https://" + proxy.addr, TokenFile: files.Token, CAFile: files.Root,
-			PollInterval: config.Duration(250 * time.Millisecond), SnapshotDir: snapDir},
-		Listeners: []config.GatewayListener{{
-			Name: "partners", Address: "127.0.0.1:0",
-			Certificate: config.GatewayCertificate{CertFile: files.ServerCert, KeyFile: files.ServerKey},
-			MTLS:        config.GatewayMTLS{Mode: config.MTLSVerify, TrustStore: config.GatewayTrustStore{Name: "partners"}},
-			Routes:      []config.GatewayRoute{{Backend: config.GatewayBackend{URL: backend.URL}}},
-		}},
-	}
+	spec := partnersGateway(files, okBackend(t).URL, "https://"+proxy.addr, snapDir, 0)
 	startGW := func(t *testing.T) (*gateway.Gateway, *prometheus.Registry, func()) {
 		return newRunningGateway(t, ctx, spec)
 	}
@@ -198,4 +187,22 @@ func okBackend(t *testing.T) *httptest.Server {
 	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
 	t.Cleanup(b.Close)
 	return b
+}
+
+// partnersGateway is the spec of a gateway with one verify listener,
+// "partners", on the dev server certificate, enforcing the control plane's
+// trust store "partners" (polled every 250 ms, long polls of longPoll when
+// not 0, snapshots kept in snapDir) in front of backend, logs off.
+func partnersGateway(files DevFiles, backend, controlPlane, snapDir string, longPoll time.Duration) config.Gateway {
+	return config.Gateway{
+		ConnectionLog: "off", AccessLog: "off",
+		ControlPlane: config.GatewayControlPlane{Address: controlPlane, TokenFile: files.Token, CAFile: files.Root,
+			PollInterval: config.Duration(250 * time.Millisecond), LongPoll: config.Duration(longPoll), SnapshotDir: snapDir},
+		Listeners: []config.GatewayListener{{
+			Name: "partners", Address: "127.0.0.1:0",
+			Certificate: config.GatewayCertificate{CertFile: files.ServerCert, KeyFile: files.ServerKey},
+			MTLS:        config.GatewayMTLS{Mode: config.MTLSVerify, TrustStore: config.GatewayTrustStore{Name: "partners"}},
+			Routes:      []config.GatewayRoute{{Backend: config.GatewayBackend{URL: backend}}},
+		}},
+	}
 }

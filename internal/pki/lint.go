@@ -102,10 +102,13 @@ func ExcludedLints() map[string]string {
 // that fails a lint never carries the CA's signature. A Linter is safe for
 // concurrent use; build one with [NewLinter] and share it.
 type Linter struct {
-	// lints and config are read-only after NewLinter; each run makes its
-	// own lint instances (CertificateLint.Execute), so sharing is safe.
-	lints  []*lint.CertificateLint
+	// lints and config are read-only after NewLinter: shared lint
+	// instances never change after they are configured (see
+	// sharedInstance), and the others are built per run.
+	lints  []preparedLint
 	config lint.Configuration
+	// spkiCache holds the verdicts of spkiLints by SPKI hash.
+	spkiCache spkiCache
 }
 
 // minLints is a floor on the number of certificate lints: zlint v3.7 has
@@ -125,7 +128,16 @@ func NewLinter() (*Linter, error) {
 	if len(lints) < minLints {
 		return nil, fmt.Errorf("pki: zlint registry has only %d certificate lints", len(lints))
 	}
-	return &Linter{lints: lints, config: reg.GetConfiguration()}, nil
+	config := reg.GetConfiguration()
+	l := &Linter{lints: make([]preparedLint, len(lints)), config: config, spkiCache: spkiCache{m: map[spkiKey]spkiVerdict{}}}
+	for i, cl := range lints {
+		shared, err := sharedInstance(cl, config)
+		if err != nil {
+			return nil, err
+		}
+		l.lints[i] = preparedLint{CertificateLint: cl, shared: shared, spki: shared != nil && spkiLints[cl.Name]}
+	}
+	return l, nil
 }
 
 // LintError lists the lints a certificate failed. It wraps [ErrInvalid]:
@@ -174,27 +186,25 @@ func (l *Linter) Lint(der []byte) error {
 	return l.lint(c)
 }
 
-// lint runs the lints the way zlint.LintCertificateEx does (same
-// Execute, same configuration) without building its result map: that call
-// sorts every lint name on each run, a sixth of the lint time, to size a
-// map we would throw away.
+// lint runs the lints with zlint's semantics (see run) and returns nil or
+// a *LintError. It does not call zlint.LintCertificateEx: that sorts
+// every lint name on each run to size a result map we would throw away.
 func (l *Linter) lint(c *zx509.Certificate) error {
 	var e *LintError
-	for _, cl := range l.lints {
-		r := cl.Execute(c, l.config)
-		switch r.Status {
+	l.run(c, func(p *preparedLint, status lint.LintStatus, details string) {
+		switch status {
 		case lint.Warn, lint.Error, lint.Fatal:
 			if e == nil {
 				e = &LintError{Details: map[string]string{}}
 			}
-			e.Lints = append(e.Lints, cl.Name)
-			d := r.Status.String() + ": " + cl.Description
-			if r.Details != "" {
-				d += ": " + r.Details
+			e.Lints = append(e.Lints, p.Name)
+			d := status.String() + ": " + p.Description
+			if details != "" {
+				d += ": " + details
 			}
-			e.Details[cl.Name] = d
+			e.Details[p.Name] = d
 		}
-	}
+	})
 	if e == nil {
 		return nil
 	}

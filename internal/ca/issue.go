@@ -54,8 +54,8 @@ type Issued struct {
 }
 
 // Issue runs the issuance pipeline: resolve the CA, apply the profile,
-// validate names and validity, build the template, lint it with a throwaway
-// key, sign with the CA key, record durably, and only then return.
+// validate names and validity, build the template, lint the certificate
+// before the CA key signs it, sign, record durably, and only then return.
 func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 	if r.CA == "" {
 		return nil, fault.New(fault.Invalid, "ca is required")
@@ -213,13 +213,9 @@ func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 	if err := checkConstraints(issuerCert, chain, pki.SANsOf(tmpl), tmpl.Subject.CommonName); err != nil {
 		return nil, err
 	}
-	der, err := s.cfg.Linter.Sign(tmpl, issuerCert, pub, signer)
+	cert, err := s.cfg.Linter.SignCertificate(tmpl, issuerCert, pub, signer)
 	if err != nil {
 		return nil, invalid(fmt.Errorf("issue %s certificate for %q: %w", prof.Name, cn, err))
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("parse issued certificate: %w", err)
 	}
 	rec := inventory.NewRecord(cert, issuer.ID, prof.Name, r.Requester, now)
 	rec.KeyType = string(kt)

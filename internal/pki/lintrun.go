@@ -144,11 +144,49 @@ type lintRun struct {
 	spki   [sha256.Size]byte
 	hashed bool
 	linter *Linter
+	// The framework filter's three questions, asked once per certificate
+	// instead of once per lint: each is a function of the certificate.
+	// filtered is false if asking panicked; each lint then asks again,
+	// under its recover, and fails Fatal as in zlint.
+	filtered                                 bool
+	serverAuth, emailProtection, codeSigning bool
+}
+
+// filter answers the framework filter's questions for r.c, unless that
+// panics.
+func (r *lintRun) filter() {
+	defer func() { _ = recover() }()
+	r.serverAuth, r.emailProtection, r.codeSigning = util.IsServerAuthCert(r.c), util.IsEmailProtectionCert(r.c), util.IsCodeSigning(r.c.PolicyIdentifiers)
+	r.filtered = true
+}
+
+// frameworkFilter is zlint's pre-flight check: whether a lint of source
+// src is not applicable to r.c whatever the lint says.
+func (r *lintRun) frameworkFilter(src lint.LintSource) bool {
+	c := r.c
+	switch src {
+	case lint.CABFBaselineRequirements:
+		return !r.answer(r.serverAuth, func() bool { return util.IsServerAuthCert(c) })
+	case lint.CABFSMIMEBaselineRequirements:
+		return !r.answer(r.emailProtection, func() bool { return util.IsEmailProtectionCert(c) })
+	case lint.CABFCSBaselineRequirements:
+		return !r.answer(r.codeSigning, func() bool { return util.IsCodeSigning(c.PolicyIdentifiers) })
+	}
+	return false
+}
+
+// answer is the filter's answer computed once, or ask's if that panicked.
+func (r *lintRun) answer(once bool, ask func() bool) bool {
+	if r.filtered {
+		return once
+	}
+	return ask()
 }
 
 // run lints c with every lint of l and calls visit with each result.
 func (l *Linter) run(c *zx509.Certificate, visit func(p *preparedLint, status lint.LintStatus, details string)) {
 	r := lintRun{c: c, linter: l}
+	r.filter()
 	for i := range l.lints {
 		p := &l.lints[i]
 		status, details := r.execute(p)
@@ -169,16 +207,8 @@ func (r *lintRun) execute(p *preparedLint) (status lint.LintStatus, details stri
 		}
 	}()
 	c := r.c
-	if !p.OverrideFrameworkFilter {
-		if p.Source == lint.CABFBaselineRequirements && !util.IsServerAuthCert(c) {
-			return lint.NA, ""
-		}
-		if p.Source == lint.CABFSMIMEBaselineRequirements && !util.IsEmailProtectionCert(c) {
-			return lint.NA, ""
-		}
-		if p.Source == lint.CABFCSBaselineRequirements && !util.IsCodeSigning(c.PolicyIdentifiers) {
-			return lint.NA, ""
-		}
+	if !p.OverrideFrameworkFilter && r.frameworkFilter(p.Source) {
+		return lint.NA, ""
 	}
 	if p.spki {
 		return r.spkiExecute(p)

@@ -17,6 +17,17 @@ func atomicWrite(path string, data []byte, mode os.FileMode) error {
 	return atomicfile.WriteFile(path, data, mode)
 }
 
+// devConfig is the configuration of `trustgate dev`: the demo defaults,
+// then the environment (env, or the process's when nil), then the flags.
+func devConfig(dataDir, apiListen, publicListen string, env func(string) (string, bool)) (config.Server, error) {
+	cfg := server.DevConfig(dataDir, apiListen, publicListen)
+	if err := config.ApplyEnv(&cfg, env); err != nil {
+		return cfg, err
+	}
+	cfg.DataDir, cfg.API.Listen, cfg.Public.Listen = dataDir, apiListen, publicListen
+	return cfg, nil
+}
+
 func newDevCmd(g *globals) *cobra.Command {
 	var dataDir, apiListen, publicListen, gatewayListen string
 	cmd := &cobra.Command{
@@ -28,10 +39,15 @@ issues a server and a client certificate, and writes into DIR/dev:
 root.pem, chain.pem, server.pem, server.key, client.pem, client.key,
 admin.token and env.sh. It also runs the mTLS gateway in verify mode on
 --gateway-listen in front of a built-in echo backend that answers with the
-identity headers it received. Stop it with Ctrl-C.`,
+identity headers it received. Stop it with Ctrl-C. TRUSTGATE_* environment
+variables override configuration keys as for the server (docs/configuration.md),
+except the data directory and the listen addresses, which the flags set.`,
 		Args: argsUsage(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := server.DevConfig(dataDir, apiListen, publicListen)
+			cfg, err := devConfig(dataDir, apiListen, publicListen, nil)
+			if err != nil {
+				return usageError{err}
+			}
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log.Level, cfg.Log.Format)
 			s, files, err := server.PrepareDev(cmd.Context(), cfg, server.Options{Logger: log})
 			if err != nil {

@@ -86,3 +86,24 @@ func TestNameConstrainedCA(t *testing.T) {
 		}
 	}
 }
+
+// TestNameConstraintsOfParents issues from a CA without constraints whose
+// parent has them: the parent's constraints bind it, on the first
+// issuance and on later ones served from the issuer cache.
+func TestNameConstraintsOfParents(t *testing.T) {
+	e := newEnv(t)
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "root"})
+	one := 1
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "confined", Parent: "root", Validity: "30d", PathLen: &one,
+		NameConstraints: &apiv1.NameConstraints{PermittedDNS: []string{"svc.internal"}}})
+	e.mustCreateCA(apiv1.CreateCARequest{Name: "issuing", Parent: "confined", Validity: "20d"})
+	for i, tc := range []struct {
+		dns  string
+		want int
+	}{{"a.svc.internal", 201}, {"evil.example", 403}, {"b.svc.internal", 201}, {"evil.example", 403}} {
+		code, eb := e.call("POST", "/v1/certificates", apiv1.IssueRequest{CA: "issuing", Profile: "server", DNS: []string{tc.dns}}, nil)
+		if code != tc.want {
+			t.Errorf("%d: %s: %d %+v, want %d", i, tc.dns, code, eb, tc.want)
+		}
+	}
+}

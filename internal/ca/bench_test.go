@@ -45,8 +45,17 @@ import (
 	"github.com/trustgate/trustgate/internal/store/sqlite"
 )
 
-func BenchmarkIssueECDSA(b *testing.B) { benchmarkIssue(b, "ec-p256") }
-func BenchmarkIssueRSA(b *testing.B)   { benchmarkIssue(b, "rsa-2048") }
+func BenchmarkIssueECDSA(b *testing.B) { benchmarkIssue(b, "ec-p256", false) }
+func BenchmarkIssueRSA(b *testing.B)   { benchmarkIssue(b, "rsa-2048", false) }
+
+// BenchmarkIssueECDSAFreshKeys issues every certificate for a key not seen
+// before (a pool of freshPoolSize), so that no lint verdict cached by
+// subject key is reused: the cost of first issuance for a new key, where
+// the other benchmarks cycle over 256 keys as renewals would.
+func BenchmarkIssueECDSAFreshKeys(b *testing.B) { benchmarkIssue(b, "ec-p256", true) }
+
+// freshPoolSize is more certificates than a 3 s run issues.
+const freshPoolSize = 1 << 14
 
 // benchCallersPerProc × GOMAXPROCS goroutines issue at once: 8 on two cores,
 // as many as the HTTP benchmark's workers.
@@ -78,14 +87,19 @@ func benchKey(keyType string) crypto.Signer {
 	return k
 }
 
-// benchPool returns 256 CSRs with distinct names over 256 ECDSA or 16 RSA keys.
-func benchPool(b *testing.B, keyType string) []benchCSR {
-	if p, ok := benchPools.Load(keyType); ok {
+// benchPool returns 256 CSRs with distinct names over 256 ECDSA or 16 RSA
+// keys, or with fresh, freshPoolSize CSRs each with its own key.
+func benchPool(b *testing.B, keyType string, fresh bool) []benchCSR {
+	poolKey := fmt.Sprintf("%s/%v", keyType, fresh)
+	if p, ok := benchPools.Load(poolKey); ok {
 		return p.([]benchCSR)
 	}
-	const n = 256
+	n := 256
 	nkeys := n
-	if keyType == "rsa-2048" {
+	switch {
+	case fresh:
+		n, nkeys = freshPoolSize, freshPoolSize
+	case keyType == "rsa-2048":
 		nkeys = 16
 	}
 	keys := make([]crypto.Signer, nkeys)
@@ -107,7 +121,7 @@ func benchPool(b *testing.B, keyType string) []benchCSR {
 		}
 		pool[i] = benchCSR{name: name, req: req, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})}
 	}
-	benchPools.Store(keyType, pool)
+	benchPools.Store(poolKey, pool)
 	return pool
 }
 
@@ -196,7 +210,7 @@ func rawCPUPerCert(b *testing.B, keyType string, pool []benchCSR, d time.Duratio
 	return (processCPU() - c0) / time.Duration(n)
 }
 
-func benchmarkIssue(b *testing.B, keyType string) {
+func benchmarkIssue(b *testing.B, keyType string, fresh bool) {
 	ctx := context.Background()
 	db, err := sqlite.Open(filepath.Join(b.TempDir(), "bench.db"))
 	if err != nil {
@@ -226,7 +240,7 @@ func benchmarkIssue(b *testing.B, keyType string) {
 	if _, err := svc.CreateCA(ctx, CreateRequest{Name: "bench-issuing", Parent: "bench-root", KeyType: keyType}); err != nil {
 		b.Fatal(err)
 	}
-	pool := benchPool(b, keyType)
+	pool := benchPool(b, keyType, fresh)
 	issue := func(c benchCSR) error {
 		_, err := svc.Issue(ctx, IssueRequest{
 			CA: "bench-issuing", Profile: "server", CSR: c.pem, DNS: []string{c.name},

@@ -76,7 +76,9 @@ type Service struct {
 type issuerEntry struct {
 	ca    *store.CA
 	chain [][]byte
-	read  time.Time
+	// parents are chain[1:] parsed, for the name constraints check.
+	parents []*x509.Certificate
+	read    time.Time
 }
 
 // issuerTTL bounds how long issuance trusts a cached CA record. Changes made
@@ -195,33 +197,40 @@ func (s *Service) forget(id string) {
 
 // issuer returns the named CA and its chain, from a cache of at most
 // issuerTTL, so that issuance does not read the CA and each of its parents
-// from the store for every certificate.
-func (s *Service) issuer(ctx context.Context, name string) (*store.CA, [][]byte, error) {
+// from the store, nor parse the parents, for every certificate.
+func (s *Service) issuer(ctx context.Context, name string) (issuerEntry, error) {
 	now := time.Now()
 	s.mu.Lock()
 	e, ok := s.issuers[name]
 	s.mu.Unlock()
 	if ok && now.Sub(e.read) < issuerTTL {
-		return e.ca, e.chain, nil
+		return e, nil
 	}
 	c, err := s.GetCA(ctx, name)
 	if err != nil {
-		return nil, nil, err
+		return issuerEntry{}, err
 	}
 	// Issuance through a rotated CA's name goes to its newest generation.
 	if c, err = s.newest(ctx, c); err != nil {
-		return nil, nil, err
+		return issuerEntry{}, err
 	}
-	var chain [][]byte
+	e = issuerEntry{ca: c, read: now}
 	if len(c.CertDER) > 0 {
-		if chain, err = s.Chain(ctx, c); err != nil {
-			return nil, nil, err
+		if e.chain, err = s.Chain(ctx, c); err != nil {
+			return issuerEntry{}, err
+		}
+		for _, der := range e.chain[1:] {
+			p, err := x509.ParseCertificate(der)
+			if err != nil {
+				return issuerEntry{}, fmt.Errorf("parse CA chain of %q: %w", c.Name, err)
+			}
+			e.parents = append(e.parents, p)
 		}
 	}
 	s.mu.Lock()
-	s.issuers[name] = issuerEntry{ca: c, chain: chain, read: now}
+	s.issuers[name] = e
 	s.mu.Unlock()
-	return c, chain, nil
+	return e, nil
 }
 
 // usable checks that a CA may sign at time now.

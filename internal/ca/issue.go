@@ -54,8 +54,8 @@ type Issued struct {
 }
 
 // Issue runs the issuance pipeline: resolve the CA, apply the profile,
-// validate names and validity, build the template, lint it with a throwaway
-// key, sign with the CA key, record durably, and only then return.
+// validate names and validity, build the template, lint the certificate
+// before the CA key signs it, sign, record durably, and only then return.
 func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 	if r.CA == "" {
 		return nil, fault.New(fault.Invalid, "ca is required")
@@ -67,10 +67,11 @@ func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 	if err != nil {
 		return nil, invalid(err)
 	}
-	issuer, chain, err := s.issuer(ctx, r.CA)
+	ie, err := s.issuer(ctx, r.CA)
 	if err != nil {
 		return nil, err
 	}
+	issuer, chain := ie.ca, ie.chain
 	now := s.cfg.Now().UTC()
 	if err := usable(issuer, now); err != nil {
 		return nil, err
@@ -210,16 +211,12 @@ func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkConstraints(issuerCert, chain, pki.SANsOf(tmpl), tmpl.Subject.CommonName); err != nil {
+	if err := checkConstraints(issuerCert, ie.parents, pki.SANsOf(tmpl), tmpl.Subject.CommonName); err != nil {
 		return nil, err
 	}
-	der, err := s.cfg.Linter.Sign(tmpl, issuerCert, pub, signer)
+	cert, err := s.cfg.Linter.SignCertificate(tmpl, issuerCert, pub, signer)
 	if err != nil {
 		return nil, invalid(fmt.Errorf("issue %s certificate for %q: %w", prof.Name, cn, err))
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("parse issued certificate: %w", err)
 	}
 	rec := inventory.NewRecord(cert, issuer.ID, prof.Name, r.Requester, now)
 	rec.KeyType = string(kt)
@@ -286,16 +283,10 @@ func issuanceFacts(profile string, tmpl *x509.Certificate, kt pki.KeyType, valid
 // checkConstraints refuses names that the issuer's certificate or a
 // parent's excludes or does not permit, for every requester alike: the
 // chain would make such a certificate invalid anyway, and a CA confined by
-// name constraints must stay confined even to its operator.
-func checkConstraints(issuer *x509.Certificate, chain [][]byte, sans pki.SANs, cn string) error {
-	certs := []*x509.Certificate{issuer}
-	for _, der := range chain[min(1, len(chain)):] {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return fmt.Errorf("parse CA chain: %w", err)
-		}
-		certs = append(certs, c)
-	}
+// name constraints must stay confined even to its operator. parents are
+// the issuer's parents, nearest first.
+func checkConstraints(issuer *x509.Certificate, parents []*x509.Certificate, sans pki.SANs, cn string) error {
+	certs := append([]*x509.Certificate{issuer}, parents...)
 	if err := pki.CheckNameConstraints(certs, sans, cn); err != nil {
 		return fault.New(fault.Denied, "%v", err)
 	}

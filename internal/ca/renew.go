@@ -94,11 +94,11 @@ func (s *Service) renewal(ctx context.Context, old *store.Certificate, oldCert *
 	}
 	// Issuance goes to the newest generation of the CA, whose own
 	// validity is what bounds the new certificate.
-	head, _, err := s.issuer(ctx, issuerRec.Name)
+	ie, err := s.issuer(ctx, issuerRec.Name)
 	if err != nil {
 		return IssueRequest{}, err
 	}
-	if left := head.NotAfter.Sub(s.cfg.Now()); lifetime > left {
+	if left := ie.ca.NotAfter.Sub(s.cfg.Now()); lifetime > left {
 		lifetime = left
 	}
 	lifetime = lifetime.Truncate(time.Second)

@@ -2,20 +2,25 @@ package pki
 
 import (
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 
 	zx509 "github.com/zmap/zcrypto/x509"
 	// The zlint package's imports register every lint in
 	// lint.GlobalRegistry; without it the registry is empty.
 	_ "github.com/zmap/zlint/v3"
 	"github.com/zmap/zlint/v3/lint"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // excludedLints are the zlint lints that encode rules of the public Web
@@ -96,16 +101,19 @@ func ExcludedLints() map[string]string {
 	return maps.Clone(excludedLints)
 }
 
-// Linter lints certificates with zlint before a CA key signs them, in the
-// way of cfssl's local signer: the template is first signed with a
-// throwaway key and that certificate is linted, so that a certificate
-// that fails a lint never carries the CA's signature. A Linter is safe for
-// concurrent use; build one with [NewLinter] and share it.
+// Linter lints certificates with zlint before a CA key signs them, as
+// cfssl's local signer does: the certificate is linted without the CA's
+// signature (see [Linter.SignCertificate]), so that a certificate that
+// fails a lint never carries it. A Linter is safe for concurrent use; build
+// one with [NewLinter] and share it.
 type Linter struct {
-	// lints and config are read-only after NewLinter; each run makes its
-	// own lint instances (CertificateLint.Execute), so sharing is safe.
-	lints  []*lint.CertificateLint
+	// lints and config are read-only after NewLinter: shared lint
+	// instances never change after they are configured (see
+	// sharedInstance), and the others are built per run.
+	lints  []preparedLint
 	config lint.Configuration
+	// spkiCache holds the verdicts of spkiLints by SPKI hash.
+	spkiCache spkiCache
 }
 
 // minLints is a floor on the number of certificate lints: zlint v3.7 has
@@ -125,7 +133,16 @@ func NewLinter() (*Linter, error) {
 	if len(lints) < minLints {
 		return nil, fmt.Errorf("pki: zlint registry has only %d certificate lints", len(lints))
 	}
-	return &Linter{lints: lints, config: reg.GetConfiguration()}, nil
+	config := reg.GetConfiguration()
+	l := &Linter{lints: make([]preparedLint, len(lints)), config: config, spkiCache: spkiCache{m: map[spkiKey]spkiVerdict{}}}
+	for i, cl := range lints {
+		shared, err := sharedInstance(cl, config)
+		if err != nil {
+			return nil, err
+		}
+		l.lints[i] = preparedLint{CertificateLint: cl, shared: shared, spki: shared != nil && spkiLints[cl.Name]}
+	}
+	return l, nil
 }
 
 // LintError lists the lints a certificate failed. It wraps [ErrInvalid]:
@@ -174,27 +191,25 @@ func (l *Linter) Lint(der []byte) error {
 	return l.lint(c)
 }
 
-// lint runs the lints the way zlint.LintCertificateEx does (same
-// Execute, same configuration) without building its result map: that call
-// sorts every lint name on each run, a sixth of the lint time, to size a
-// map we would throw away.
+// lint runs the lints with zlint's semantics (see run) and returns nil or
+// a *LintError. It does not call zlint.LintCertificateEx: that sorts
+// every lint name on each run to size a result map we would throw away.
 func (l *Linter) lint(c *zx509.Certificate) error {
 	var e *LintError
-	for _, cl := range l.lints {
-		r := cl.Execute(c, l.config)
-		switch r.Status {
+	l.run(c, func(p *preparedLint, status lint.LintStatus, details string) {
+		switch status {
 		case lint.Warn, lint.Error, lint.Fatal:
 			if e == nil {
 				e = &LintError{Details: map[string]string{}}
 			}
-			e.Lints = append(e.Lints, cl.Name)
-			d := r.Status.String() + ": " + cl.Description
-			if r.Details != "" {
-				d += ": " + r.Details
+			e.Lints = append(e.Lints, p.Name)
+			d := status.String() + ": " + p.Description
+			if details != "" {
+				d += ": " + details
 			}
-			e.Details[cl.Name] = d
+			e.Details[p.Name] = d
 		}
-	}
+	})
 	if e == nil {
 		return nil
 	}
@@ -218,10 +233,29 @@ func (l *Linter) lint(c *zx509.Certificate) error {
 //
 // The template is not modified. Sign is safe for concurrent use.
 func (l *Linter) Sign(template, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) ([]byte, error) {
+	cert, err := l.SignCertificate(template, parent, pub, signer)
+	if err != nil {
+		return nil, err
+	}
+	return cert.Raw, nil
+}
+
+// SignCertificate is [Linter.Sign] returning the parsed certificate (its
+// Raw field is the DER), for callers that need both.
+//
+// The certificate linted is the one the CA key then signs, byte for byte
+// up to the signature: x509.CreateCertificate encodes the to-be-signed part
+// (TBS) and hands it to a signer that only keeps it, zlint runs on that TBS
+// with a placeholder signature of the length the CA key makes, and only if
+// every lint passes does the CA key sign the same TBS. The signature is
+// then verified with the CA's public key, as CreateCertificate does, so
+// that a faulty signer never yields a certificate.
+func (l *Linter) SignCertificate(template, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) (*x509.Certificate, error) {
 	if template == nil || parent == nil || signer == nil {
 		return nil, invalidf("sign needs a template, a parent and a signer")
 	}
-	alg, signerType, err := signatureAlgorithmFor(signer.Public())
+	caPub := signer.Public()
+	alg, _, err := signatureAlgorithmFor(caPub)
 	if err != nil {
 		return nil, invalidWrap(err, "CA key is not usable")
 	}
@@ -231,11 +265,13 @@ func (l *Linter) Sign(template, parent *x509.Certificate, pub crypto.PublicKey, 
 	selfSigned := parent == template
 	tmpl := *template
 	tmpl.SignatureAlgorithm = alg
+	realParent := parent
 	if selfSigned {
-		if !keysEqual(pub, signer.Public()) {
+		if !keysEqual(pub, caPub) {
 			return nil, invalidf("self-signed certificate: the subject key is not the signing key")
 		}
 		tmpl.AuthorityKeyId = tmpl.SubjectKeyId
+		realParent = &tmpl
 	} else {
 		if err := checkIssuer(&tmpl, parent, signer); err != nil {
 			return nil, err
@@ -243,41 +279,139 @@ func (l *Linter) Sign(template, parent *x509.Certificate, pub crypto.PublicKey, 
 		tmpl.AuthorityKeyId = parent.SubjectKeyId
 	}
 
-	throwaway, err := throwawayKey(signerType)
-	if err != nil {
-		return nil, err
-	}
-	lintParent := parent
-	if selfSigned {
-		lintParent = &tmpl
-	}
-	lp := *lintParent
-	lp.PublicKey = throwaway.Public()
-	probe, err := x509.CreateCertificate(rand.Reader, &tmpl, &lp, pub, throwaway)
-	if err != nil {
+	capture := &tbsCapture{pub: caPub}
+	if _, err := x509.CreateCertificate(rand.Reader, &tmpl, realParent, pub, capture); !errors.Is(err, errTBSCaptured) {
+		if err == nil {
+			err = errors.New("no TBS captured")
+		}
 		return nil, invalidWrap(err, "certificate cannot be built")
+	}
+	tbs := capture.tbs
+	algID, err := tbsSignatureAlgorithm(tbs)
+	if err != nil {
+		return nil, fmt.Errorf("pki: build certificate: %w", err)
+	}
+	probe, err := certificateDER(tbs, algID, placeholderSignature(caPub))
+	if err != nil {
+		return nil, fmt.Errorf("pki: build certificate for linting: %w", err)
 	}
 	zc, err := zx509.ParseCertificate(probe)
 	if err != nil {
 		return nil, invalidWrap(err, "certificate cannot be parsed for linting")
 	}
 	// zcrypto marks a certificate self-signed only if its signature
-	// verifies with its own key, which the probe's throwaway signature
-	// cannot; without this, zlint would lint a root as a subordinate CA.
+	// verifies with its own key, which the placeholder cannot; without
+	// this, zlint would lint a root as a subordinate CA.
 	zc.SelfSigned = selfSigned
 	if err := l.lint(zc); err != nil {
 		return nil, err
 	}
 
-	realParent := parent
-	if selfSigned {
-		realParent = &tmpl
-	}
-	der, err := x509.CreateCertificate(rand.Reader, &tmpl, realParent, pub, signer)
+	sig, err := crypto.SignMessage(signer, rand.Reader, tbs, hashFor(alg))
 	if err != nil {
 		return nil, fmt.Errorf("pki: sign certificate: %w", err)
 	}
-	return der, nil
+	if err := (&x509.Certificate{PublicKey: caPub}).CheckSignature(alg, tbs, sig); err != nil {
+		return nil, fmt.Errorf("pki: sign certificate: signature returned by signer is invalid: %w", err)
+	}
+	der, err := certificateDER(tbs, algID, sig)
+	if err != nil {
+		return nil, fmt.Errorf("pki: sign certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("pki: parse signed certificate: %w", err)
+	}
+	return cert, nil
+}
+
+// errTBSCaptured stops x509.CreateCertificate once tbsCapture has the TBS.
+var errTBSCaptured = errors.New("pki: TBS captured")
+
+// tbsCapture is a crypto.MessageSigner that keeps the message it is asked
+// to sign, which x509.CreateCertificate makes the DER TBSCertificate, and
+// signs nothing. Public is the CA's key, so that CreateCertificate picks
+// the same algorithm and runs the same checks as with the real signer.
+type tbsCapture struct {
+	pub crypto.PublicKey
+	tbs []byte
+}
+
+func (c *tbsCapture) Public() crypto.PublicKey { return c.pub }
+
+// SignMessage keeps msg, the TBS. crypto.SignMessage, which
+// CreateCertificate calls, prefers it to Sign.
+func (c *tbsCapture) SignMessage(_ io.Reader, msg []byte, _ crypto.SignerOpts) ([]byte, error) {
+	c.tbs = msg
+	return nil, errTBSCaptured
+}
+
+// Sign is reached only if CreateCertificate hashed the TBS itself, which
+// would leave nothing to lint: it fails.
+func (c *tbsCapture) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errors.New("pki: the certificate was hashed before signing; its TBS cannot be linted")
+}
+
+// tbsSignatureAlgorithm returns the DER AlgorithmIdentifier inside a
+// TBSCertificate (RFC 5280 section 4.1: version, serialNumber, signature),
+// which the Certificate repeats after the TBS.
+func tbsSignatureAlgorithm(tbs []byte) ([]byte, error) {
+	in := cryptobyte.String(tbs)
+	var inner, algID cryptobyte.String
+	if !in.ReadASN1(&inner, cbasn1.SEQUENCE) ||
+		!inner.SkipOptionalASN1(cbasn1.Tag(0).Constructed().ContextSpecific()) ||
+		!inner.SkipASN1(cbasn1.INTEGER) ||
+		!inner.ReadASN1Element(&algID, cbasn1.SEQUENCE) {
+		return nil, errors.New("malformed TBSCertificate")
+	}
+	return algID, nil
+}
+
+// certificateDER encodes Certificate ::= SEQUENCE { tbsCertificate,
+// signatureAlgorithm, signatureValue BIT STRING } (RFC 5280 section 4.1),
+// as x509.CreateCertificate does.
+func certificateDER(tbs, algID, sig []byte) ([]byte, error) {
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddBytes(tbs)
+		b.AddBytes(algID)
+		b.AddASN1BitString(sig)
+	})
+	return b.Bytes()
+}
+
+// placeholderSignature is what the certificate zlint sees carries instead
+// of a signature: as long as the longest signature caPub's key makes
+// (zlint's Mozilla ECDSA encoding lint tells the curve from the length),
+// in the signature's encoding (a DER ECDSA-Sig-Value for ECDSA).
+func placeholderSignature(caPub crypto.PublicKey) []byte {
+	switch k := caPub.(type) {
+	case *ecdsa.PublicKey:
+		// The largest r and s: a leading zero byte, then the high bit set.
+		n := make([]byte, 1+(k.Curve.Params().BitSize+7)/8)
+		n[1] = 0x80
+		var b cryptobyte.Builder
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.INTEGER, func(b *cryptobyte.Builder) { b.AddBytes(n) })
+			b.AddASN1(cbasn1.INTEGER, func(b *cryptobyte.Builder) { b.AddBytes(n) })
+		})
+		return b.BytesOrPanic()
+	case *rsa.PublicKey:
+		return make([]byte, k.Size())
+	}
+	return make([]byte, ed25519.SignatureSize)
+}
+
+// hashFor is the digest crypto.SignMessage applies for a signature
+// algorithm of signatureAlgorithmFor; pure Ed25519 signs the message.
+func hashFor(alg x509.SignatureAlgorithm) crypto.Hash {
+	switch alg {
+	case x509.ECDSAWithSHA384:
+		return crypto.SHA384
+	case x509.PureEd25519:
+		return 0
+	}
+	return crypto.SHA256
 }
 
 // checkIssuer refuses to sign what a verifier would reject because of the
@@ -307,32 +441,4 @@ func checkIssuer(tmpl, parent *x509.Certificate, signer crypto.Signer) error {
 func keysEqual(a, b crypto.PublicKey) bool {
 	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && k.Equal(b)
-}
-
-// throwawayKeys holds one lazily generated key per signing algorithm: the
-// probe certificate only needs the signature algorithm of the real CA key,
-// not its size (the TBS names the algorithm, not the key), so every RSA
-// size shares one RSA-1024 key: signing the probe with it costs an eighth
-// of an RSA-2048 signature, and the probe is thrown away. Generating the
-// keys once matters because RSA generation takes tens of milliseconds.
-var throwawayKeys = map[KeyType]func() (crypto.Signer, error){
-	ECP256:  sync.OnceValues(func() (crypto.Signer, error) { return GenerateKey(ECP256) }),
-	ECP384:  sync.OnceValues(func() (crypto.Signer, error) { return GenerateKey(ECP384) }),
-	Ed25519: sync.OnceValues(func() (crypto.Signer, error) { return GenerateKey(Ed25519) }),
-	RSA2048: sync.OnceValues(func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, 1024) }),
-}
-
-func throwawayKey(kt KeyType) (crypto.Signer, error) {
-	if strings.HasPrefix(string(kt), "rsa-") {
-		kt = RSA2048
-	}
-	gen, ok := throwawayKeys[kt]
-	if !ok {
-		return nil, invalidf("no throwaway key for key type %s", kt)
-	}
-	k, err := gen()
-	if err != nil {
-		return nil, fmt.Errorf("pki: throwaway lint key: %w", err)
-	}
-	return k, nil
 }

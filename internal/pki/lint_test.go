@@ -1,6 +1,7 @@
 package pki_test
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -260,7 +261,7 @@ func TestLint(t *testing.T) {
 }
 
 // TestSignConcurrent signs from many goroutines at once with one Linter
-// (run with -race to check the shared registry and throwaway keys).
+// (run with -race to check the shared lint instances and the SPKI cache).
 func TestSignConcurrent(t *testing.T) {
 	l := testLinter(t)
 	c := newChain(t, pki.ECP256)
@@ -291,8 +292,8 @@ func TestSignConcurrent(t *testing.T) {
 	}
 }
 
-// BenchmarkSignLeafECDSA measures issuance on the hot path: template,
-// throwaway signature, zcrypto parse, zlint and the real signature, with a
+// BenchmarkSignLeafECDSA measures issuance on the hot path: template, TBS,
+// zcrypto parse, zlint, the signature and its check, with a
 // P-256 CA and a P-256 leaf.
 func BenchmarkSignLeafECDSA(b *testing.B) {
 	l := testLinter(b)
@@ -339,6 +340,103 @@ func BenchmarkParseCSR(b *testing.B) {
 	for b.Loop() {
 		if _, err := pki.ParseCSR(der); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// badSigner returns a signature that does not verify.
+type badSigner struct{ crypto.Signer }
+
+func (s badSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	sig, err := s.Signer.Sign(r, digest, opts)
+	if err == nil {
+		sig[len(sig)/2] ^= 1
+	}
+	return sig, err
+}
+
+// messageSigner is a CA key that takes the whole message, as
+// crypto.MessageSigner keys (HSMs, Ed25519) do.
+type messageSigner struct{ crypto.Signer }
+
+func (s messageSigner) SignMessage(r io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return crypto.SignMessage(s.Signer, r, msg, opts)
+}
+
+// TestSignMatchesCreateCertificate checks that what Sign signs is what
+// x509.CreateCertificate would sign with the same template and key: the
+// same TBS for every CA key type, and for Ed25519 (deterministic
+// signatures) the same certificate, byte for byte; roots included.
+func TestSignMatchesCreateCertificate(t *testing.T) {
+	l := testLinter(t)
+	for _, kt := range pki.KeyTypes() {
+		c := newChain(t, kt)
+		key := testKey(t, kt, 2)
+		leaf, err := pki.LeafTemplate(serverRequest(t, c, key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := pki.CATemplate(pki.CARequest{Subject: pkix.Name{CommonName: "Root " + string(kt)}, PublicKey: c.rootKey.Public(),
+			Serial: serial(t), NotBefore: testNow, NotAfter: testNow.Add(pki.Year), MaxPathLen: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, tc := range map[string]struct {
+			tmpl, parent *x509.Certificate
+			pub          crypto.PublicKey
+			signer       crypto.Signer
+		}{
+			"leaf": {leaf, c.inter, key.Public(), c.interKey},
+			"root": {root, root, c.rootKey.Public(), c.rootKey},
+		} {
+			t.Run(string(kt)+"/"+name, func(t *testing.T) {
+				got, err := l.SignCertificate(tc.tmpl, tc.parent, tc.pub, messageSigner{tc.signer})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ref := *tc.tmpl
+				ref.SignatureAlgorithm = got.SignatureAlgorithm
+				ref.AuthorityKeyId = tc.parent.SubjectKeyId
+				parent := tc.parent
+				if tc.parent == tc.tmpl {
+					parent = &ref
+				}
+				der, err := x509.CreateCertificate(rand.Reader, &ref, parent, tc.pub, tc.signer)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := parseCert(t, der)
+				if !bytes.Equal(got.RawTBSCertificate, want.RawTBSCertificate) {
+					t.Error("TBS differs from CreateCertificate's")
+				}
+				if kt == pki.Ed25519 && !bytes.Equal(got.Raw, want.Raw) {
+					t.Error("Ed25519 certificate differs from CreateCertificate's")
+				}
+				if err := got.CheckSignatureFrom(parent); err != nil && tc.parent != tc.tmpl {
+					t.Errorf("signature: %v", err)
+				}
+				if err := got.CheckSignature(got.SignatureAlgorithm, got.RawTBSCertificate, got.Signature); tc.parent == tc.tmpl && err != nil {
+					t.Errorf("root signature: %v", err)
+				}
+			})
+		}
+	}
+}
+
+// TestSignFaultySigner checks that a signature that does not verify is
+// never returned.
+func TestSignFaultySigner(t *testing.T) {
+	l := testLinter(t)
+	for _, kt := range []pki.KeyType{pki.ECP256, pki.RSA2048} {
+		c := newChain(t, kt)
+		key := testKey(t, kt, 2)
+		tmpl, err := pki.LeafTemplate(serverRequest(t, c, key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := l.Sign(tmpl, c.inter, key.Public(), badSigner{c.interKey})
+		if err == nil || der != nil || !strings.Contains(err.Error(), "signature returned by signer is invalid") {
+			t.Errorf("%s: Sign with a faulty signer = %d bytes, %v", kt, len(der), err)
 		}
 	}
 }

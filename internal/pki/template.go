@@ -12,6 +12,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // URLs are the revocation and issuer locations written into certificates
@@ -36,12 +39,17 @@ func (u URLs) check() error {
 		urls []string
 	}{{"CRL distribution point", u.CRL}, {"issuing CA URL", u.IssuingCA}, {"OCSP URL", u.OCSP}} {
 		for i, s := range set.urls {
-			p, err := url.Parse(s)
-			if err != nil || p.Scheme != "http" || p.Host == "" || p.Opaque != "" || p.User != nil || strings.ContainsAny(s, " \t\r\n") {
+			// parseURI's URL is url.Parse's; parse again only to report
+			// a URL that is not http:// before parseURI's finding.
+			p, uerr := parseURI(s)
+			if uerr != nil {
+				p, _ = url.Parse(s)
+			}
+			if p == nil || p.Scheme != "http" || p.Host == "" || p.Opaque != "" || p.User != nil || strings.ContainsAny(s, " \t\r\n") {
 				return invalidf("%s %q must be an absolute http:// URL", set.what, truncate(s))
 			}
-			if _, err := parseURI(s); err != nil {
-				return invalidWrap(err, "%s %q is not a valid URL", set.what, truncate(s))
+			if uerr != nil {
+				return invalidWrap(uerr, "%s %q is not a valid URL", set.what, truncate(s))
 			}
 			if slices.Contains(set.urls[:i], s) {
 				return invalidf("%s %q is listed twice", set.what, truncate(s))
@@ -313,13 +321,13 @@ func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
 	if err != nil {
 		return nil, invalidWrap(err, "public key cannot be encoded")
 	}
-	var info struct {
-		Algorithm pkix.AlgorithmIdentifier
-		PublicKey asn1.BitString
+	// SubjectPublicKeyInfo ::= SEQUENCE { algorithm, subjectPublicKey BIT STRING }
+	in := cryptobyte.String(spki)
+	var info cryptobyte.String
+	var key asn1.BitString
+	if !in.ReadASN1(&info, cbasn1.SEQUENCE) || !info.SkipASN1(cbasn1.SEQUENCE) || !info.ReadASN1BitString(&key) {
+		return nil, invalidf("public key cannot be encoded")
 	}
-	if _, err := asn1.Unmarshal(spki, &info); err != nil {
-		return nil, invalidWrap(err, "public key cannot be encoded")
-	}
-	sum := sha256.Sum256(info.PublicKey.Bytes)
+	sum := sha256.Sum256(key.Bytes)
 	return sum[:20], nil
 }

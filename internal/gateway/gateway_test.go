@@ -409,6 +409,7 @@ func TestPanicInHandlerIsContained(t *testing.T) {
 	e := newEnv(t, envOpt{beforeRun: func(e *env) {
 		for _, r := range e.gw.listeners[0].router.routes {
 			if r.name == "down" {
+				r.fwd = nil // through the ReverseProxy, whose Rewrite panics
 				r.proxy.Rewrite = func(*httputil.ProxyRequest) { panic("boom") }
 			}
 		}

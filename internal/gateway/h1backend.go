@@ -54,6 +54,9 @@ type h1Conn struct {
 	// deadline is the one last set, so that an unchanged deadline is not
 	// set again (each change is a call into the runtime's poller).
 	deadline time.Time
+	// abort makes blocked I/O on the connection return: what a request's
+	// cancellation runs, made once so that a request allocates no closure.
+	abort func()
 }
 
 func newH1Transport(dial func(ctx context.Context, network, addr string) (net.Conn, error), fallback http.RoundTripper) *h1Transport {
@@ -102,6 +105,16 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // get returns an idle connection to key, or a new one; reused says which.
 // A request whose body cannot be replayed gets only a recently used one.
 func (t *h1Transport) get(ctx context.Context, key string, replayable bool) (*h1Conn, bool, error) {
+	if c := t.getIdle(key, replayable); c != nil {
+		return c, true, nil
+	}
+	c, err := t.dialConn(ctx, key)
+	return c, false, err
+}
+
+// getIdle returns an idle connection to key, or nil: one used within the
+// idle timeout, or within fresh for a request that cannot be replayed.
+func (t *h1Transport) getIdle(key string, replayable bool) *h1Conn {
 	now := time.Now()
 	t.mu.Lock()
 	for list := t.idle[key]; len(list) > 0; list = t.idle[key] {
@@ -116,14 +129,21 @@ func (t *h1Transport) get(ctx context.Context, key string, replayable bool) (*h1
 			continue
 		}
 		t.mu.Unlock()
-		return c, true, nil
+		return c
 	}
 	t.mu.Unlock()
+	return nil
+}
+
+// dialConn opens a new connection to key.
+func (t *h1Transport) dialConn(ctx context.Context, key string) (*h1Conn, error) {
 	nc, err := t.dial(ctx, "tcp", key)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	return &h1Conn{Conn: nc, key: key, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10)}, false, nil
+	c := &h1Conn{Conn: nc, key: key, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10)}
+	c.abort = func() { c.SetDeadline(aLongTimeAgo) }
+	return c, nil
 }
 
 // put keeps c for the next request to its backend.
@@ -206,24 +226,9 @@ func (t *h1Transport) exchange(c *h1Conn, req *http.Request) (*http.Response, er
 	if err := c.bw.Flush(); err != nil {
 		return fail(fmt.Errorf("%w: %w", errNoResponse, err))
 	}
-	if _, err := c.br.Peek(1); err != nil {
-		return fail(fmt.Errorf("%w: %w", errNoResponse, err))
-	}
-	var resp *http.Response
-	for {
-		var err error
-		if resp, err = http.ReadResponse(c.br, req); err != nil {
-			return fail(err)
-		}
-		// Interim answers (RFC 9110 §15.2) other than 101 are not
-		// forwarded; the final answer follows on the connection. 101
-		// only answers an upgrade, which goes to the fallback.
-		if resp.StatusCode >= 200 {
-			break
-		}
-		if resp.StatusCode == http.StatusSwitchingProtocols {
-			return fail(errors.New("unexpected 101 Switching Protocols"))
-		}
+	resp, err := readResponseHead(c.br, req)
+	if err != nil {
+		return fail(err)
 	}
 	body := &h1Body{ReadCloser: resp.Body, t: t, c: c, stop: stop, reuse: !resp.Close && !req.Close}
 	if resp.Body == http.NoBody {
@@ -231,6 +236,29 @@ func (t *h1Transport) exchange(c *h1Conn, req *http.Request) (*http.Response, er
 	}
 	resp.Body = body
 	return resp, nil
+}
+
+// readResponseHead reads the head of the backend's final answer to req.
+// A failure before its first octet wraps errNoResponse.
+func readResponseHead(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	if _, err := br.Peek(1); err != nil {
+		return nil, fmt.Errorf("%w: %w", errNoResponse, err)
+	}
+	for {
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			return nil, err
+		}
+		// Interim answers (RFC 9110 §15.2) other than 101 are not
+		// forwarded; the final answer follows on the connection. 101
+		// only answers an upgrade, which goes to the fallback.
+		if resp.StatusCode >= 200 {
+			return resp, nil
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			return nil, errors.New("unexpected 101 Switching Protocols")
+		}
+	}
 }
 
 // h1Body is a response body read straight from its connection, which it

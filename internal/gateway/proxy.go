@@ -31,15 +31,18 @@ import (
 
 // route is a compiled GatewayRoute.
 type route struct {
-	name       string
-	host       string // "" any, "*.suffix", or exact
-	prefix     string // without a trailing slash; "" matches every path
-	allow      config.GatewayAllow
-	timeout    time.Duration
-	proxy      *httputil.ReverseProxy
-	transport  *http.Transport // HTTPS backends, and the fallback of h1
-	h1         *h1Transport    // plain-HTTP backends; nil for HTTPS ones
-	clientCert *keyPair        // the gateway's certificate for mTLS to the backend
+	name      string
+	host      string // "" any, "*.suffix", or exact
+	prefix    string // without a trailing slash; "" matches every path
+	allow     config.GatewayAllow
+	timeout   time.Duration
+	proxy     *httputil.ReverseProxy
+	transport *http.Transport // HTTPS backends, and the fallback of h1
+	h1        *h1Transport    // plain-HTTP backends; nil for HTTPS ones
+	// fwd forwards most requests of routes to plain-HTTP backends, proxy
+	// the others; nil for HTTPS backends and for a backend URL with a path.
+	fwd        *forwarder
+	clientCert *keyPair // the gateway's certificate for mTLS to the backend
 }
 
 // router picks the most specific route: exact host, then wildcard host
@@ -93,8 +96,12 @@ func (rt *router) close() {
 // match returns the route for a request's Host and (clean) path, or nil.
 func (rt *router) match(host, p string) *route {
 	host = strings.ToLower(host)
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	// Only a host with a port is split: SplitHostPort's error for one
+	// without is an allocation on every request.
+	if i := strings.LastIndexByte(host, ':'); i > strings.LastIndexByte(host, ']') {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
 	}
 	host = strings.TrimSuffix(host, ".")
 	for _, r := range rt.routes {
@@ -228,6 +235,7 @@ func newRoute(l *listener, s config.GatewayRoute) (*route, error) {
 	if target.Scheme == "http" {
 		r.h1 = newH1Transport(dialer.DialContext, r.transport)
 		transport = r.h1
+		r.fwd = newForwarder(l, r.h1, target, r.timeout)
 	}
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -361,6 +369,10 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(sw, http.StatusForbidden, "denied", "the client certificate is not allowed on this route", "")
 		return
 	}
+	if rt.fwd != nil && rt.fwd.takes(r) {
+		rt.fwd.serve(sw, r, info, start)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), rt.timeout)
 	defer cancel()
 	rt.proxy.ServeHTTP(sw, r.WithContext(ctx))
@@ -463,3 +475,8 @@ type bufferPool struct{ p sync.Pool }
 
 func (b *bufferPool) Get() []byte  { return *b.p.Get().(*[]byte) }
 func (b *bufferPool) Put(v []byte) { b.p.Put(&v) }
+
+// get and put hand out the pool's pointers as they are, which Put, the
+// interface ReverseProxy wants, cannot: it allocates a new one each time.
+func (b *bufferPool) get() *[]byte  { return b.p.Get().(*[]byte) }
+func (b *bufferPool) put(p *[]byte) { b.p.Put(p) }

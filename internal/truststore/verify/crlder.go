@@ -15,6 +15,8 @@ import (
 type crlInput struct {
 	hdr     *x509.RevocationList
 	entries int
+	// serialBytes bounds the bytes of the serials' magnitudes (0: unknown).
+	serialBytes int
 	// each calls add with every revoked serial: its magnitude without
 	// leading zeros, whether it is negative, and its reason code (0 when
 	// it has none). It fails on an entry carrying an unsupported critical
@@ -190,15 +192,21 @@ func parseCRLDER(der []byte) (crlInput, error) {
 	if err != nil {
 		return crlInput{}, err
 	}
-	count := 0
+	count, size := 0, 0
 	for q := list; len(q) > 0; count++ {
-		_, _, r, err := expect(q, tagSequence, "revokedCertificate")
+		entry, _, r, err := expect(q, tagSequence, "revokedCertificate")
 		if err != nil {
 			return crlInput{}, err
 		}
 		q = r
+		// The serial's content length: at most one byte over its magnitude.
+		if len(entry) >= 2 && entry[1] < 0x80 {
+			size += int(entry[1])
+		} else {
+			size += len(entry)
+		}
 	}
-	in := crlInput{hdr: hdr, entries: count}
+	in := crlInput{hdr: hdr, entries: count, serialBytes: size}
 	in.each = func(add func([]byte, bool, int)) error {
 		for q, j := list, 0; len(q) > 0; j++ {
 			entry, _, r, err := expect(q, tagSequence, "revokedCertificate")

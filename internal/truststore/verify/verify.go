@@ -283,11 +283,12 @@ func compile(roots []*x509.Certificate, crls []crlInput, opts Options) (*Verifie
 	}
 	for _, gk := range gorder {
 		g := groups[gk]
-		n := 0
+		n, size := 0, 0
 		for _, p := range g.crl {
 			n += p.in.entries
+			size += p.in.serialBytes
 		}
-		b := newSerialSetBuilder(n)
+		b := newSerialSetBuilder(n, size)
 		is := &issuer{spki: g.ca.RawSubjectPublicKeyInfo}
 		for _, p := range g.crl {
 			if err := p.in.each(func(mag []byte, neg bool, _ int) { b.add(mag, neg) }); err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -338,4 +339,46 @@ func TestForwarderBackendFailures(t *testing.T) {
 		t.Errorf("a response cut short by the backend reached the client whole: %d %q", res.status, res.body)
 	}
 	e.get("main", cfg, "/", nil) // still serving
+}
+
+// TestIdentityCache: a certificate seen again gets the identity computed
+// the first time; another certificate, mode or header set gets its own.
+func TestIdentityCache(t *testing.T) {
+	root := newCA(t, "Cache Root")
+	inter := root.sub(t, "Cache Intermediate")
+	a, b := inter.client(t, "a"), inter.client(t, "b")
+	var c identityCache
+	first := c.get("verify", a.chain, "alb")
+	if again := c.get("verify", a.chain, "alb"); again != first {
+		t.Error("the same leaf got a new identity")
+	}
+	// verify mode: the headers come from the leaf alone.
+	if c.get("verify", a.chain[:1], "alb") != first {
+		t.Error("verify mode keyed on more than the leaf")
+	}
+	for name, id := range map[string]*identity{
+		"other leaf":        c.get("verify", b.chain, "alb"),
+		"other headers":     c.get("verify", a.chain, "both"),
+		"other mode":        c.get("passthrough", a.chain, "alb"),
+		"passthrough chain": c.get("passthrough", a.chain[:1], "alb"),
+	} {
+		if id == first {
+			t.Errorf("%s: got the cached identity of another key", name)
+		}
+	}
+	if got, want := c.get("verify", b.chain, "alb").subject, "CN=b"; !strings.HasPrefix(got, want) {
+		t.Errorf("subject %q", got)
+	}
+	if !reflect.DeepEqual(c.get("passthrough", a.chain, "alb").headers, newIdentity("passthrough", a.chain, "alb").headers) {
+		t.Error("a cached passthrough identity differs from a fresh one")
+	}
+	if c.get("verify", nil, "alb") != nil {
+		t.Error("no chain, an identity")
+	}
+	for i := 0; i < identityCacheMax+10; i++ {
+		c.get("verify", a.chain, strconv.Itoa(i))
+	}
+	if len(c.m) > identityCacheMax {
+		t.Errorf("%d entries, over the bound", len(c.m))
+	}
 }

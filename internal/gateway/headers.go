@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"net/http"
 	"strings"
+	"sync"
 )
 
 // The identity headers sent to backends. The X-Amzn-Mtls-* names and
@@ -232,4 +233,51 @@ func leafFields(c *x509.Certificate) (subject, issuer, serial, validity string) 
 		return "", "", "", ""
 	}
 	return formatDN(c.RawSubject), formatDN(c.RawIssuer), serialHex(c.SerialNumber), validityString(c)
+}
+
+// identityCache keeps the identities of the client certificates seen
+// lately, so that a client that connects again (or clients sharing a
+// certificate) does not cost the DN strings and the PEM encodings of its
+// headers on every handshake. An identity is only what the certificates
+// say; whether they are accepted is decided by every handshake anew.
+type identityCache struct {
+	mu  sync.Mutex
+	m   map[string]*identity
+	buf []byte // the key being looked up, under mu
+}
+
+// identityCacheMax bounds the cache; when full it starts over. An
+// identity is a few KB (its headers), so the cache stays under a few MB.
+const identityCacheMax = 1024
+
+// get returns the identity of chain for a listener's mode and header set,
+// from the cache or computed (newIdentity).
+func (c *identityCache) get(mode string, chain []*x509.Certificate, headers string) *identity {
+	if len(chain) == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// verify mode's headers come from the leaf alone; passthrough's from
+	// the whole chain the client presented.
+	key := append(c.buf[:0], mode...)
+	key = append(key, 0)
+	key = append(key, headers...)
+	for i, cert := range chain {
+		if i > 0 && mode != "passthrough" {
+			break
+		}
+		key = append(key, 0)
+		key = append(key, cert.Raw...)
+	}
+	c.buf = key
+	if id, ok := c.m[string(key)]; ok {
+		return id
+	}
+	id := newIdentity(mode, chain, headers)
+	if c.m == nil || len(c.m) >= identityCacheMax {
+		c.m = make(map[string]*identity)
+	}
+	c.m[string(key)] = id
+	return id
 }

@@ -45,6 +45,9 @@ type listener struct {
 	// lastPoll is the outcome of the last poll of the control plane
 	// (PollChanged, PollNotModified, PollError).
 	lastPoll atomic.Value
+
+	identities identityCache
+	series     requestSeriesCache
 }
 
 // compatibleSuites are the TLS 1.2 suites of the "compatible" policy:
@@ -397,7 +400,7 @@ func (h *hsListener) handshake(raw net.Conn) {
 		if h.l.mode == config.MTLSVerify {
 			chain = info.result.Chain
 		}
-		info.ident = newIdentity(h.l.mode, chain, h.l.spec.MTLS.Headers)
+		info.ident = h.l.identities.get(h.l.mode, chain, h.l.spec.MTLS.Headers)
 	}
 	h.l.logConnection(info, cs, latency, err)
 	if err != nil {

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -138,4 +140,44 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+}
+
+// requestSeriesCache holds a listener's request series by route and
+// status once resolved: WithLabelValues hashes its labels (and the status
+// is formatted) on every call, a few percent of a keep-alive request.
+type requestSeriesCache struct {
+	mu sync.RWMutex
+	m  map[routeStatus]requestSeries
+}
+
+type routeStatus struct {
+	route  string
+	status int
+}
+
+type requestSeries struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+// get returns the series of a listener's requests to route answered with status.
+func (c *requestSeriesCache) get(m *metrics, listener, route string, status int) requestSeries {
+	k := routeStatus{route, status}
+	c.mu.RLock()
+	s, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return s
+	}
+	s = requestSeries{
+		count:    m.requests.WithLabelValues(listener, route, strconv.Itoa(status)),
+		duration: m.duration.WithLabelValues(listener, route),
+	}
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[routeStatus]requestSeries{}
+	}
+	c.m[k] = s
+	c.mu.Unlock()
+	return s
 }

@@ -400,8 +400,9 @@ func (l *listener) finish(sw *statusWriter, r *http.Request, info *connInfo, sta
 	if status == 0 {
 		status = http.StatusOK
 	}
-	l.g.m.requests.WithLabelValues(l.name, sw.route, strconv.Itoa(status)).Inc()
-	l.g.m.duration.WithLabelValues(l.name, sw.route).Observe(d.Seconds())
+	series := l.series.get(l.g.m, l.name, sw.route, status)
+	series.count.Inc()
+	series.duration.Observe(d.Seconds())
 	if !l.g.accessLog.Enabled(r.Context(), slog.LevelInfo) {
 		// access_log: off. LogAttrs would drop the line, but only after
 		// the attributes below were built: a dozen allocations a request.

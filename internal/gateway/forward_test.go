@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -380,5 +383,43 @@ func TestIdentityCache(t *testing.T) {
 	}
 	if len(c.m) > identityCacheMax {
 		t.Errorf("%d entries, over the bound", len(c.m))
+	}
+}
+
+// TestFileSourceVersion: the version of a file trust store changes with
+// the CA file or a CRL's content, not with a rewrite of the same bytes or
+// the same CRL in PEM.
+func TestFileSourceVersion(t *testing.T) {
+	dir := t.TempDir()
+	root := newCA(t, "Version Root")
+	inter := root.sub(t, "Version Intermediate")
+	now := time.Now()
+	crl1 := inter.crl(t, now.Add(-time.Hour), now.Add(time.Hour), big.NewInt(1))
+	crl2 := inter.crl(t, now.Add(-time.Hour), now.Add(time.Hour), big.NewInt(1), big.NewInt(2))
+	ca, crl := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "crl")
+	writeFile(t, ca, pemCerts(root.cert, inter.cert))
+	src := &FileSource{CAFile: ca, CRLFiles: []string{crl}}
+	version := func(data []byte) string {
+		t.Helper()
+		writeFile(t, crl, data)
+		_, v, err := src.compile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	v1 := version(crl1)
+	if version(crl1) != v1 {
+		t.Error("the same CRL again: another version")
+	}
+	if version(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl1})) != v1 {
+		t.Error("the same CRL in PEM: another version")
+	}
+	if version(crl2) == v1 {
+		t.Error("another CRL: the same version")
+	}
+	writeFile(t, ca, pemCerts(inter.cert, root.cert))
+	if version(crl1) == v1 {
+		t.Error("another CA file: the same version")
 	}
 }

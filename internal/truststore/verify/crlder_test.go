@@ -39,6 +39,19 @@ func TestCompileDERMatchesCompile(t *testing.T) {
 			if ia.Entries != ib.Entries || !ia.ThisUpdate.Equal(ib.ThisUpdate) || !ia.NextUpdate.Equal(ib.NextUpdate) || ia.Number != ib.Number || ia.Issuer != ib.Issuer {
 				t.Errorf("CRLInfo differs: %+v vs %+v", ia, ib)
 			}
+			if !bytes.Equal(ia.Signature, crl.Signature) || !bytes.Equal(ib.Signature, crl.Signature) {
+				t.Errorf("CRLInfo.Signature is not the CRL's signature")
+			}
+			// The Verifier keeps a copy, not a slice of the DER.
+			der := append([]byte(nil), crl.Raw...)
+			c, err := CompileDER(roots, [][]byte{der}, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			clear(der)
+			if !bytes.Equal(c.CRLs()[0].Signature, crl.Signature) {
+				t.Errorf("CRLInfo.Signature aliases the DER")
+			}
 			for _, s := range serials {
 				ca, cb := a.issuers[string(f.inter.cert.RawSubject)][0].revoked.contains(s), b.issuers[string(f.inter.cert.RawSubject)][0].revoked.contains(s)
 				if ca != cb {

@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/trustgate/trustgate/internal/config"
 	"github.com/trustgate/trustgate/internal/truststore/verify"
 )
@@ -48,6 +50,12 @@ type listener struct {
 
 	identities identityCache
 	series     requestSeriesCache
+	// successes is the series of successful handshakes, resolved at the
+	// first: WithLabelValues hashes its labels on every call.
+	successes struct {
+		once sync.Once
+		c    prometheus.Counter
+	}
 }
 
 // compatibleSuites are the TLS 1.2 suites of the "compatible" policy:
@@ -443,8 +451,11 @@ func (l *listener) logConnection(info *connInfo, cs tls.ConnectionState, latency
 	if err != nil {
 		status, result, level = "Failed", "failure", slog.LevelWarn
 		reason = l.failureReason(info, err).String()
+		l.g.m.handshakes.WithLabelValues(l.name, result, reason).Inc()
+	} else {
+		l.successes.once.Do(func() { l.successes.c = l.g.m.handshakes.WithLabelValues(l.name, result, reason) })
+		l.successes.c.Inc()
 	}
-	l.g.m.handshakes.WithLabelValues(l.name, result, reason).Inc()
 	if !l.g.connLog.Enabled(context.Background(), level) {
 		// connection_log: off. The leaf's DN strings and the attributes
 		// would be built for nothing.

@@ -111,19 +111,23 @@ func (b *serialSetBuilder) build() *serialSet {
 	for i := 1; i < len(counts); i++ {
 		counts[i] += counts[i-1]
 	}
-	order := make([]uint32, n)
+	// The scatter carries each hash along with its index, so that the
+	// inserts read both in sequence; an entry's offsets and bytes are read
+	// only when a slot's tag matches it.
+	sortedH := make([]uint64, n)
+	sortedI := make([]uint32, n)
 	for i, h := range hashes {
 		k := (h & mask) >> shift
-		order[counts[k]] = uint32(i)
+		sortedH[counts[k]] = h
+		sortedI[counts[k]] = uint32(i)
 		counts[k]++
 	}
-	for _, i := range order {
-		h := hashes[i]
+	for j, h := range sortedH {
+		i := sortedI[j]
 		tag := s.tag(h)
-		serial := s.data[s.off[i]:s.off[i+1]]
 		slot := h & mask
 		for ; s.slots[slot] != 0; slot = (slot + 1) & mask {
-			if s.slots[slot]&^s.idxMask == tag && bytes.Equal(s.entry(s.slots[slot]), serial) {
+			if s.slots[slot]&^s.idxMask == tag && bytes.Equal(s.entry(s.slots[slot]), s.data[s.off[i]:s.off[i+1]]) {
 				break
 			}
 		}

@@ -157,13 +157,7 @@ func (is *issuer) isRevoked(serial *big.Int) bool {
 			}
 		} else {
 			var buf [32]byte
-			n := (serial.BitLen() + 7) / 8
-			var b []byte
-			if n <= len(buf) {
-				b = serial.FillBytes(buf[:n])
-			} else {
-				b = serial.Bytes()
-			}
+			b := magnitude(serial, &buf)
 			if r, ok := is.delta[string(b)]; ok {
 				return r
 			}

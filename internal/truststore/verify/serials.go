@@ -160,14 +160,17 @@ func (s *serialSet) contains(serial *big.Int) bool {
 		return ok
 	}
 	var buf [32]byte
-	n := (serial.BitLen() + 7) / 8
-	var b []byte
-	if n <= len(buf) {
-		b = serial.FillBytes(buf[:n])
-	} else {
-		b = serial.Bytes()
+	return s.containsBytes(magnitude(serial, &buf))
+}
+
+// magnitude returns the absolute value of serial in big-endian bytes
+// without leading zeros, in buf when it fits, so that a lookup of a serial
+// of up to 32 bytes does not allocate.
+func magnitude(serial *big.Int, buf *[32]byte) []byte {
+	if n := (serial.BitLen() + 7) / 8; n <= len(buf) {
+		return serial.FillBytes(buf[:n])
 	}
-	return s.containsBytes(b)
+	return serial.Bytes()
 }
 
 func (s *serialSet) containsBytes(b []byte) bool {

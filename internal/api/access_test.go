@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/trustgate/trustgate/internal/api"
 	"github.com/trustgate/trustgate/internal/apiv1"
@@ -430,5 +431,43 @@ func TestServerCNIsJudgedAsAName(t *testing.T) {
 	req.CommonName = "b.svc.internal"
 	if code, eb := web.call("POST", "/v1/certificates", req, nil); code != 201 {
 		t.Fatalf("CN inside: %d %+v", code, eb)
+	}
+}
+
+// TestUnauthenticatedAuditBounded floods a guarded route with a bad token
+// from one address: every call is refused with 401, the first ones are
+// audited, and the rest are counted and logged instead of each becoming a
+// durable record.
+func TestUnauthenticatedAuditBounded(t *testing.T) {
+	e := newEnv(t)
+	before := len(e.auditTail(100000))
+	const calls = 45
+	start := time.Now()
+	for i := range calls {
+		req, _ := http.NewRequest("GET", e.srv.URL+"/v1/cas", nil)
+		req.Header.Set("Authorization", "Bearer tg_not-a-token")
+		resp, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("call %d: %d, want 401", i, resp.StatusCode)
+		}
+	}
+	elapsed := time.Since(start)
+	recs := e.auditTail(100000)[before:]
+	for _, r := range recs {
+		if r.Decision != "deny" || r.Actor != "" {
+			t.Errorf("unexpected record %+v", r)
+		}
+	}
+	// 30 at once, then one per 2 s of the flood's duration.
+	most := 30 + int(elapsed/(2*time.Second)) + 1
+	if len(recs) < 30 || len(recs) > most {
+		t.Errorf("%d of %d unauthenticated calls audited in %s, want 30..%d", len(recs), calls, elapsed, most)
+	}
+	if n := strings.Count(e.logs.String(), "audited at a limited rate"); n != 1 {
+		t.Errorf("the limit was logged %d times, want once", n)
 	}
 }

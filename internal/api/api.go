@@ -160,6 +160,10 @@ type Handler struct {
 	latency  *prometheus.HistogramVec
 	// watch holds the long polls of trust-store snapshots.
 	watch *snapshotWatch
+	// anon limits the audit records of unauthenticated calls.
+	anon anonAudit
+	// anonSkipped counts unauthenticated calls not audited.
+	anonSkipped prometheus.Counter
 }
 
 // New builds the handler and registers every route of Routes().
@@ -188,8 +192,12 @@ func New(cfg Config) *Handler {
 		Name: "trustgate_api_request_duration_seconds", Help: "API request latency by route.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 	}, []string{"route"})
+	h.anonSkipped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "trustgate_audit_unauthenticated_skipped_total",
+		Help: "Unauthenticated API calls (401) left out of the audit log by its per-address rate limit; the next record from the address counts them.",
+	})
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(h.requests, h.latency)
+		cfg.Registerer.MustRegister(h.requests, h.latency, h.anonSkipped)
 	}
 	for _, rt := range Routes() {
 		h.mux.Handle(rt.Method+" "+rt.Path, h.wrap(rt))
@@ -535,6 +543,20 @@ func (h *Handler) finishAudit(r *request, err error) {
 			rec.Detail = err.Error()
 		default:
 			rec.Detail = "internal error"
+		}
+	}
+	if kind == fault.Unauthenticated && rec.Actor == "" {
+		record, skipped, first := h.anon.admit(rec.Source, rec.At)
+		if !record {
+			h.anonSkipped.Inc()
+			if first {
+				h.cfg.Logger.Warn("unauthenticated calls from this address are audited at a limited rate from now on",
+					"source", rec.Source, "burst", anonAuditBurst, "every", anonAuditEvery.String())
+			}
+			return
+		}
+		if skipped > 0 {
+			rec.Detail += skippedNote(skipped)
 		}
 	}
 	// The call's own context may be ending; the record must still land.

@@ -1,6 +1,10 @@
 package apiv1
 
-import "testing"
+import (
+	"maps"
+	"strings"
+	"testing"
+)
 
 func TestParseHeldCRLs(t *testing.T) {
 	for _, tc := range []struct {
@@ -39,4 +43,34 @@ func TestParseHeldCRLs(t *testing.T) {
 	if _, err := ParseHeldCRLs(many); err == nil {
 		t.Error("more than MaxHeldCRLs pairs accepted")
 	}
+}
+
+// FuzzParseHeldCRLs checks that any have= value is either refused or
+// parsed into at most MaxHeldCRLs well-formed pairs whose wire form
+// parses back to the same pairs.
+func FuzzParseHeldCRLs(f *testing.F) {
+	for _, s := range []string{"", "ab01:7", "ff:1,0a:9223372036854775807", "ab:1,AB:2", "ab:0", "zz:1", "ab:+1", "ab:1,"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		h, err := ParseHeldCRLs(s)
+		if err != nil {
+			if h != nil {
+				t.Fatalf("%q: error %v with a result", s, err)
+			}
+			return
+		}
+		if len(h) > MaxHeldCRLs {
+			t.Fatalf("%q: %d pairs accepted", s, len(h))
+		}
+		for k, n := range h {
+			if n < 1 || len(k) == 0 || len(k) > 128 || len(k)%2 != 0 || strings.Trim(k, "0123456789abcdef") != "" {
+				t.Fatalf("%q: accepted the pair %q:%d", s, k, n)
+			}
+		}
+		back, err := ParseHeldCRLs(h.String())
+		if err != nil || !maps.Equal(back, h) {
+			t.Fatalf("%q: wire form %q parses to %v, %v", s, h.String(), back, err)
+		}
+	})
 }

@@ -7,10 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
-API_PORT=${API_PORT:-19643}
-PUB_PORT=${PUB_PORT:-19180}
-GW_PORT=${GW_PORT:-18643}
-HEALTH_PORT=${HEALTH_PORT:-19901}
+# Free loopback ports unless given.
+source scripts/ports.sh
+API_PORT=${API_PORT:-$(free_port)}
+PUB_PORT=${PUB_PORT:-$(free_port)}
+GW_PORT=${GW_PORT:-$(free_port)}
+HEALTH_PORT=${HEALTH_PORT:-$(free_port)}
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT

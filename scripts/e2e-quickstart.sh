@@ -5,9 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
-API_PORT=${API_PORT:-19443}
-PUB_PORT=${PUB_PORT:-19080}
-GW_PORT=${GW_PORT:-18443}
+# Free loopback ports unless given.
+source scripts/ports.sh
+API_PORT=${API_PORT:-$(free_port)}
+PUB_PORT=${PUB_PORT:-$(free_port)}
+GW_PORT=${GW_PORT:-$(free_port)}
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT

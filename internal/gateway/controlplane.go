@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"os"
 	"slices"
@@ -325,15 +326,43 @@ func (s *ControlPlaneSource) Load(ctx context.Context) (*verify.Verifier, string
 // delta CRL of the answer, and the full CRL and delta held of each CRL the
 // answer says unchanged. The result has no UnchangedCRLs; its CRLs are
 // full CRLs, its DeltaCRLs the deltas to apply to them.
+//
+// A CRL is never replaced by an older one: a full CRL or a delta of a key
+// whose CRL this source enforces at a higher number (the held full CRL's,
+// or its delta's) is taken as unchanged. Nodes of a control plane publish
+// at their own pace, and a node that has not caught up yet must not take
+// back a revocation a gateway already enforces (RFC 5280 §5.2.3: a higher
+// number is a later CRL).
 func (s *ControlPlaneSource) merge(snap *apiv1.TrustStoreSnapshot) (*apiv1.TrustStoreSnapshot, error) {
-	if len(snap.DeltaCRLs) == 0 && len(snap.UnchangedCRLs) == 0 {
-		return snap, nil
-	}
 	out := *snap
-	out.CRLs = append([][]byte(nil), snap.CRLs...)
-	out.DeltaCRLs = append([][]byte(nil), snap.DeltaCRLs...)
+	out.CRLs = make([][]byte, 0, len(snap.CRLs))
+	out.DeltaCRLs = make([][]byte, 0, len(snap.DeltaCRLs))
 	out.UnchangedCRLs = nil
-	for _, k := range snap.UnchangedCRLs {
+	unchanged := slices.Clone(snap.UnchangedCRLs)
+	for _, der := range snap.CRLs {
+		if k, older := s.older(der); older {
+			unchanged = append(unchanged, k)
+			continue
+		}
+		out.CRLs = append(out.CRLs, der)
+	}
+	for i, d := range snap.DeltaCRLs {
+		k, err := crlKeyID(d)
+		if err != nil {
+			return nil, fmt.Errorf("delta CRL %d: %w", i, err)
+		}
+		if _, older := s.older(d); older {
+			unchanged = append(unchanged, k)
+			continue
+		}
+		der, ok := s.heldDER[k]
+		if !ok {
+			return nil, fmt.Errorf("delta CRL %d: this gateway holds no full CRL of key %s", i, k)
+		}
+		out.CRLs = append(out.CRLs, der)
+		out.DeltaCRLs = append(out.DeltaCRLs, d)
+	}
+	for _, k := range unchanged {
 		der, ok := s.heldDER[k]
 		if !ok {
 			return nil, fmt.Errorf("the control plane says the CRL of key %s is unchanged, and this gateway holds none", k)
@@ -343,18 +372,36 @@ func (s *ControlPlaneSource) merge(snap *apiv1.TrustStoreSnapshot) (*apiv1.Trust
 			out.DeltaCRLs = append(out.DeltaCRLs, d)
 		}
 	}
-	for i, d := range snap.DeltaCRLs {
-		k, err := crlKeyID(d)
-		if err != nil {
-			return nil, fmt.Errorf("delta CRL %d: %w", i, err)
-		}
-		der, ok := s.heldDER[k]
-		if !ok {
-			return nil, fmt.Errorf("delta CRL %d: this gateway holds no full CRL of key %s", i, k)
-		}
-		out.CRLs = append(out.CRLs, der)
-	}
 	return &out, nil
+}
+
+// older reports whether der, a full or delta CRL, is older than the CRL
+// of its key that this source enforces, with that key. CRLs of keys this
+// source holds no full CRL of (external ones, partitions) are never older.
+func (s *ControlPlaneSource) older(der []byte) (string, bool) {
+	hdr, err := verify.ParseCRLHeader(der)
+	if err != nil || hdr.Number == nil || len(hdr.AuthorityKeyId) == 0 {
+		return "", false
+	}
+	k := hex.EncodeToString(hdr.AuthorityKeyId)
+	held, ok := s.held[k]
+	if !ok {
+		return "", false
+	}
+	enforced := big.NewInt(held)
+	if d := s.deltas[k]; d != nil {
+		if dh, err := verify.ParseCRLHeader(d); err == nil && dh.Number != nil {
+			enforced = dh.Number
+		}
+	}
+	if hdr.Number.Cmp(enforced) >= 0 {
+		return k, false
+	}
+	if s.Logger != nil {
+		s.Logger.Warn("gateway: the control plane sent an older CRL than the one enforced; keeping the one enforced",
+			"truststore", s.Name, "key_id", k, "sent", hdr.Number.String(), "enforced", enforced.String())
+	}
+	return k, true
 }
 
 // crlKeyID returns the authority key identifier of a CRL in hex.
@@ -437,7 +484,7 @@ func (s *ControlPlaneSource) compile() error {
 		deltas[k] = d
 	}
 	if key != s.baseKey || s.held == nil {
-		s.held, s.heldDER = heldCRLs(s.snap.CRLs)
+		s.held, s.heldDER = heldCRLs(s.snap.CRLs, fetched)
 	}
 	s.compileErr, s.wantFull = nil, false
 	s.baseV, s.baseKey, s.sums, s.deltas = baseV, key, sums, deltas
@@ -457,28 +504,33 @@ func (s *ControlPlaneSource) compile() error {
 
 // heldCRLs returns the full CRLs of crls that a delta may apply to (those
 // without an issuing distribution point, with a CRL number and an
-// authority key identifier), by key identifier: their numbers and DER. A
-// key identifier of two CRLs is left out: a delta could not tell them
-// apart.
-func heldCRLs(crls [][]byte) (apiv1.HeldCRLs, map[string][]byte) {
+// authority key identifier of at most 64 bytes, which the control plane
+// accepts), by key identifier: their numbers and DER. A key identifier
+// of two CRLs (two full CRLs, a full CRL and a partition's, or a CRL the
+// gateway fetches itself, in others) is left out: a delta could not tell
+// them apart, and the issuer's revocations would come from several CRLs.
+func heldCRLs(crls, others [][]byte) (apiv1.HeldCRLs, map[string][]byte) {
 	held, ders := apiv1.HeldCRLs{}, map[string][]byte{}
 	twice := map[string]bool{}
+	for _, der := range others {
+		if k, err := crlKeyID(der); err == nil {
+			twice[k] = true
+		}
+	}
 	for _, der := range crls {
 		hdr, err := verify.ParseCRLHeader(der)
-		if err != nil || hdr.Number == nil || !hdr.Number.IsInt64() || hdr.Number.Sign() <= 0 || len(hdr.AuthorityKeyId) == 0 {
+		if err != nil || len(hdr.AuthorityKeyId) == 0 {
 			continue
 		}
+		k := hex.EncodeToString(hdr.AuthorityKeyId)
 		partial := false
 		for _, ext := range hdr.Extensions {
 			if ext.Id.Equal(oidIssuingDistributionPoint) {
 				partial = true
 			}
 		}
-		if partial {
-			continue
-		}
-		k := hex.EncodeToString(hdr.AuthorityKeyId)
-		if _, dup := held[k]; dup || twice[k] {
+		_, dup := held[k]
+		if dup || twice[k] || partial || hdr.Number == nil || !hdr.Number.IsInt64() || hdr.Number.Sign() <= 0 || len(hdr.AuthorityKeyId) > 64 {
 			twice[k] = true
 			delete(held, k)
 			delete(ders, k)

@@ -172,3 +172,115 @@ func TestControlPlaneSourceDeltas(t *testing.T) {
 		t.Errorf("%d full CRLs compiled, want 2", full)
 	}
 }
+
+// TestControlPlaneSourceNeverGoesBack: a node of the control plane that
+// has not caught up sends an older full CRL, or an older delta, than the
+// one the gateway enforces; the gateway keeps what it enforces, so a
+// revocation it has seen is never taken back.
+func TestControlPlaneSourceNeverGoesBack(t *testing.T) {
+	ca := newCA(t, "Rollback Root")
+	old, fresh, fine := ca.client(t, "old"), ca.client(t, "fresh"), ca.client(t, "fine")
+	cp := &deltaControlPlane{}
+	snap := func(etag string) *apiv1.TrustStoreSnapshot {
+		return &apiv1.TrustStoreSnapshot{Name: "partners", Version: 1, ETag: etag, CACertificates: [][]byte{ca.cert.Raw}, CRLs: [][]byte{}, CRLURLs: []string{}}
+	}
+	src := &ControlPlaneSource{Client: cp, Name: "partners"}
+	load := func(a *apiv1.TrustStoreSnapshot) *verify.Verifier {
+		t.Helper()
+		cp.next(a)
+		v, _, err := src.Load(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	expect := func(v *verify.Verifier, what string, want map[*leafCert]bool) {
+		t.Helper()
+		for lc, ok := range want {
+			if _, err := v.Verify(lc.chain, time.Now()); (err == nil) != ok {
+				t.Errorf("%s: %s: %v, want accepted %v", what, lc.cert.Subject.CommonName, err, ok)
+			}
+		}
+	}
+
+	a := snap(`"a"`)
+	a.CRLs = [][]byte{signCRL(t, ca, 5, 0, map[*big.Int]int{old.cert.SerialNumber: 1})}
+	load(a)
+	b := snap(`"b"`)
+	b.DeltaCRLs = [][]byte{signCRL(t, ca, 9, 5, map[*big.Int]int{fresh.cert.SerialNumber: 1})}
+	expect(load(b), "delta 9 from 5", map[*leafCert]bool{old: false, fresh: false, fine: true})
+
+	// A lagging node's full CRL 7, from before the revocation of fresh.
+	c := snap(`"c"`)
+	c.CRLs = [][]byte{signCRL(t, ca, 7, 0, map[*big.Int]int{old.cert.SerialNumber: 1})}
+	expect(load(c), "older full CRL 7", map[*leafCert]bool{old: false, fresh: false, fine: true})
+
+	// The same node's delta 7 from base 5.
+	d := snap(`"d"`)
+	d.DeltaCRLs = [][]byte{signCRL(t, ca, 7, 5, map[*big.Int]int{})}
+	expect(load(d), "older delta 7", map[*leafCert]bool{old: false, fresh: false, fine: true})
+
+	// A newer full CRL replaces everything.
+	e := snap(`"e"`)
+	e.CRLs = [][]byte{signCRL(t, ca, 12, 0, map[*big.Int]int{fresh.cert.SerialNumber: 1, fine.cert.SerialNumber: 1})}
+	expect(load(e), "newer full CRL 12", map[*leafCert]bool{old: true, fresh: false, fine: false})
+}
+
+func TestHeldCRLs(t *testing.T) {
+	a, b := newCA(t, "Held A"), newCA(t, "Held B")
+	long := newCA(t, "Held Long")
+	long.cert.SubjectKeyId = make([]byte, 65) // the AKI of its CRLs
+	partition := func(ca *tca, number int64) []byte {
+		t.Helper()
+		idp, err := asn1.Marshal(struct {
+			DP asn1.RawValue `asn1:"optional,tag:0"`
+		}{DP: asn1.RawValue{Class: 2, Tag: 0, IsCompound: true, Bytes: mustMarshalURI(t, "http://pki.test/crl/x/1.crl")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.RevocationList{Number: big.NewInt(number), ThisUpdate: time.Now(), NextUpdate: time.Now().Add(time.Hour),
+			ExtraExtensions: []pkix.Extension{{Id: oidIssuingDistributionPoint, Critical: true, Value: idp}}}
+		der, err := x509.CreateRevocationList(rand.Reader, tmpl, ca.cert, ca.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	key := func(ca *tca) string { return hex.EncodeToString(ca.cert.SubjectKeyId) }
+	for _, tc := range []struct {
+		name         string
+		crls, others [][]byte
+		want         string
+	}{
+		{"ok/two issuers", [][]byte{signCRL(t, a, 3, 0, nil), signCRL(t, b, 4, 0, nil)}, nil, ""},
+		{"fail/two full CRLs of one key", [][]byte{signCRL(t, a, 3, 0, nil), signCRL(t, a, 4, 0, nil)}, nil, "none"},
+		{"fail/a full CRL and a partition's", [][]byte{signCRL(t, a, 3, 0, nil), partition(a, 2)}, nil, "none"},
+		{"fail/a CRL fetched by URL as well", [][]byte{signCRL(t, a, 3, 0, nil)}, [][]byte{signCRL(t, a, 5, 0, nil)}, "none"},
+		{"fail/key identifier over 64 bytes", [][]byte{signCRL(t, long, 3, 0, nil)}, nil, "none"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			held, ders := heldCRLs(tc.crls, tc.others)
+			want := apiv1.HeldCRLs{}
+			if tc.want == "" {
+				want = apiv1.HeldCRLs{key(a): 3, key(b): 4}
+			}
+			if held.String() != want.String() || len(ders) != len(want) {
+				t.Errorf("held %q (%d DERs), want %q", held, len(ders), want)
+			}
+		})
+	}
+}
+
+func mustMarshalURI(t *testing.T, uri string) []byte {
+	t.Helper()
+	// fullName [0] GeneralNames { uniformResourceIdentifier [6] }
+	gn, err := asn1.Marshal(asn1.RawValue{Class: 2, Tag: 6, Bytes: []byte(uri)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := asn1.Marshal(asn1.RawValue{Class: 2, Tag: 0, IsCompound: true, Bytes: gn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return full
+}

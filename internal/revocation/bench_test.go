@@ -24,7 +24,7 @@ import (
 // store (already revoked: one write each, batched by the store's group
 // commit) and returns how long it took. Enough writers wait at once for
 // the batches to fill (the store commits up to 256 rows at a time).
-func fillRevoked(b *testing.B, e *env, ca *testCA, n int) time.Duration {
+func fillRevoked(b testing.TB, e *env, ca *testCA, n int) time.Duration {
 	b.Helper()
 	start := time.Now()
 	now := e.clock.Now()

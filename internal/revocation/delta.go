@@ -464,13 +464,18 @@ func (s *Service) delta(ctx context.Context, a *authority, c *crl, base int64) (
 	return d.der, d.err
 }
 
+// deltaNotWorth is the size of a full CRL below which a delta is served
+// however large it is next to it: both are small.
+const deltaNotWorth = 64 << 10
+
 // CRLSince returns the current full CRL of the CA with ID caID (as
 // [Service.CurrentCRL] does) and its CRL number, and, for a caller that
 // holds the full CRL numbered base, a delta CRL (RFC 5280 §5.2.4) from it
 // to the current one: nil when base is the current number (nothing
-// changed), and nil too when this node has no history back to base (the
-// caller then takes the full CRL). The delta is signed once per base and
-// shared; the slices must not be modified.
+// changed), and nil too when this node has no history back to base or
+// when the delta would be more than half the size of a full CRL over
+// 64 KiB (the caller then takes the full CRL). The delta is signed once
+// per base and shared; the slices must not be modified.
 func (s *Service) CRLSince(ctx context.Context, caID string, base int64) (full []byte, number int64, delta []byte, err error) {
 	a, c, err := s.current(ctx, caID)
 	if err != nil {
@@ -482,6 +487,11 @@ func (s *Service) CRLSince(ctx context.Context, caID string, base int64) (full [
 	d, err := s.delta(ctx, a, c, base)
 	if err != nil {
 		s.log.Warn("revocation: delta CRL not built; the full CRL is served", logCA, a.name, logNumber, c.number, "base", base, logErr, err)
+		return c.der, c.number, nil, nil
+	}
+	if len(c.der) > deltaNotWorth && len(d) > len(c.der)/2 {
+		// So many changes (a churn, an expiry sweep) that the full CRL
+		// costs the caller little more, and gives it a new base.
 		return c.der, c.number, nil, nil
 	}
 	return c.der, c.number, d, nil

@@ -408,3 +408,28 @@ func BenchmarkDiffEntries(b *testing.B) {
 		})
 	}
 }
+
+// TestCRLSinceLargeDelta: after so many revocations that the delta would
+// be about the size of the full CRL, the caller gets the full CRL.
+func TestCRLSinceLargeDelta(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.revoke(e.sub, e.issue(e.sub, "first.example"), 1)
+	e.svc.flush(e.ctx)
+	_, base, _, err := e.svc.CRLSince(e.ctx, e.sub.id(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillRevoked(t, e, e.sub, 2500)
+	e.svc.Notify(e.sub.id(), "", e.clock.Now())
+	e.svc.flush(e.ctx)
+	full, number, d, err := e.svc.CRLSince(e.ctx, e.sub.id(), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if number <= base || len(full) <= deltaNotWorth {
+		t.Fatalf("CRL %d of %d bytes after the fill; want a number above %d and over %d bytes", number, len(full), base, deltaNotWorth)
+	}
+	if d != nil {
+		t.Errorf("a delta of %d bytes next to a full CRL of %d", len(d), len(full))
+	}
+}

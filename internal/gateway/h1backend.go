@@ -186,14 +186,13 @@ func (t *h1Transport) getIdle(key string, replayable bool) *h1Conn {
 		list[len(list)-1] = nil
 		t.idle[key] = list[:len(list)-1]
 		age := now.Sub(c.idleAt)
-		if age > t.idleTimeout || !replayable && age > t.fresh || !c.idleClean() {
-			t.mu.Unlock()
-			c.Close()
-			t.mu.Lock()
-			continue
-		}
 		t.mu.Unlock()
-		return c
+		// The peek is made outside the lock: it is a system call.
+		if age <= t.idleTimeout && (replayable || age <= t.fresh) && c.idleClean() {
+			return c
+		}
+		c.Close()
+		t.mu.Lock()
 	}
 	t.mu.Unlock()
 	return nil

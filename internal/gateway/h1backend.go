@@ -65,6 +65,9 @@ type h1Conn struct {
 	// sent counts the octets written to the connection: a request whose
 	// head failed to go out with none of it sent can be sent again.
 	sent int64
+	// writeFailed says that a write to the connection failed: the
+	// backend closed or reset it.
+	writeFailed bool
 
 	// The idle check (idleClean); see h1peek_*.go.
 	rc        syscall.RawConn
@@ -78,6 +81,9 @@ type h1Conn struct {
 func (c *h1Conn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	c.sent += int64(n)
+	if err != nil {
+		c.writeFailed = true
+	}
 	return n, err
 }
 
@@ -474,8 +480,7 @@ func (w *bodyWriter) run(write func() error) {
 		// when the backend closed the connection: its answer, which may
 		// be in already (a 413), is read as far as it goes. Once the head
 		// is in, the answer is forwarded as far as the backend sends it.
-		var op *net.OpError
-		if !w.headRead && !(errors.As(err, &op) && op.Op == "write") {
+		if !w.headRead && !w.c.writeFailed {
 			w.aborted = true
 			w.c.abort()
 		}

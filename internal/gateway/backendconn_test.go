@@ -510,3 +510,45 @@ func TestH1TransportSweepsIdle(t *testing.T) {
 		t.Errorf("%d idle connections left, want 0", n)
 	}
 }
+
+// TestH1TransportEarlyAnswerStopsWriter: when the backend answers in full
+// before it read the request body, closing the response ends the body's
+// writer (it never outlives the exchange), and the connection, whose
+// request was not sent whole, is not used again.
+func TestH1TransportEarlyAnswerStopsWriter(t *testing.T) {
+	url := rawBackend(t, func(c net.Conn, br *bufio.Reader, _ int) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 9\r\n\r\ntoo large")
+		// Keep the connection, reading the body slowly.
+		buf := make([]byte, 1024)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	tr := newH1Transport((&net.Dialer{}).DialContext, http.DefaultTransport)
+	t.Cleanup(tr.CloseIdleConnections)
+	req, _ := http.NewRequest("POST", url+"/upload", bytes.NewReader(make([]byte, 16<<20)))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || string(b) != "too large" || err != nil {
+		t.Fatalf("got %d %q (err %v), want the backend's 413", resp.StatusCode, b, err)
+	}
+	w := resp.Body.(*h1Body).w
+	resp.Body.Close()
+	select {
+	case <-w.done:
+	default:
+		t.Error("the body's writer is still running after the response was closed")
+	}
+	if n := idleCount(tr); n != 0 {
+		t.Errorf("%d idle connections; the one whose body was not sent whole must be closed", n)
+	}
+}

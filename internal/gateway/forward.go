@@ -123,17 +123,30 @@ func hasCTL(s string) bool {
 func (f *forwarder) serve(sw *statusWriter, r *http.Request, info *connInfo, start time.Time) {
 	ctx := r.Context()
 	deadline := start.Add(f.timeout)
-	replayable := r.ContentLength == 0
+	// n is the body's length, -1 if unknown: then sent chunked, unless,
+	// for a method that seldom has a body, a first read finds it empty
+	// (an HTTP/2 GET whose HEADERS frame did not end the stream, say).
+	n, body := r.ContentLength, io.Reader(r.Body)
+	if n < 0 && usuallyNoBody(r.Method) {
+		if body = probeBody(r.Body); body == nil {
+			n = 0
+		}
+	}
 	var (
 		c    *h1Conn
 		resp *http.Response
 		stop func() bool
+		w    *bodyWriter
 	)
 	for attempt := 0; ; attempt++ {
 		var err error
-		reused := true
-		if c = f.t.getIdle(f.key, replayable); c == nil {
-			reused = false
+		if attempt == 0 {
+			c = f.t.getIdle(f.key, n == 0 && idempotent(r))
+		} else {
+			c = nil // after a failure, the other pooled ones are suspect too
+		}
+		reused := c != nil
+		if c == nil {
 			dctx, cancel := context.WithDeadline(ctx, deadline)
 			c, err = f.t.dialConn(dctx, f.key)
 			cancel()
@@ -149,8 +162,21 @@ func (f *forwarder) serve(sw *statusWriter, r *http.Request, info *connInfo, sta
 		// The client going away ends the exchange at once, as the
 		// cancellation of the request's context does on the other path.
 		stop = context.AfterFunc(ctx, c.abort)
-		if err = f.writeRequest(c.bw, r, info); err == nil {
+		w = nil
+		if err = f.writeHead(c, r, info, n); err == nil {
+			if n != 0 {
+				// The body goes out while the answer is awaited: a backend
+				// may answer before it read it all.
+				w = startBodyWriter(c, func() error { return writeBody(c.bw, body, n) })
+			}
 			resp, err = readResponseHead(c.br, r)
+			if w != nil {
+				if err != nil {
+					err = w.failed(err)
+				} else {
+					w.gotHead(ctx)
+				}
+			}
 		}
 		if err == nil {
 			break
@@ -158,9 +184,10 @@ func (f *forwarder) serve(sw *statusWriter, r *http.Request, info *connInfo, sta
 		stop()
 		c.Close()
 		// A pooled connection that the backend closed while it was idle
-		// fails before any answer: a request without a body is sent once
-		// more, on a new connection, as h1Transport.RoundTrip does.
-		if reused && replayable && attempt == 0 && errors.Is(err, errNoResponse) && ctx.Err() == nil {
+		// fails before any answer: the request is sent once more, on a
+		// new connection, if the backend cannot have acted on it (see
+		// retryable). A body is read only once the head went out.
+		if attempt == 0 && reused && retryable(r, err, n == 0) {
 			continue
 		}
 		f.fail(sw, r, deadline, fmt.Errorf("backend %s: %w", f.key, err))
@@ -184,11 +211,24 @@ func (f *forwarder) serve(sw *statusWriter, r *http.Request, info *connInfo, sta
 		// Half an answer is out: only cutting the connection is left, as
 		// ReverseProxy does.
 		c.Close()
+		if w != nil {
+			w.finish()
+		}
 		f.l.g.log.Debug("gateway: backend response cut short", keyListener, f.l.name, keyRoute, sw.route, keyError, err)
 		panic(http.ErrAbortHandler)
 	}
 	resp.Body.Close() // at its end: reads nothing, sets resp.Trailer
-	if live && !resp.Close && c.br.Buffered() == 0 {
+	// The connection is used again only if the whole body went out too.
+	// A body the backend did not read is not an error: its answer is the
+	// client's.
+	sent := true
+	if w != nil {
+		var werr error
+		if sent, werr = w.finish(); werr != nil {
+			f.l.g.log.Debug("gateway: request body not sent in full", keyListener, f.l.name, keyRoute, sw.route, keyError, werr)
+		}
+	}
+	if live && sent && !resp.Close && c.br.Buffered() == 0 {
 		f.t.put(c)
 	} else {
 		c.Close()
@@ -228,10 +268,12 @@ func isTimeout(err error) bool {
 		errors.As(err, &ne) && ne.Timeout()
 }
 
-// writeRequest writes r to the backend as ReverseProxy would after the
-// route's Rewrite, and its body. A failure to write or flush the head
-// wraps errNoResponse: the backend cannot have answered it.
-func (f *forwarder) writeRequest(bw *bufio.Writer, r *http.Request, info *connInfo) error {
+// writeHead writes the head of r, with a body of n octets (-1: chunked),
+// to the backend as ReverseProxy would after the route's Rewrite. A
+// failure to write or flush it wraps errHeadNotSent, or errNoResponse
+// when part of it went out: the backend cannot have answered it.
+func (f *forwarder) writeHead(c *h1Conn, r *http.Request, info *connInfo, n int64) error {
+	base, bw := c.sent, c.bw
 	bw.WriteString(r.Method)
 	bw.WriteByte(' ')
 	if p := r.URL.EscapedPath(); p != "" {
@@ -290,15 +332,13 @@ func (f *forwarder) writeRequest(bw *bufio.Writer, r *http.Request, info *connIn
 			writeField(bw, kv[0], kv[1])
 		}
 	}
-	chunked := false
 	switch {
-	case r.ContentLength > 0:
+	case n > 0:
 		bw.WriteString("Content-Length: ")
 		var b [20]byte
-		bw.Write(strconv.AppendInt(b[:0], r.ContentLength, 10))
+		bw.Write(strconv.AppendInt(b[:0], n, 10))
 		bw.WriteString("\r\n")
-	case r.ContentLength < 0:
-		chunked = true
+	case n < 0:
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
 	case r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch:
 		// What Request.Write sends for these methods without a body.
@@ -306,17 +346,87 @@ func (f *forwarder) writeRequest(bw *bufio.Writer, r *http.Request, info *connIn
 	}
 	bw.WriteString("\r\n")
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("%w: %w", errNoResponse, err)
+		return headError(c, base, err)
 	}
-	if r.ContentLength == 0 {
-		return nil
-	}
-	return writeBody(bw, r.Body, r.ContentLength, chunked)
+	return nil
 }
 
-// writeBody copies a request body to the backend: n bytes, or in chunks
-// as they come, each one flushed so that a streamed body streams on.
-func writeBody(bw *bufio.Writer, body io.Reader, n int64, chunked bool) error {
+// usuallyNoBody reports whether requests with method seldom have a body:
+// those whose body of unknown length is probed (as Request.Write does).
+// Others, uploads, stream their body from the start.
+func usuallyNoBody(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodOptions, "PROPFIND", "SEARCH":
+		return true
+	}
+	return false
+}
+
+// probeBody reads the first octet of a body of unknown length, as
+// http.Transport does: it returns nil when the body turned out empty,
+// else a reader of the whole body. A client that sends nothing for a
+// while may be waiting for the answer to start (a stream): after 200 ms
+// the body is taken to be there, and the read goes on in the background,
+// ending at the latest when the server ends the request.
+func probeBody(body io.Reader) io.Reader {
+	p := &probedBody{body: body, res: make(chan probeResult, 1)}
+	go func() {
+		n, err := body.Read(p.first[:])
+		p.res <- probeResult{n, err}
+	}()
+	t := time.NewTimer(200 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case res := <-p.res:
+		if res.n == 0 && res.err == io.EOF {
+			return nil
+		}
+		p.res <- res
+	case <-t.C:
+	}
+	return p
+}
+
+type probeResult struct {
+	n   int
+	err error
+}
+
+// probedBody is a body whose first read probeBody made.
+type probedBody struct {
+	body  io.Reader
+	first [1]byte
+	res   chan probeResult
+	done  bool
+}
+
+func (p *probedBody) Read(b []byte) (int, error) {
+	if p.done {
+		return p.body.Read(b)
+	}
+	res := <-p.res
+	p.done = true
+	if res.n > 0 {
+		b[0] = p.first[0]
+		if res.err == io.EOF {
+			// Hand the EOF on with the next read.
+			res.err = nil
+			p.body = eofReader{}
+		}
+		return 1, res.err
+	}
+	return 0, res.err
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// writeBody copies a request body to the backend: n octets, or, when n
+// is -1, in chunks as they come, each one flushed so that a streamed body
+// streams on.
+func writeBody(bw *bufio.Writer, body io.Reader, n int64) error {
+	chunked := n < 0
 	bp := copyBuffers.get()
 	defer copyBuffers.put(bp)
 	buf := *bp

@@ -350,6 +350,10 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(v) // net/http closes the connection quietly
 		}
 	}()
+	if !plainTarget(r.RequestURI) {
+		writeError(sw, http.StatusBadRequest, "invalid", "the request target must be printable ASCII without spaces: percent-encode other octets", "")
+		return
+	}
 	if !canonicalPath(r.URL.Path) {
 		writeError(sw, http.StatusBadRequest, "invalid", "the request path must be absolute and clean (no //, /./ or /../)", "")
 		return
@@ -369,6 +373,15 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(sw, http.StatusForbidden, "denied", "the client certificate is not allowed on this route", "")
 		return
 	}
+	if r.ContentLength != 0 && r.ProtoMajor == 1 {
+		// The body is sent to the backend while its answer is awaited
+		// and forwarded: let the server read the one while writing the
+		// other, rather than discard what is left of the body when the
+		// answer starts, as it does by default.
+		if fd, ok := w.(interface{ EnableFullDuplex() error }); ok {
+			fd.EnableFullDuplex()
+		}
+	}
 	if rt.fwd != nil && rt.fwd.takes(r) {
 		rt.fwd.serve(sw, r, info, start)
 		return
@@ -376,6 +389,25 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), rt.timeout)
 	defer cancel()
 	rt.proxy.ServeHTTP(sw, r.WithContext(ctx))
+}
+
+// plainTarget reports whether a request target (path and query, as the
+// client sent it) holds only printable ASCII without spaces. Both paths
+// to a backend write the query as it came, and HTTP/2 lets a client send
+// a :path with a space, which would end the HTTP/1.1 request line early
+// (the rest would be read as the protocol version, or worse); control
+// octets could split it, and non-ASCII octets are not allowed in a URI
+// (RFC 3986 §2). The printable delimiters RFC 3986 leaves out ("[]{}|^
+// and the like) are let through, as HTTP/1.1 servers commonly accept
+// them: clients send them unencoded in queries, and they cannot break the
+// request line.
+func plainTarget(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // canonicalPath rejects paths that a backend could resolve differently

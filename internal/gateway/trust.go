@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -396,7 +397,52 @@ func newTrustState(ctx context.Context, listener string, src TrustSource) (*trus
 	}
 	t.cur.Store(v)
 	t.version = version
+	returnMemoryAfter(nil, v)
 	return t, nil
+}
+
+// bigCRLEntries is the number of revoked serials in a trust store above
+// which compiling it, or replacing it, is followed by a garbage collection.
+const bigCRLEntries = 100_000
+
+// memoryReturns counts the collections returnMemoryAfter started.
+var (
+	memoryReturns atomic.Int64
+	returning     atomic.Bool
+)
+
+// returnMemoryAfter collects garbage, in the background, once a trust
+// store with a large CRL has been compiled or replaced (old is the one
+// replaced, nil at start). Compiling a million-entry CRL allocates several
+// times what the result keeps, and the replaced store is garbage too; with
+// the gateway's GOGC of 400 the collector would let that sit until the
+// heap is five times the live size. A reload is rare and a collection
+// costs tens of milliseconds of one core, so the gateway returns that
+// memory at once instead.
+func returnMemoryAfter(old, cur *verify.Verifier) {
+	if crlEntries(old) < bigCRLEntries && crlEntries(cur) < bigCRLEntries {
+		return
+	}
+	if !returning.CompareAndSwap(false, true) {
+		return
+	}
+	memoryReturns.Add(1)
+	go func() {
+		defer returning.Store(false)
+		debug.FreeOSMemory()
+	}()
+}
+
+// crlEntries returns the number of revoked serials on v's CRLs.
+func crlEntries(v *verify.Verifier) int {
+	if v == nil {
+		return 0
+	}
+	n := 0
+	for _, c := range v.CRLs() {
+		n += c.Entries + c.DeltaEntries
+	}
+	return n
 }
 
 func (t *trustState) current() *verify.Verifier { return t.cur.Load() }
@@ -432,8 +478,9 @@ func (t *trustState) refresh(ctx context.Context, force bool) (string, bool, err
 	v, version, err := t.src.Load(ctx)
 	swapped := false
 	if v != nil && version != t.version {
-		t.cur.Store(v)
+		old := t.cur.Swap(v)
 		t.version, swapped = version, true
+		returnMemoryAfter(old, v)
 	}
 	if err != nil {
 		if err.Error() == t.lastErr && !force {

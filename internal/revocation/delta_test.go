@@ -432,4 +432,16 @@ func TestCRLSinceLargeDelta(t *testing.T) {
 	if d != nil {
 		t.Errorf("a delta of %d bytes next to a full CRL of %d", len(d), len(full))
 	}
+
+	// From that large CRL as the base, one more revocation is a delta
+	// whose size does not depend on the base's: one entry and a signature.
+	e.revoke(e.sub, e.issue(e.sub, "one-more.example"), 1)
+	e.svc.flush(e.ctx)
+	full, _, d, err = e.svc.CRLSince(e.ctx, e.sub.id(), number)
+	if err != nil || d == nil {
+		t.Fatalf("one revocation after the fill: delta %v, %v", d != nil, err)
+	}
+	if len(d) > 1024 {
+		t.Errorf("a delta of one revocation is %d bytes (full CRL %d bytes), want under 1 KiB", len(d), len(full))
+	}
 }

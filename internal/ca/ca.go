@@ -56,8 +56,6 @@ type Config struct {
 	Logger *slog.Logger
 	// Revocations, when set, learns of every status change.
 	Revocations RevocationNotifier
-	// Issuances, when set, learns of every issued certificate.
-	Issuances IssueNotifier
 	// Rotations, when set, learns of every CA rotation.
 	Rotations RotationNotifier
 }

@@ -227,9 +227,6 @@ func (s *Service) Issue(ctx context.Context, r IssueRequest) (*Issued, error) {
 		// exists can always be found and revoked.
 		return nil, fmt.Errorf("record certificate %s: %w", rec.Serial, err)
 	}
-	if s.cfg.Issuances != nil {
-		s.cfg.Issuances.Issued(issuer.ID, rec.Serial)
-	}
 	s.cfg.Logger.Info("certificate issued", "ca", issuer.Name, "serial", rec.Serial, "profile", prof.Name,
 		"subject", rec.Subject, "not_after", cert.NotAfter, "requester", r.Requester)
 	return &Issued{Record: rec, Cert: cert, Chain: chain, Key: key}, nil

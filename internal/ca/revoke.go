@@ -23,22 +23,11 @@ type RevocationNotifier interface {
 	Notify(caID, serial string, at time.Time)
 }
 
-// IssueNotifier learns of each issued certificate (to pre-sign its OCSP answer).
-type IssueNotifier interface {
-	Issued(caID, serial string)
-}
-
 // NotifyFunc adapts a function to RevocationNotifier.
 type NotifyFunc func(caID, serial string, at time.Time)
 
 // Notify calls f.
 func (f NotifyFunc) Notify(caID, serial string, at time.Time) { f(caID, serial, at) }
-
-// IssuedFunc adapts a function to IssueNotifier.
-type IssuedFunc func(caID, serial string)
-
-// Issued calls f.
-func (f IssuedFunc) Issued(caID, serial string) { f(caID, serial) }
 
 // RevokedError is returned when a certificate is already revoked; it
 // carries the original reason and time.

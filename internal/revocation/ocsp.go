@@ -459,28 +459,6 @@ func (s *Service) fill(ctx context.Context, a *authority, id *certID, now time.T
 	return ans, nil
 }
 
-// presign signs and caches the answer a SHA-1 CertID (what RFC 5019
-// clients send) gets for a newly issued certificate.
-func (s *Service) presign(ctx context.Context, caID, serial string) {
-	a, err := s.authorityByID(ctx, caID)
-	if err != nil {
-		return
-	}
-	key, ok := cacheKey(serial)
-	if !ok {
-		return
-	}
-	n := []byte(key)
-	id := certID{hash: hashSHA1, nullParams: true, serial: n}
-	if a.cache[id.variant()].get(n) != nil {
-		return
-	}
-	id.raw = encodeCertID(hashSHA1, a.hashes[hashSHA1], n)
-	if _, err := s.fill(ctx, a, &id, s.now()); err != nil {
-		s.log.Debug("revocation: OCSP answer not pre-signed", logCA, a.name, logSerial, serial, logErr, err)
-	}
-}
-
 // refreshMode says which cached answers refreshAnswers looks at.
 type refreshMode int
 

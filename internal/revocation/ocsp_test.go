@@ -347,20 +347,29 @@ func TestOCSPCacheAndNotify(t *testing.T) {
 	}
 }
 
-// TestOCSPIssuedPresigns: Issued signs the answer ahead of the first request.
-func TestOCSPIssuedPresigns(t *testing.T) {
+// TestOCSPFirstRequestFillsCache: nothing is signed when a certificate is
+// issued; the first request signs the answer and caches it, and the next
+// one is served from the cache (ECDSA signatures are randomized, so equal
+// bytes mean the answer was not signed again).
+func TestOCSPFirstRequestFillsCache(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	c := e.issue(e.sub, "c.example")
 	e.run()
-	e.svc.Issued(e.sub.id(), pki.SerialHex(c.SerialNumber))
-	eventually(t, time.Second, "answer pre-signed", func() bool { return e.svc.cacheEntries.Load() == 1 })
+	if n := e.svc.cacheEntries.Load(); n != 0 {
+		t.Fatalf("%d cached answers before any request, want 0", n)
+	}
 	srv := e.server()
-	_, body := postOCSP(t, srv.URL+"/ocsp/sub", ocspRequestFor(t, c, e.sub.cert, crypto.SHA1))
-	if r := checkOCSP(t, body, c, e.sub.cert, e.clock.Now()); r.Status != ocsp.Good {
+	req := ocspRequestFor(t, c, e.sub.cert, crypto.SHA1)
+	_, first := postOCSP(t, srv.URL+"/ocsp/sub", req)
+	if r := checkOCSP(t, first, c, e.sub.cert, e.clock.Now()); r.Status != ocsp.Good {
 		t.Errorf("status %d", r.Status)
 	}
 	if n := e.svc.cacheEntries.Load(); n != 1 {
-		t.Errorf("%d cached answers after the first request, want the pre-signed 1", n)
+		t.Errorf("%d cached answers after the first request, want 1", n)
+	}
+	_, second := postOCSP(t, srv.URL+"/ocsp/sub", req)
+	if !bytes.Equal(first, second) {
+		t.Error("the second answer differs from the first: it was signed again, not served from the cache")
 	}
 }
 

@@ -1,8 +1,8 @@
 // Package revocation publishes revocation status: an X.509 v2 CRL per CA
 // (or per CRL partition) signed by the CA's own key (RFC 5280 §5), and an
-// OCSP responder (RFC 6960, RFC 5019 profile) whose answers are pre-signed
-// by a delegated responder certificate and cached, so that serving one
-// costs no signature. A status change is published within a second.
+// OCSP responder (RFC 6960, RFC 5019 profile) whose answers are signed
+// by a delegated responder certificate at the first request and cached, so
+// that serving one again costs no signature. A status change is published within a second.
 package revocation
 
 import (
@@ -200,8 +200,7 @@ type Service struct {
 	log *slog.Logger
 	met *metrics
 
-	wake    chan struct{}     // capacity 1: a change is pending
-	issued  chan issuedSerial // pre-signing requests
+	wake    chan struct{} // capacity 1: a change is pending
 	running atomic.Bool
 
 	mu      sync.Mutex
@@ -261,8 +260,6 @@ func (p *pendingChange) mergeSerials(q *pendingChange) {
 	}
 }
 
-type issuedSerial struct{ caID, serial string }
-
 // New checks cfg, fills in its defaults and returns a Service. It
 // registers the service's metrics with cfg.Registerer when one is set.
 func New(cfg Config) (*Service, error) {
@@ -274,7 +271,6 @@ func New(cfg Config) (*Service, error) {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		wake:      make(chan struct{}, 1),
-		issued:    make(chan issuedSerial, 4096),
 		pending:   map[string]*pendingChange{},
 		lookupMax: 1024,
 	}
@@ -322,31 +318,18 @@ func (s *Service) Notify(caID, serial string, at time.Time) {
 	}
 }
 
-// Issued asks for the "good" OCSP answer of a certificate just issued to
-// be signed ahead of its first request. It never blocks; when the queue is
-// full the hint is dropped and the first request signs instead.
-func (s *Service) Issued(caID, serial string) {
-	select {
-	case s.issued <- issuedSerial{caID, serial}:
-	default:
-	}
-}
-
 // Run publishes until ctx ends, then returns nil: it builds and publishes
 // every CA's CRLs afresh at start (a node taking over publishing from
 // another serves numbers above the other's), publishes changes reported by [Service.Notify],
 // republishes CRLs at half their validity, re-signs cached OCSP answers at
-// half theirs, rotates responder certificates at half their lifetime and
-// pre-signs answers of issued certificates. Run may be called once at a time.
+// half theirs and rotates responder certificates at half their lifetime.
+// Run may be called once at a time.
 func (s *Service) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("revocation: Run is already running")
 	}
 	defer s.running.Store(false)
-	var wg sync.WaitGroup
-	wg.Go(func() { s.presignLoop(ctx) })
 	s.publishLoop(ctx)
-	wg.Wait()
 	return nil
 }
 
@@ -355,7 +338,7 @@ func (s *Service) Run(ctx context.Context) error {
 // second, until ctx ends; then it returns nil. It is the part of Run's work
 // that a node does for the changes made through it whether or not it runs
 // Run: on a control plane of several nodes Run (the periodic
-// republication, OCSP refresh, responder rotation and pre-signing) runs on
+// republication, OCSP refresh and responder rotation) runs on
 // one node only, and a revocation made through another node must still
 // reach the CRLs and OCSP answers that node serves. Running it beside Run
 // is safe: each change is published once, by whichever loop takes it.
@@ -413,17 +396,6 @@ func (s *Service) publishLoop(ctx context.Context) {
 			case <-t.C:
 			}
 			s.flush(ctx)
-		}
-	}
-}
-
-func (s *Service) presignLoop(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case is := <-s.issued:
-			s.presign(ctx, is.caID, is.serial)
 		}
 	}
 }

@@ -21,7 +21,7 @@ const DefaultLeaseRetry = time.Second
 
 // Singleton runs a control plane's singleton jobs (the revocation
 // publisher's periodic work: republishing CRLs, refreshing OCSP answers,
-// rotating responder certificates, pre-signing; later managed renewal and
+// rotating responder certificates; later managed renewal and
 // webhook delivery) on exactly one node of those that share a store: the
 // one holding the store's lease.
 // Every node runs a Singleton; the one that takes the lease starts the

@@ -128,7 +128,6 @@ func Open(ctx context.Context, cfg config.Server, opts Options) (*Server, error)
 		Store: st, Sealer: sealer, Linter: linter, PublicBaseURL: cfg.Public.BaseURL,
 		Backdate: time.Duration(cfg.Issuance.Backdate), Now: opts.Now, Logger: log.With("component", "ca"),
 		Revocations: ca.NotifyFunc(func(caID, serial string, at time.Time) { rev.Notify(caID, serial, at); feed.revoked(caID) }),
-		Issuances:   ca.IssuedFunc(func(caID, serial string) { rev.Issued(caID, serial) }),
 		// A rotated CA's successor joins the trust stores of the old one.
 		Rotations: ca.RotatedFunc(func(ctx context.Context, old, successor *store.CA) ([]string, error) {
 			return trust.CARotated(ctx, old, successor)

@@ -7,7 +7,7 @@ import (
 
 // Leaser hands out leases: named locks that at most one holder at a time
 // has among all the processes sharing a store. The control plane runs its
-// singleton jobs (periodic CRL republication, OCSP pre-signing, later
+// singleton jobs (periodic CRL republication, OCSP refresh, later
 // managed renewal and webhook delivery) only while it holds their lease, so
 // that several nodes on one database do not do them twice.
 type Leaser interface {

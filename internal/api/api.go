@@ -347,7 +347,7 @@ func (h *Handler) wrap(rt Route) http.Handler {
 			defer func() { h.finishAudit(req, err) }()
 		}
 		if !rt.Public {
-			if req.principal, err = h.authenticate(r); err != nil {
+			if req.principal, err = h.authenticate(req.Request); err != nil {
 				h.writeError(sw, r, err)
 				return
 			}

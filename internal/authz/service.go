@@ -42,8 +42,9 @@ type Config struct {
 
 // Service answers who may do what: it keeps principals and policies,
 // authorizes API calls (default deny, an explicit deny wins), and limits
-// the rate of issuance and revocation per principal. Policies are read on
-// every question, so a change applies to the next request.
+// the rate of issuance and revocation per principal. The store's access
+// generation is read on every request and what was read under an older
+// one is read again, so a change applies to the next request.
 type Service struct {
 	cfg    Config
 	Tokens *Tokens
@@ -51,9 +52,19 @@ type Service struct {
 	mu       sync.Mutex
 	limiters map[limiterKey]*rate.Limiter
 	// parsed caches compiled policies by name, reused while the stored
-	// document is byte for byte the same: the store is still read on
-	// every request, so a change applies to the next one.
+	// document is byte for byte the same.
 	parsed map[string]parsedPolicy
+	// granted caches each principal's policies as read under one access
+	// generation; a change to principals, policies or tokens moves the
+	// generation, which is read on every request, so the change applies
+	// to the next request on every node.
+	granted map[string]grantedPolicies
+}
+
+type grantedPolicies struct {
+	gen  int64
+	pols []NamedPolicy
+	why  string
 }
 
 type parsedPolicy struct {
@@ -71,7 +82,8 @@ func New(cfg Config) *Service {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg, Tokens: NewTokens(cfg.Store, cfg.Now), limiters: map[limiterKey]*rate.Limiter{}, parsed: map[string]parsedPolicy{}}
+	return &Service{cfg: cfg, Tokens: NewTokens(cfg.Store, cfg.Now), limiters: map[limiterKey]*rate.Limiter{},
+		parsed: map[string]parsedPolicy{}, granted: map[string]grantedPolicies{}}
 }
 
 // Authenticate returns the principal an API token belongs to.
@@ -180,17 +192,54 @@ func (s *Service) policiesOf(ctx context.Context, principal, action string) ([]N
 	if memo != nil && memo.loaded && memo.principal == principal {
 		return memo.pols, memo.why, nil
 	}
-	pols, why, err := s.loadPolicies(ctx, principal, action)
+	pols, why, err := s.grantedTo(ctx, principal, action)
 	if memo != nil && err == nil {
-		*memo = requestMemo{loaded: true, principal: principal, pols: pols, why: why}
+		memo.loaded, memo.principal, memo.pols, memo.why = true, principal, pols, why
 	}
 	return pols, why, err
 }
 
-// requestMemo holds a principal's policies for the rest of one request, so
-// that the early check of a route and its handler's check read them once
-// between them; the next request reads them afresh.
+// grantedTo returns a principal's policies as the store holds them now:
+// from the cache when the access generation has not moved since they were
+// read, else from the store.
+func (s *Service) grantedTo(ctx context.Context, principal, action string) ([]NamedPolicy, string, error) {
+	// The generation is read before the policies: a change that lands
+	// between the two is then cached under the older generation, and read
+	// again on the next request.
+	gen, err := accessGeneration(ctx, s.cfg.Store)
+	if err != nil {
+		return nil, "", fmt.Errorf("authorize %s: %w", action, err)
+	}
+	s.mu.Lock()
+	g, ok := s.granted[principal]
+	s.mu.Unlock()
+	if ok && g.gen == gen {
+		return g.pols, g.why, nil
+	}
+	pols, why, err := s.loadPolicies(ctx, principal, action)
+	if err != nil {
+		return nil, "", err
+	}
+	s.mu.Lock()
+	if len(s.granted) >= maxCachedPrincipals {
+		clear(s.granted)
+	}
+	s.granted[principal] = grantedPolicies{gen: gen, pols: pols, why: why}
+	s.mu.Unlock()
+	return pols, why, nil
+}
+
+// maxCachedPrincipals bounds the cache of granted policies; past it, it is
+// emptied.
+const maxCachedPrincipals = 10000
+
+// requestMemo holds, for the rest of one request, the access generation
+// and a principal's policies, so that the token check, the early check of
+// a route and its handler's check read them once between them; the next
+// request reads them afresh.
 type requestMemo struct {
+	genRead   bool
+	gen       int64
 	loaded    bool
 	principal string
 	pols      []NamedPolicy
@@ -199,10 +248,32 @@ type requestMemo struct {
 
 type memoKey struct{}
 
-// WithRequestMemo returns ctx in which the policies read for one request
-// are kept for the rest of it.
+// WithRequestMemo returns ctx in which the access generation and the
+// policies read for one request are kept for the rest of it.
 func WithRequestMemo(ctx context.Context) context.Context {
 	return context.WithValue(ctx, memoKey{}, &requestMemo{})
+}
+
+// generationReader reads the store's access generation.
+type generationReader interface {
+	AccessGeneration(ctx context.Context) (int64, error)
+}
+
+// accessGeneration returns the store's access generation, read once per
+// request when ctx carries a request memo.
+func accessGeneration(ctx context.Context, st generationReader) (int64, error) {
+	memo, _ := ctx.Value(memoKey{}).(*requestMemo)
+	if memo != nil && memo.genRead {
+		return memo.gen, nil
+	}
+	gen, err := st.AccessGeneration(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read access generation: %w", err)
+	}
+	if memo != nil {
+		memo.gen, memo.genRead = gen, true
+	}
+	return gen, nil
 }
 
 // loadPolicies reads a principal's policies from the store.

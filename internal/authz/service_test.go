@@ -2,6 +2,7 @@ package authz_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -97,10 +98,11 @@ func TestDeniedErrorHidesPolicy(t *testing.T) {
 	}
 }
 
-// countingStore counts principal reads of a real store.
+// countingStore counts principal, token and access-generation reads of a
+// real store.
 type countingStore struct {
 	authz.AccessStore
-	reads int
+	reads, tokenReads, gens int
 }
 
 func (c *countingStore) GetPrincipal(ctx context.Context, name string) (*store.Principal, error) {
@@ -108,8 +110,23 @@ func (c *countingStore) GetPrincipal(ctx context.Context, name string) (*store.P
 	return c.AccessStore.GetPrincipal(ctx, name)
 }
 
-func TestPoliciesReadOncePerRequest(t *testing.T) {
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "tg.db"))
+func (c *countingStore) GetTokenByHash(ctx context.Context, hash []byte) (*store.Token, error) {
+	c.tokenReads++
+	return c.AccessStore.GetTokenByHash(ctx, hash)
+}
+
+func (c *countingStore) AccessGeneration(ctx context.Context) (int64, error) {
+	c.gens++
+	return c.AccessStore.AccessGeneration(ctx)
+}
+
+// TestPoliciesFollowTheGeneration: a request reads the access generation
+// once, and the principal's policies only when the generation moved since
+// they were last read; a change, whether made through the service or
+// straight in the database, applies to the next request.
+func TestPoliciesFollowTheGeneration(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tg.db")
+	st, err := sqlite.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,22 +137,53 @@ func TestPoliciesReadOncePerRequest(t *testing.T) {
 	if _, err := s.EnsureAdmin(ctx, "admin"); err != nil {
 		t.Fatal(err)
 	}
-	req := authz.WithRequestMemo(ctx)
-	cs.reads = 0
-	if err := s.AuthorizeAny(req, "admin", "cert:Issue"); err != nil {
+	secret, err := s.Tokens.Create(ctx, "admin", 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Authorize(req, authz.Query{Principal: "admin", Action: "cert:Issue", Resource: "ca/x"}); err != nil {
-		t.Fatal(err)
+	request := func() error {
+		t.Helper()
+		req := authz.WithRequestMemo(ctx)
+		p, err := s.Authenticate(req, secret)
+		if err != nil {
+			return err
+		}
+		if err := s.AuthorizeAny(req, p, "cert:Issue"); err != nil {
+			return err
+		}
+		return s.Authorize(req, authz.Query{Principal: p, Action: "cert:Issue", Resource: "ca/x"})
 	}
-	if cs.reads != 1 {
-		t.Errorf("%d principal reads in one request, want 1", cs.reads)
+	check := func(what string, wantErr fault.Kind, reads, tokenReads, gens int) {
+		t.Helper()
+		*cs = countingStore{AccessStore: st}
+		err := request()
+		if (wantErr == 0) != (err == nil) || (err != nil && fault.KindOf(err) != wantErr) {
+			t.Errorf("%s: %v, want kind %v", what, err, wantErr)
+		}
+		if cs.reads != reads || cs.tokenReads != tokenReads || cs.gens != gens {
+			t.Errorf("%s: %d principal, %d token and %d generation reads, want %d, %d, %d",
+				what, cs.reads, cs.tokenReads, cs.gens, reads, tokenReads, gens)
+		}
 	}
-	// The next request reads afresh, so a change applies to it.
+	check("first request", 0, 1, 1, 1)
+	check("same generation", 0, 0, 0, 1)
 	if _, err := s.UpdatePrincipal(ctx, "admin", func(p *store.Principal) error { p.Disabled = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AuthorizeAny(authz.WithRequestMemo(ctx), "admin", "cert:Issue"); fault.KindOf(err) != fault.Denied {
-		t.Errorf("after disabling, the next request: %v, want denied", err)
+	check("after disabling", fault.Denied, 1, 1, 1)
+
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { raw.Close() })
+	if _, err := raw.Exec("UPDATE principals SET disabled = 0 WHERE name = 'admin'"); err != nil {
+		t.Fatal(err)
+	}
+	check("after enabling in the database", 0, 1, 1, 1)
+	if _, err := raw.Exec("UPDATE tokens SET revoked = 1"); err != nil {
+		t.Fatal(err)
+	}
+	check("after revoking the token in the database", fault.Unauthenticated, 0, 1, 1)
 }
+

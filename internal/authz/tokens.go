@@ -27,6 +27,7 @@ const TokenPrefix = "tgat_"
 type TokenStore interface {
 	CreateToken(ctx context.Context, t *store.Token) error
 	GetTokenByHash(ctx context.Context, hash []byte) (*store.Token, error)
+	AccessGeneration(ctx context.Context) (int64, error)
 }
 
 // Tokens creates and checks API tokens. It is safe for concurrent use.
@@ -38,16 +39,13 @@ type Tokens struct {
 	cache map[[sha256.Size]byte]cachedToken
 }
 
-// cachedToken is a successful lookup, reused for tokenTTL so that a busy
-// client does not cost a store read per request.
+// cachedToken is a successful lookup, reused while the store's access
+// generation stays gen, so that a busy client does not cost a store read
+// per request and a revoked token is refused on the next request.
 type cachedToken struct {
-	rec  *store.Token
-	read time.Time
+	rec *store.Token
+	gen int64
 }
-
-// tokenTTL bounds how long a revoked token can still be used on a node
-// that looked it up just before.
-const tokenTTL = time.Second
 
 // maxCachedTokens bounds the cache; past it, it is emptied.
 const maxCachedTokens = 10000
@@ -127,15 +125,19 @@ func (t *Tokens) Authenticate(ctx context.Context, secret string) (string, error
 	return rec.Principal, nil
 }
 
-// lookup reads a token record by hash, through a short-lived cache of
-// successful lookups (failures are never cached, so a new token works at once).
+// lookup reads a token record by hash, through a cache of successful
+// lookups kept while the access generation stays the same (failures are
+// never cached, so a new token works at once).
 func (t *Tokens) lookup(ctx context.Context, h []byte) (*store.Token, error) {
+	gen, err := accessGeneration(ctx, t.st)
+	if err != nil {
+		return nil, err
+	}
 	key := [sha256.Size]byte(h)
-	now := time.Now()
 	t.mu.Lock()
 	c, ok := t.cache[key]
 	t.mu.Unlock()
-	if ok && now.Sub(c.read) < tokenTTL {
+	if ok && c.gen == gen {
 		return c.rec, nil
 	}
 	rec, err := t.st.GetTokenByHash(ctx, h)
@@ -146,7 +148,7 @@ func (t *Tokens) lookup(ctx context.Context, h []byte) (*store.Token, error) {
 	if len(t.cache) >= maxCachedTokens {
 		clear(t.cache)
 	}
-	t.cache[key] = cachedToken{rec: rec, read: now}
+	t.cache[key] = cachedToken{rec: rec, gen: gen}
 	t.mu.Unlock()
 	return rec, nil
 }

@@ -183,6 +183,12 @@ type AccessStore interface {
 	// ListPrincipals returns every principal ordered by name.
 	ListPrincipals(ctx context.Context) ([]*Principal, error)
 
+	// AccessGeneration returns a number that changes with every change to
+	// principals, policies and API tokens, made by anyone, in the change's
+	// own transaction: what was read while it stayed the same is still
+	// what the store holds.
+	AccessGeneration(ctx context.Context) (int64, error)
+
 	// ListTokens returns the tokens of a principal ("" for all), newest first.
 	ListTokens(ctx context.Context, principal string) ([]*Token, error)
 	// RevokeToken marks the token with id revoked; missing is ErrNotFound.

@@ -232,6 +232,20 @@ func (d *DB) GetPrincipal(ctx context.Context, name string) (*store.Principal, e
 	return ps[0], nil
 }
 
+// AccessGeneration returns the number that triggers move on every change to
+// principals, policies, their links and tokens (migration 0006).
+func (d *DB) AccessGeneration(ctx context.Context) (int64, error) {
+	const op = "read access generation"
+	if err := d.begin(ctx, op); err != nil {
+		return 0, err
+	}
+	var gen int64
+	if err := d.pool.QueryRow(ctx, "SELECT gen FROM access_generation WHERE id = 1").Scan(&gen); err != nil {
+		return 0, d.fail(ctx, op, err)
+	}
+	return gen, nil
+}
+
 // ListPrincipals returns every principal ordered by name.
 func (d *DB) ListPrincipals(ctx context.Context) ([]*store.Principal, error) {
 	return d.principals(ctx, "list principals", " ORDER BY name")

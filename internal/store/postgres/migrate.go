@@ -36,7 +36,7 @@ type migration struct {
 
 // SchemaVersion is the schema version this code creates and understands: the
 // number of the newest file in migrations/.
-const SchemaVersion = 5
+const SchemaVersion = 6
 
 // ErrSchemaTooNew is wrapped by the error of Open for a database written by a
 // newer Trustgate, whose schema version this code does not know.

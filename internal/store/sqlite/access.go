@@ -236,6 +236,20 @@ func (d *DB) GetPrincipal(ctx context.Context, name string) (*store.Principal, e
 	return getOne(ctx, d, fmt.Sprintf("get principal %q", name), d.getPrincipal, scanPrincipal, name)
 }
 
+// AccessGeneration returns the number that triggers move on every change to
+// principals, policies, their links and tokens (migration 0007).
+func (d *DB) AccessGeneration(ctx context.Context) (int64, error) {
+	const op = "read access generation"
+	if err := d.begin(ctx, op); err != nil {
+		return 0, err
+	}
+	var gen int64
+	if err := d.accessGen.QueryRowContext(ctx).Scan(&gen); err != nil {
+		return 0, wrapErr("sqlite: "+op, err)
+	}
+	return gen, nil
+}
+
 // ListPrincipals returns every principal ordered by name.
 func (d *DB) ListPrincipals(ctx context.Context) ([]*store.Principal, error) {
 	return listAll(ctx, d, "list principals", selectPrincipalSQL+" ORDER BY name", nil, scanPrincipal)

@@ -62,7 +62,7 @@ func migrations() ([]migration, error) {
 
 // SchemaVersion is the schema version this code creates and understands: the
 // number of the newest file in migrations/.
-const SchemaVersion = 6
+const SchemaVersion = 7
 
 // ErrSchemaTooNew is wrapped by the error of Open for a database written by a
 // newer Trustgate, whose schema version this code does not know.

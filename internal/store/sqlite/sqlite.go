@@ -133,6 +133,8 @@ type DB struct {
 	getCertByCA                                                                     *sql.Stmt
 	// getPrincipal and getPolicy are read on every authorized request.
 	getPrincipal, getPolicy *sql.Stmt
+	// accessGen is read on every authenticated request.
+	accessGen *sql.Stmt
 	// listRevoked holds the ListRevoked query of each revokedShape.
 	listRevoked [numRevokedShapes]*sql.Stmt
 
@@ -285,6 +287,7 @@ func (d *DB) prepare(ctx context.Context) error {
 		{d.w, &d.auditInsert, auditInsertSQL},
 		{d.r, &d.getPrincipal, selectPrincipalSQL + " WHERE name = ?"},
 		{d.r, &d.getPolicy, selectPolicySQL + " WHERE name = ?"},
+		{d.r, &d.accessGen, "SELECT gen FROM access_generation WHERE id = 1"},
 		{d.r, &d.getCA, selectCASQL + " WHERE name = ?"},
 		{d.r, &d.getCAByID, selectCASQL + " WHERE id = ?"},
 		{d.r, &d.listCAs, selectCASQL + " ORDER BY created_at, rowid"},
@@ -342,7 +345,7 @@ func (d *DB) closeHandles() error {
 		d.spSave, d.spRelease, d.spRollback,
 		d.revokeCert, d.releaseHold, d.getCertByCAw, d.nextCRL,
 		d.getCA, d.getCAByID, d.listCAs, d.getCert, d.countCerts, d.countImports, d.getToken, d.getMeta,
-		d.getCertByCA, d.auditHead, d.auditInsert, d.getPrincipal, d.getPolicy,
+		d.getCertByCA, d.auditHead, d.auditInsert, d.getPrincipal, d.getPolicy, d.accessGen,
 	}
 	for _, s := range append(stmts, d.listRevoked[:]...) {
 		if s != nil {

@@ -75,6 +75,39 @@ func accessCases() []testCase {
 				t.Errorf("ListPrincipals = %d, want 1", len(all))
 			}
 		}},
+		{"ok/access-generation-moves-with-every-access-change", func(t *testing.T, s store.Store) {
+			last, err := s.AccessGeneration(ctx(t))
+			must(t, err, "AccessGeneration")
+			step := func(what string, moves bool, err error) {
+				t.Helper()
+				must(t, err, "%s", what)
+				gen, err := s.AccessGeneration(ctx(t))
+				must(t, err, "AccessGeneration after %s", what)
+				if moved := gen != last; moved != moves {
+					t.Errorf("after %s the access generation went %d -> %d; want moved=%v", what, last, gen, moves)
+				}
+				last = gen
+			}
+			step("PutPolicy", true, s.PutPolicy(ctx(t), policy("g1")))
+			step("PutPolicy(replace)", true, s.PutPolicy(ctx(t), policy("g1")))
+			step("PutPolicy(second)", true, s.PutPolicy(ctx(t), policy("g2")))
+			pr := principal("svc-g", "g1")
+			step("CreatePrincipal", true, s.CreatePrincipal(ctx(t), pr))
+			pr.Policies = []string{"g1", "g2"}
+			step("UpdatePrincipal(policies)", true, s.UpdatePrincipal(ctx(t), pr))
+			pr.Disabled = true
+			step("UpdatePrincipal(disabled)", true, s.UpdatePrincipal(ctx(t), pr))
+			tok := tokenFixture("tok-g", "sg")
+			step("CreateToken", true, s.CreateToken(ctx(t), tok))
+			step("RevokeToken", true, s.RevokeToken(ctx(t), "tok-g"))
+			pr.Policies = []string{"g1"}
+			step("UpdatePrincipal(drop g2)", true, s.UpdatePrincipal(ctx(t), pr))
+			step("DeletePolicy", true, s.DeletePolicy(ctx(t), "g2"))
+			_, err = s.GetPrincipal(ctx(t), "svc-g")
+			step("GetPrincipal", false, err)
+			ca := createCA(t, s, caFixture("ca-g", "ca-g"))
+			step("InsertCertificate", false, s.InsertCertificate(ctx(t), certFixture(ca.ID, "0a")))
+		}},
 		{"ok/tokens-list-revoke", func(t *testing.T, s store.Store) {
 			a, b := tokenFixture("tok-a", "sa"), tokenFixture("tok-b", "sb")
 			b.Principal = a.Principal

@@ -1,0 +1,70 @@
+-- One number that every change to principals, policies, the links between
+-- them and API tokens moves, in the change's own transaction, whoever makes
+-- it (triggers, not the store's code), so that the access-control service
+-- can keep what it read while the number stays the same and still see
+-- every change on the next request.
+CREATE TABLE access_generation (
+	id  INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+	gen INTEGER NOT NULL
+) STRICT;
+INSERT INTO access_generation (id, gen) VALUES (1, 0);
+
+CREATE TRIGGER principals_insert_generation AFTER INSERT ON principals
+BEGIN
+	UPDATE access_generation SET gen = gen + 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER principals_update_generation AFTER UPDATE ON principals
+BEGIN
+	UPDATE access_generation SET gen = gen + 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER principals_delete_generation AFTER DELETE ON principals
+BEGIN
+	UPDATE access_generation SET gen = gen + 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER principal_policies_insert_generation AFTER INSERT ON principal_policies
+BEGIN
+	UPDATE access_generation SET gen = gen + 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER principal_policies_update_generation AFTER UPDATE ON principal_policies
+BEGIN
+	UPDATE access_generation SET gen = gen + 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER principal_policies_delete_generation AFTER DELETE ON principal_policies
+BEGIN
+	UPDATE access_generation SET gen = gen + 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER policies_insert_generation AFTER INSERT ON policies
+BEGIN
+	UPDATE access_generation SET gen = gen + 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER policies_update_generation AFTER UPDATE ON policies
+BEGIN
+	UPDATE access_generation SET gen = gen + 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER policies_delete_generation AFTER DELETE ON policies
+BEGIN
+	UPDATE access_generation SET gen = gen + 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER tokens_insert_generation AFTER INSERT ON tokens
+BEGIN
+	UPDATE access_generation SET gen = gen + 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER tokens_update_generation AFTER UPDATE ON tokens
+BEGIN
+	UPDATE access_generation SET gen = gen + 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER tokens_delete_generation AFTER DELETE ON tokens
+BEGIN
+	UPDATE access_generation SET gen = gen + 1 WHERE id = 1;
+END;

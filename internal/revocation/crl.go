@@ -65,6 +65,12 @@ func (c *crl) entryBytes() []byte { return c.der[c.entriesOff : c.entriesOff+c.e
 // due reports whether c must be republished at now.
 func (c *crl) due(now time.Time) bool { return !now.Before(c.refreshAt) }
 
+// maxCRLReads bounds how many times newCRL reads a scope's list when the
+// store reports that another builder took the number first. Each such
+// conflict is another builder's success; past the bound the build fails
+// and the change stays pending for the next try.
+const maxCRLReads = 4
+
 // buildMode says when buildScope builds.
 type buildMode int
 
@@ -144,26 +150,38 @@ func (s *Service) newCRL(ctx context.Context, a *authority, sc *scope, now time.
 	if prev != nil {
 		sizeHint = prev.entriesLen + prev.entriesLen/8
 	}
-	b, err := newCRLBuilder(issuer, signer.Public(), thisUpdate, nextUpdate, sizeHint)
-	if err != nil {
-		return nil, err
-	}
-	var expiresAfter time.Time
+	q := store.CRLQuery{CAID: a.id, Partition: sc.part, NumberPartition: sc.numberKey}
 	if !s.cfg.KeepExpired {
-		expiresAfter = s.expiryCutoff(thisUpdate)
+		q.ExpiresAfter = s.expiryCutoff(thisUpdate)
 	}
-	err = s.cfg.Store.ListRevoked(ctx, a.id, sc.part, expiresAfter, func(e store.RevokedEntry) error {
-		return b.add(e.Serial, e.RevokedAt, e.Reason)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list revoked certificates: %w", err)
+	var (
+		b      *crlBuilder
+		number int64
+	)
+	// The store reads the list and takes the number together, so that a
+	// higher number, which another node may have taken, never lists less
+	// than a lower one. A store may refuse the number when another
+	// builder of the scope took one since the list was read: then the
+	// list is read again, from a later snapshot.
+	for attempt := 1; ; attempt++ {
+		if b, err = newCRLBuilder(issuer, signer.Public(), thisUpdate, nextUpdate, sizeHint); err != nil {
+			return nil, err
+		}
+		number, err = s.cfg.Store.ReadCRL(ctx, q, func(e store.RevokedEntry) error {
+			return b.add(e.Serial, e.RevokedAt, e.Reason)
+		}, func() bool {
+			return !skipUnchanged || prev == nil || prev.due(now) || !bytes.Equal(prev.entryBytes(), b.entryBytes())
+		})
+		if errors.Is(err, store.ErrConflict) && attempt < maxCRLReads {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read revoked certificates and CRL number: %w", err)
+		}
+		break
 	}
-	if skipUnchanged && prev != nil && !prev.due(now) && bytes.Equal(prev.entryBytes(), b.entryBytes()) {
-		return nil, nil
-	}
-	number, err := s.cfg.Store.NextCRLNumber(ctx, a.id, sc.numberKey)
-	if err != nil {
-		return nil, fmt.Errorf("next CRL number: %w", err)
+	if number == 0 {
+		return nil, nil // unchanged: no number used up
 	}
 	if prev != nil && number <= prev.number {
 		// The store broke its contract; publishing would go backwards.

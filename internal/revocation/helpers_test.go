@@ -84,7 +84,8 @@ type env struct {
 	tb     testing.TB
 	ctx    context.Context
 	dbPath string
-	st     *sqlite.DB
+	st     store.Store
+	open   func(testing.TB) store.Store // nil: SQLite at dbPath
 	clock  *clock
 	keys   *testKeys
 	resp   *testResponders
@@ -99,6 +100,9 @@ type env struct {
 type envOptions struct {
 	now time.Time     // default: the wall clock (openssl checks times against it)
 	cfg func(*Config) // adjusts the Config before New
+	// store, when set, opens the store instead of SQLite in a temporary
+	// directory.
+	store func(testing.TB) store.Store
 }
 
 // newEnv builds a root, an intermediate "sub" and an intermediate
@@ -108,7 +112,7 @@ func newEnv(tb testing.TB, o envOptions) *env {
 	if o.now.IsZero() {
 		o.now = time.Now().UTC().Truncate(time.Second)
 	}
-	e := &env{tb: tb, ctx: context.Background(), clock: newClock(o.now)}
+	e := &env{tb: tb, ctx: context.Background(), clock: newClock(o.now), open: o.store}
 	e.dbPath = filepath.Join(tb.TempDir(), "trustgate.db")
 	e.st = e.openStore()
 	e.keys = &testKeys{cas: map[string]*testCA{}, offline: map[string]bool{}}
@@ -127,8 +131,11 @@ func newEnv(tb testing.TB, o envOptions) *env {
 	return e
 }
 
-func (e *env) openStore() *sqlite.DB {
+func (e *env) openStore() store.Store {
 	e.tb.Helper()
+	if e.open != nil {
+		return e.open(e.tb)
+	}
 	st, err := sqlite.Open(e.dbPath)
 	if err != nil {
 		e.tb.Fatal(err)

@@ -476,6 +476,11 @@ func (c *countingStore) ListRevoked(ctx context.Context, caID string, partition 
 	return c.Store.ListRevoked(ctx, caID, partition, expiresAfter, fn)
 }
 
+func (c *countingStore) ReadCRL(ctx context.Context, q store.CRLQuery, fn func(store.RevokedEntry) error, keep func() bool) (int64, error) {
+	c.walks.Add(1)
+	return c.Store.ReadCRL(ctx, q, fn, keep)
+}
+
 // TestOCSPNotifyRefreshesOnlyChanged: a change re-checks the cached
 // answers of the changed certificate alone, in every CertID variant, and
 // leaves the others as they were signed; a hold and its release each

@@ -23,14 +23,17 @@ import (
 	"github.com/trustgate/trustgate/internal/store"
 )
 
-// Store is what the service reads and counts.
+// Store is what the service reads and counts. ReadCRL must keep numbers
+// and lists together (see store.Store): on a control plane of several
+// nodes, each builds CRLs of the same CAs, and a gateway that moves to a
+// higher number must not lose a revocation the lower one listed.
 type Store interface {
 	GetCAByID(ctx context.Context, id string) (*store.CA, error)
 	GetCA(ctx context.Context, name string) (*store.CA, error)
 	ListCAs(ctx context.Context) ([]*store.CA, error)
 	GetCertificateByCA(ctx context.Context, caID, serial string) (*store.Certificate, error)
 	ListRevoked(ctx context.Context, caID string, partition int, expiresAfter time.Time, fn func(store.RevokedEntry) error) error
-	NextCRLNumber(ctx context.Context, caID string, partition int) (int64, error)
+	ReadCRL(ctx context.Context, q store.CRLQuery, fn func(store.RevokedEntry) error, keep func() bool) (int64, error)
 }
 
 // Keys hands out CA signing keys; the CA service satisfies it. Signer fails

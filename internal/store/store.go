@@ -128,6 +128,21 @@ type RevokedEntry struct {
 	Reason    int       // RFC 5280 CRLReason
 }
 
+// CRLQuery is what ReadCRL reads: the revoked certificates one CRL lists,
+// and the sequence its number comes from.
+type CRLQuery struct {
+	CAID string
+	// Partition selects the certificates of one CRL partition; < 0 selects
+	// them all (the full CRL), as in ListRevoked.
+	Partition int
+	// ExpiresAfter, when not zero, leaves out certificates whose NotAfter
+	// is not after it, as in ListRevoked.
+	ExpiresAfter time.Time
+	// NumberPartition is the key of the CRL number sequence, as the
+	// partition argument of NextCRLNumber: >= 0.
+	NumberPartition int
+}
+
 // CertFilter selects inventory entries. The zero value selects everything.
 type CertFilter struct {
 	CAID       string
@@ -282,6 +297,28 @@ type Store interface {
 	// NextCRLNumber increments and returns the CRL number of (caID,
 	// partition), durably: numbers only ever increase, across restarts.
 	NextCRLNumber(ctx context.Context, caID string, partition int) (int64, error)
+	// ReadCRL reads what one CRL lists and takes its number together. It
+	// streams the revoked certificates q selects to fn, as ListRevoked
+	// does; then it calls keep, and when keep reports true it takes the
+	// next CRL number of (q.CAID, q.NumberPartition), as NextCRLNumber
+	// does, and returns it. When keep reports false no number is used up
+	// and it returns 0 and nil. An error from fn stops it, uses up no
+	// number, and is returned as it is.
+	//
+	// Numbers and lists move together, between any callers of one
+	// database (the nodes of a control plane included): of two calls
+	// that returned numbers n < m of one sequence, m's list was read
+	// after n's number was taken, so it holds every certificate n's list
+	// held unless that certificate was released from hold or expired
+	// since. A newer CRL therefore never drops a revocation an older one
+	// published.
+	//
+	// A store may meet this optimistically: a call that finds the number
+	// taken by another caller since it read its list fails with an error
+	// wrapping ErrConflict, having used up nothing, and the caller reads
+	// again. A call whose commit failed may have used up its number (a
+	// gap, never a repeat).
+	ReadCRL(ctx context.Context, q CRLQuery, fn func(RevokedEntry) error, keep func() bool) (int64, error)
 
 	// CountCertificates returns how many certificates a CA has recorded;
 	// caID "" counts imported certificates of issuers Trustgate does not hold.

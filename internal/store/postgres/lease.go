@@ -24,8 +24,9 @@ import (
 // takeover, and without trusting the clocks of the nodes. A fencing token
 // protects writes that must not come from a holder that lost the lease
 // without knowing; the singleton jobs' only such write, the CRL number, is
-// already an atomic increment in the database (NextCRLNumber), so CRL
-// numbers go up across holders whoever writes them. What is left is a
+// already taken in the database together with the list it numbers
+// (ReadCRL), so CRL numbers go up across holders whoever writes them, and
+// a higher number never lists less than a lower one. What is left is a
 // window in which two holders may both publish: a holder checks its
 // connection every leaseCheckInterval and stops its work when the check
 // fails, while the server notices a holder that vanished without closing

@@ -182,8 +182,22 @@ func (d *DB) ListRevoked(ctx context.Context, caID string, partition int, expire
 	if err := d.begin(ctx, op); err != nil {
 		return err
 	}
-	if !storable(caID) || partition > 1<<31-1 {
+	args, ok := revokedArgs(caID, partition, expiresAfter)
+	if !ok {
 		return nil
+	}
+	rows, err := d.pool.Query(ctx, listRevokedSQL(partition >= 0, !expiresAfter.IsZero()), args...)
+	if err != nil {
+		return d.fail(ctx, op, err)
+	}
+	return d.walkRevoked(ctx, op, rows, fn)
+}
+
+// revokedArgs returns the arguments of the listRevokedSQL query for caID,
+// partition and expiresAfter, and whether the query can list anything.
+func revokedArgs(caID string, partition int, expiresAfter time.Time) ([]any, bool) {
+	if !storable(caID) || partition > 1<<31-1 {
+		return nil, false
 	}
 	args := []any{caID}
 	if partition >= 0 {
@@ -192,10 +206,12 @@ func (d *DB) ListRevoked(ctx context.Context, caID string, partition int, expire
 	if !expiresAfter.IsZero() {
 		args = append(args, expiresAfter)
 	}
-	rows, err := d.pool.Query(ctx, listRevokedSQL(partition >= 0, !expiresAfter.IsZero()), args...)
-	if err != nil {
-		return d.fail(ctx, op, err)
-	}
+	return args, true
+}
+
+// walkRevoked calls fn with each row of rows, a listRevokedSQL query, and
+// closes rows.
+func (d *DB) walkRevoked(ctx context.Context, op string, rows pgx.Rows, fn func(store.RevokedEntry) error) error {
 	defer rows.Close()
 	// pgtype.DriverBytes points into pgx's read buffer instead of copying
 	// the serial, and the other columns decode into values: an entry costs
@@ -250,6 +266,91 @@ func (d *DB) NextCRLNumber(ctx context.Context, caID string, partition int) (int
 	})
 	if err != nil {
 		return 0, err
+	}
+	return n, nil
+}
+
+// ReadCRL streams to fn, in (partition, serial) order, the revoked
+// certificates q selects, as ListRevoked does, and then, when keep reports
+// true, takes the next CRL number of (q.CAID, q.NumberPartition) and returns
+// it; when keep reports false it returns 0 and uses up no number. A CA that
+// does not exist is an error wrapping store.ErrNotFound; a negative
+// NumberPartition is a fault.Invalid error.
+//
+// Numbers and lists move together because the number is taken first, by
+// the upsert of NextCRLNumber inside one transaction, which locks the row
+// of the sequence until the transaction ends: a concurrent ReadCRL of the
+// same sequence, on any node, waits at its own upsert until this one
+// commits or rolls back. The list is read by the next statement, and under
+// READ COMMITTED a statement's snapshot is taken as it starts, so after the
+// lock was granted, and so after the commit of every lower number: the
+// list holds all that was committed before any lower number's list was
+// read. The transaction is READ COMMITTED whatever the server's default:
+// under REPEATABLE READ its snapshot would date from the start of the
+// upsert, before the wait, and the upsert would then fail with a
+// serialization error. keep false rolls the transaction back, number
+// included. Builders of one sequence thus take turns, each holding the
+// lock for one read of the list (about a second for a million entries);
+// issuance and revocation never wait for it.
+//
+// ctx cancels the call until the commit, which then runs to its end (at
+// most Config.WriteTimeout): an error from ctx means no number was used up.
+func (d *DB) ReadCRL(ctx context.Context, q store.CRLQuery, fn func(store.RevokedEntry) error, keep func() bool) (int64, error) {
+	op := fmt.Sprintf("read crl (ca %q, partition %d, number of partition %d)", q.CAID, q.Partition, q.NumberPartition)
+	if err := d.begin(ctx, op); err != nil {
+		return 0, err
+	}
+	if q.NumberPartition < 0 || q.NumberPartition > 1<<31-1 {
+		return 0, fmt.Errorf("postgres: %s: %w", op, fault.New(fault.Invalid, "CRL partition %d is out of range", q.NumberPartition))
+	}
+	if !storable(q.CAID) {
+		return 0, fmt.Errorf("postgres: %s: ca %q does not exist: %w", op, q.CAID, store.ErrNotFound)
+	}
+	conn, err := d.pool.Acquire(ctx)
+	if err != nil {
+		return 0, d.fail(ctx, op, err)
+	}
+	defer conn.Release()
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return 0, d.fail(ctx, op, err)
+	}
+	defer func() {
+		// After a Commit this does nothing; otherwise it ends the
+		// transaction, lock and number included, even if ctx is done.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.WriteTimeout)
+		defer cancel()
+		_ = tx.Rollback(rctx)
+	}()
+	var n int64
+	// A CRL number is the server's own business, never the change a
+	// caller's audit record describes: no audit here.
+	err = tx.QueryRow(ctx, nextCRLNumberSQL, q.CAID, q.NumberPartition).Scan(&n)
+	if isCode(err, codeForeignKeyViolation) {
+		return 0, fmt.Errorf("postgres: %s: ca %q does not exist: %w", op, q.CAID, store.ErrNotFound)
+	}
+	if err != nil {
+		return 0, d.fail(ctx, op, err)
+	}
+	if args, ok := revokedArgs(q.CAID, q.Partition, q.ExpiresAfter); ok {
+		rows, err := tx.Query(ctx, listRevokedSQL(q.Partition >= 0, !q.ExpiresAfter.IsZero()), args...)
+		if err != nil {
+			return 0, d.fail(ctx, op, err)
+		}
+		if err := d.walkRevoked(ctx, op, rows, fn); err != nil {
+			return 0, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("postgres: %s: %w", op, err)
+	}
+	if !keep() {
+		return 0, nil
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.WriteTimeout)
+	defer cancel()
+	if err := tx.Commit(wctx); err != nil {
+		return 0, d.fail(ctx, op, err)
 	}
 	return n, nil
 }

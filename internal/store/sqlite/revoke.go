@@ -40,6 +40,17 @@ const (
 	nextCRLNumberSQL = `INSERT INTO crl_numbers (ca_id, partition, number) VALUES (?, ?, 1)
 	ON CONFLICT (ca_id, partition) DO UPDATE SET number = number + 1
 	RETURNING number`
+
+	// crlNumberSQL reads the last CRL number of (?1, ?2): no row before the
+	// first.
+	crlNumberSQL = `SELECT number FROM crl_numbers WHERE ca_id = ?1 AND partition = ?2`
+
+	// takeCRLNumberSQL takes the CRL number after ?3 of (?1, ?2), ?3 being
+	// the last one a reader saw (0 for none): it changes no row, and
+	// returns none, when the last number is no longer ?3.
+	takeCRLNumberSQL = `INSERT INTO crl_numbers (ca_id, partition, number) VALUES (?1, ?2, ?3 + 1)
+	ON CONFLICT (ca_id, partition) DO UPDATE SET number = number + 1 WHERE number = ?3
+	RETURNING number`
 )
 
 // revokedShape is the set of optional ListRevoked conditions in use; each
@@ -205,19 +216,9 @@ func (d *DB) ListRevoked(ctx context.Context, caID string, partition int, expire
 	if err := d.begin(ctx, op); err != nil {
 		return err
 	}
-	var shape revokedShape
-	args := []any{caID}
-	if partition >= 0 {
-		shape |= revokedInPartition
-		args = append(args, int64(partition))
-	}
-	if !expiresAfter.IsZero() {
-		after, err := encodeTime(expiresAfter)
-		if err != nil {
-			return fmt.Errorf("sqlite: %s: %w", op, err)
-		}
-		shape |= revokedExpiresAfter
-		args = append(args, after)
+	shape, args, err := revokedQuery(caID, partition, expiresAfter)
+	if err != nil {
+		return fmt.Errorf("sqlite: %s: %w", op, err)
 	}
 	// The walk runs under a context without cancellation, and checks ctx
 	// itself every few thousand rows: with a cancellable context the
@@ -229,6 +230,33 @@ func (d *DB) ListRevoked(ctx context.Context, caID string, partition int, expire
 	if err != nil {
 		return wrapErr("sqlite: "+op, err)
 	}
+	return walkRevoked(ctx, op, rows, fn)
+}
+
+// revokedQuery returns the shape and the arguments of the ListRevoked query
+// for caID, partition and expiresAfter.
+func revokedQuery(caID string, partition int, expiresAfter time.Time) (revokedShape, []any, error) {
+	var shape revokedShape
+	args := []any{caID}
+	if partition >= 0 {
+		shape |= revokedInPartition
+		args = append(args, int64(partition))
+	}
+	if !expiresAfter.IsZero() {
+		after, err := encodeTime(expiresAfter)
+		if err != nil {
+			return 0, nil, err
+		}
+		shape |= revokedExpiresAfter
+		args = append(args, after)
+	}
+	return shape, args, nil
+}
+
+// walkRevoked calls fn with each row of rows, a ListRevoked query run
+// without cancellation, checking ctx every few thousand rows, and closes
+// rows.
+func walkRevoked(ctx context.Context, op string, rows *sql.Rows, fn func(store.RevokedEntry) error) error {
 	defer rows.Close()
 	// The driver hands TEXT over as strings it allocates; scanning them
 	// into RawBytes copies them into buffers reused from row to row, so
@@ -240,6 +268,7 @@ func (d *DB) ListRevoked(ctx context.Context, caID string, partition int, expire
 		e          store.RevokedEntry
 		serial, rt sql.RawBytes
 		reason     int64
+		err        error
 	)
 	dest := []any{&serial, &rt, &reason}
 	for n := 1; rows.Next(); n++ {
@@ -327,4 +356,92 @@ func (d *DB) inWriteTx(ctx context.Context, detail string, fn func(*sql.Tx) erro
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// ReadCRL streams to fn, in (partition, serial) order, the revoked
+// certificates q selects, as ListRevoked does, and then, when keep reports
+// true, takes the next CRL number of (q.CAID, q.NumberPartition) and returns
+// it; when keep reports false it returns 0 and uses up no number. When
+// another caller took a number of the sequence since the list was read, it
+// fails with an error wrapping store.ErrConflict and uses up nothing: the
+// caller reads again. A CA that does not exist is an error wrapping
+// store.ErrNotFound once a number is wanted; a negative NumberPartition is a
+// fault.Invalid error.
+//
+// Numbers and lists move together without holding SQLite's one write lock
+// while the list is read: taking the number first in a write transaction,
+// as the PostgreSQL store does, would hold that lock for the whole walk (a
+// second for a million entries), and every issuance batch and revocation
+// would wait behind it. Instead the list and the last number are read in
+// one read transaction, so from one snapshot, and the next number is
+// taken only if the last one is still the one read (a compare-and-set in
+// the write transaction). When it is, no number was taken since the
+// snapshot, so every lower number was committed, after its own list was
+// read, before this snapshot; every later number will be read from a
+// snapshot that holds this one. Within one process the revocation service
+// builds each CRL scope one at a time, so the conflict arises only
+// between services, or processes, that share the database.
+func (d *DB) ReadCRL(ctx context.Context, q store.CRLQuery, fn func(store.RevokedEntry) error, keep func() bool) (int64, error) {
+	op := fmt.Sprintf("read crl (ca %q, partition %d, number of partition %d)", q.CAID, q.Partition, q.NumberPartition)
+	if err := d.begin(ctx, op); err != nil {
+		return 0, err
+	}
+	if q.NumberPartition < 0 {
+		return 0, fmt.Errorf("sqlite: %s: %w", op, fault.New(fault.Invalid, "negative CRL partition"))
+	}
+	shape, args, err := revokedQuery(q.CAID, q.Partition, q.ExpiresAfter)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	last, err := d.readCRL(ctx, op, q, shape, args, fn)
+	if err != nil {
+		return 0, err
+	}
+	if !keep() {
+		return 0, nil
+	}
+	var n int64
+	// A CRL number is the server's own business, never the change a
+	// caller's audit record describes.
+	err = d.inWriteTx(store.WithAudit(ctx, nil), op, func(tx *sql.Tx) error {
+		return tx.StmtContext(ctx, d.takeCRL).QueryRowContext(ctx, q.CAID, int64(q.NumberPartition), last).Scan(&n)
+	})
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, fmt.Errorf("sqlite: %s: CRL number %d was taken by another caller since the list was read: %w", op, last+1, store.ErrConflict)
+	case isForeignKey(err):
+		return 0, fmt.Errorf("sqlite: %s: ca %q does not exist: %w", op, q.CAID, store.ErrNotFound)
+	case err != nil:
+		return 0, wrapErr("sqlite: "+op, err)
+	}
+	return n, nil
+}
+
+// readCRL reads, in one read transaction, the last CRL number of q's
+// sequence (0 for none) and then the list, which it streams to fn.
+func (d *DB) readCRL(ctx context.Context, op string, q store.CRLQuery, shape revokedShape, args []any, fn func(store.RevokedEntry) error) (int64, error) {
+	// Without cancellation, as in ListRevoked; walkRevoked checks ctx.
+	nctx := context.WithoutCancel(ctx)
+	tx, err := d.r.BeginTx(nctx, nil) // deferred: the snapshot starts at the first read
+	if err != nil {
+		return 0, wrapErr("sqlite: "+op+": begin", err)
+	}
+	// Ends the read transaction, releasing its snapshot, before any write.
+	defer tx.Rollback()
+	var last int64
+	err = tx.StmtContext(nctx, d.crlNumber).QueryRowContext(nctx, q.CAID, int64(q.NumberPartition)).Scan(&last)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, wrapErr("sqlite: "+op, err)
+	}
+	rows, err := tx.StmtContext(nctx, d.listRevoked[shape]).QueryContext(nctx, args...)
+	if err != nil {
+		return 0, wrapErr("sqlite: "+op, err)
+	}
+	if err := walkRevoked(ctx, op, rows, fn); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	return last, nil
 }

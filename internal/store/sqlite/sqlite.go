@@ -17,7 +17,7 @@
 // own SAVEPOINT so that a duplicate fails only its own caller. See
 // DB.InsertCertificate for how this interacts with ctx.
 //
-// Revocation writes (RevokeCertificate, ReleaseHold, NextCRLNumber) are rare
+// Revocation writes (RevokeCertificate, ReleaseHold, CRL numbers) are rare
 // and their callers need the outcome of a conditional change, so each is its
 // own transaction on the writer connection rather than a row in a batch; the
 // shared connection orders them with the batches. ListRevoked streams a CRL's
@@ -125,12 +125,12 @@ type DB struct {
 	insCA, updCA, insCert, insToken, putMeta *sql.Stmt
 	spSave, spRelease, spRollback            *sql.Stmt
 	// getCertByCAw is getCertByCA on w, to read inside a write transaction.
-	revokeCert, releaseHold, getCertByCAw, nextCRL *sql.Stmt
+	revokeCert, releaseHold, getCertByCAw, nextCRL, takeCRL *sql.Stmt
 	// auditHead and auditInsert append audit records (see appendAudit).
 	auditHead, auditInsert *sql.Stmt
 	// Statements on r.
 	getCA, getCAByID, listCAs, getCert, countCerts, countImports, getToken, getMeta *sql.Stmt
-	getCertByCA                                                                     *sql.Stmt
+	getCertByCA, crlNumber                                                          *sql.Stmt
 	// getPrincipal and getPolicy are read on every authorized request.
 	getPrincipal, getPolicy *sql.Stmt
 	// accessGen is read on every authenticated request.
@@ -283,6 +283,7 @@ func (d *DB) prepare(ctx context.Context) error {
 		{d.w, &d.releaseHold, releaseHoldSQL},
 		{d.w, &d.getCertByCAw, getCertByCASQL},
 		{d.w, &d.nextCRL, nextCRLNumberSQL},
+		{d.w, &d.takeCRL, takeCRLNumberSQL},
 		{d.w, &d.auditHead, auditHeadSQL},
 		{d.w, &d.auditInsert, auditInsertSQL},
 		{d.r, &d.getPrincipal, selectPrincipalSQL + " WHERE name = ?"},
@@ -297,6 +298,7 @@ func (d *DB) prepare(ctx context.Context) error {
 		{d.r, &d.getToken, selectTokenSQL + " WHERE hash = ?"},
 		{d.r, &d.getMeta, "SELECT value FROM meta WHERE key = ?"},
 		{d.r, &d.getCertByCA, getCertByCASQL},
+		{d.r, &d.crlNumber, crlNumberSQL},
 		{d.r, &d.listRevoked[0], listRevokedSQL(0)},
 		{d.r, &d.listRevoked[revokedInPartition], listRevokedSQL(revokedInPartition)},
 		{d.r, &d.listRevoked[revokedExpiresAfter], listRevokedSQL(revokedExpiresAfter)},
@@ -343,9 +345,9 @@ func (d *DB) closeHandles() error {
 	stmts := []*sql.Stmt{
 		d.insCA, d.updCA, d.insCert, d.insToken, d.putMeta,
 		d.spSave, d.spRelease, d.spRollback,
-		d.revokeCert, d.releaseHold, d.getCertByCAw, d.nextCRL,
+		d.revokeCert, d.releaseHold, d.getCertByCAw, d.nextCRL, d.takeCRL,
 		d.getCA, d.getCAByID, d.listCAs, d.getCert, d.countCerts, d.countImports, d.getToken, d.getMeta,
-		d.getCertByCA, d.auditHead, d.auditInsert, d.getPrincipal, d.getPolicy, d.accessGen,
+		d.getCertByCA, d.crlNumber, d.auditHead, d.auditInsert, d.getPrincipal, d.getPolicy, d.accessGen,
 	}
 	for _, s := range append(stmts, d.listRevoked[:]...) {
 		if s != nil {

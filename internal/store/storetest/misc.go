@@ -152,6 +152,11 @@ func contextCases() []testCase {
 			wantCanceled(t, err, "ReleaseHold")
 			_, err = s.NextCRLNumber(cancelled(), ca.ID, 0)
 			wantCanceled(t, err, "NextCRLNumber")
+			_, err = s.ReadCRL(cancelled(), store.CRLQuery{CAID: ca.ID, Partition: -1}, func(store.RevokedEntry) error {
+				t.Error("ReadCRL with a cancelled context called fn")
+				return nil
+			}, func() bool { return true })
+			wantCanceled(t, err, "ReadCRL")
 			wantCanceled(t, s.CreateToken(cancelled(), tokenFixture("tok-1", "secret")), "CreateToken")
 			wantCanceled(t, s.PutMeta(cancelled(), "k", []byte("after")), "PutMeta")
 			wantCanceled(t, s.PutMeta(cancelled(), "new", []byte("x")), "PutMeta(new)")

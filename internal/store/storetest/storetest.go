@@ -29,6 +29,12 @@
 //     walk is not specified; fn's error comes back as is or wrapped.
 //   - NextCRLNumber starts each (CA, partition) at 1 and counts up by one per
 //     call, concurrent calls included; a CA that does not exist is ErrNotFound.
+//   - ReadCRL lists what ListRevoked lists and then takes the number that
+//     NextCRLNumber would, from the same sequence, only when keep says so.
+//     Between concurrent callers, a higher number of a sequence lists every
+//     certificate a lower one listed (when none was released or expired);
+//     a call may fail with ErrConflict, using up nothing, for the caller to
+//     read again.
 //   - Trust-store members come back in the order they were added (a member
 //     removed and added again goes last); nil and empty member lists are
 //     not told apart, but a URL source's nil DER stays nil. A CRL source ID
@@ -74,6 +80,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListCertificates", listCases()},
 		{"Revocation", revokeCases()},
 		{"CRL", crlCases()},
+		{"ReadCRL", readCRLCases()},
 		{"Token", tokenCases()},
 		{"Meta", metaCases()},
 		{"TrustStore", trustStoreCases()},

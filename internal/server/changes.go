@@ -23,9 +23,10 @@ type revocationNotifier interface {
 // and caches in memory, follow the revocations made through the others
 // within about a second. A node publishes the ID of each CA whose
 // revocations changed (after the change is durable); every other node hears
-// it and has its revocation service publish that CA afresh. A gap in
-// listening (the database was unreachable) makes the node publish every CA
-// afresh: it may have missed changes.
+// it and has its revocation service publish that CA afresh. The start of
+// listening, as the node starts and after a gap (the database was
+// unreachable), makes the node publish every CA afresh: it may have missed
+// changes, and may have built CRLs before it listened.
 //
 // Changes are keyed "NODE/CA": a node ignores its own, which its revocation
 // service already knows of.

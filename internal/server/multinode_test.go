@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/trustgate/trustgate/internal/ca"
 	"github.com/trustgate/trustgate/internal/pki"
+	"github.com/trustgate/trustgate/internal/store"
 )
 
 // postgresStore returns the URL of a new, empty schema on the test server,
@@ -174,10 +176,19 @@ func TestRevocationBeforeNodeListens(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	held, err := a.Store.TryLease(ctx, jobsLease)
-	if err != nil {
-		t.Fatalf("take the jobs lease: %v", err)
-	}
+	// The lease is keyed by the store's configured schema, which a store
+	// opened by URL, as the server opens it, does not have: every such
+	// store on the test database shares the key, and another test may
+	// hold the lease for a while.
+	var held store.Held
+	waitFor(t, 30*time.Second, "the test takes the jobs lease", func() bool {
+		h, err := a.Store.TryLease(ctx, jobsLease)
+		if err != nil && !errors.Is(err, store.ErrLeaseHeld) {
+			t.Fatalf("take the jobs lease: %v", err)
+		}
+		held = h
+		return err == nil
+	})
 	t.Cleanup(held.Release)
 
 	// The test's own subscriber: it sees the notification go out.

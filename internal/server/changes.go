@@ -23,9 +23,10 @@ type revocationNotifier interface {
 // and caches in memory, follow the revocations made through the others
 // within about a second. A node publishes the ID of each CA whose
 // revocations changed (after the change is durable); every other node hears
-// it and has its revocation service publish that CA afresh. A gap in
-// listening (the database was unreachable) makes the node publish every CA
-// afresh: it may have missed changes.
+// it and has its revocation service publish that CA afresh. The start of
+// listening, as the node starts and after a gap (the database was
+// unreachable), makes the node publish every CA afresh: it may have missed
+// changes, and may have built CRLs before it listened.
 //
 // Changes are keyed "NODE/CA": a node ignores its own, which its revocation
 // service already knows of.
@@ -91,13 +92,18 @@ func (f *revocationFeed) publishLoop(ctx context.Context) {
 		case <-f.wake:
 		case <-retry.C:
 		}
+		// Take the queued CAs out before publishing: a revocation queued
+		// while a publication is on its way may have committed after the
+		// other nodes read the store for it, and must be published again,
+		// which it is only if its CA is still queued afterwards.
 		f.mu.Lock()
 		ids := make([]string, 0, len(f.pending))
 		for id := range f.pending {
 			ids = append(ids, id)
 		}
+		clear(f.pending)
 		f.mu.Unlock()
-		for _, id := range ids {
+		for i, id := range ids {
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			err := f.changes.PublishChange(pctx, f.node+"/"+id)
 			cancel()
@@ -105,11 +111,13 @@ func (f *revocationFeed) publishLoop(ctx context.Context) {
 				if ctx.Err() == nil {
 					f.log.Warn("cannot tell the other nodes of a revocation; retrying", "ca", id, "err", err)
 				}
+				f.mu.Lock()
+				for _, id := range ids[i:] {
+					f.pending[id] = true
+				}
+				f.mu.Unlock()
 				break
 			}
-			f.mu.Lock()
-			delete(f.pending, id)
-			f.mu.Unlock()
 		}
 	}
 }

@@ -15,8 +15,9 @@ import (
 // Changes travel as PostgreSQL notifications (NOTIFY/LISTEN) on a channel
 // of the store's schema: every node's listening session receives each one
 // as its transaction commits. Notifications are not stored: a node that
-// is not listening at the time misses them, which SubscribeChanges reports
-// as a gap.
+// is not listening at the time (its session is not connected yet, or
+// broke) misses them, which SubscribeChanges reports as a gap each time
+// its LISTEN takes effect.
 const (
 	// changesRetry is how long a subscriber waits before listening again
 	// after its session broke.
@@ -58,7 +59,9 @@ func (d *DB) PublishChange(ctx context.Context, key string) error {
 
 // SubscribeChanges implements store.Changes: it listens on a connection of
 // its own, outside the pool, and listens again on a new one when that
-// breaks, reporting the gap with fn("").
+// breaks. Each time its LISTEN has taken effect it reports the gap before
+// it with fn(""): on the first connection too, since a change published
+// while that connection was being opened reached no one here.
 func (d *DB) SubscribeChanges(ctx context.Context, fn func(key string)) error {
 	if err := d.begin(ctx, "subscribe to changes"); err != nil {
 		return err
@@ -72,14 +75,12 @@ func (d *DB) SubscribeChanges(ctx context.Context, fn func(key string)) error {
 		case <-ctx.Done():
 		}
 	}()
-	gap := false
 	for {
 		conn, err := d.listen(ctx)
 		if err == nil {
-			if gap {
-				fn("")
-			}
-			gap = false
+			// LISTEN has returned, so every notification committed from
+			// now on reaches conn; those before it did not.
+			fn("")
 			err = d.receive(ctx, conn, fn)
 			closeConn(conn)
 		}
@@ -87,7 +88,6 @@ func (d *DB) SubscribeChanges(ctx context.Context, fn func(key string)) error {
 			return nil
 		}
 		_ = err // the session broke or could not start: changes may be missed
-		gap = true
 		t := time.NewTimer(changesRetry)
 		select {
 		case <-ctx.Done():

@@ -7,11 +7,12 @@ import (
 	"time"
 )
 
-// TestChangesAcrossNodes plays two nodes on one database: a change
-// published by one reaches the other; when the listener's session is
-// killed, the subscriber listens again, reports the gap with "", and
-// receives the changes published after it. Quiet periods longer than
-// changesCheck keep the session.
+// TestChangesAcrossNodes plays two nodes on one database: the subscriber
+// reports with "" that it listens, then a change published by one node
+// reaches the other; when the listener's session is killed, the subscriber
+// listens again, reports the gap with another "", and receives the changes
+// published after it. Quiet periods longer than changesCheck keep the
+// session.
 func TestChangesAcrossNodes(t *testing.T) {
 	old := changesCheck
 	changesCheck = 300 * time.Millisecond // not parallel: no other test reads it meanwhile
@@ -30,16 +31,18 @@ func TestChangesAcrossNodes(t *testing.T) {
 	a, b := open(), open()
 	var mu sync.Mutex
 	var got []string
-	has := func(key string) bool {
+	count := func(key string) int {
 		mu.Lock()
 		defer mu.Unlock()
+		n := 0
 		for _, k := range got {
 			if k == key {
-				return true
+				n++
 			}
 		}
-		return false
+		return n
 	}
+	has := func(key string) bool { return count(key) > 0 }
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
@@ -71,11 +74,16 @@ func TestChangesAcrossNodes(t *testing.T) {
 		}
 	}
 	publishUntil("ca-1", func() bool { return has("ca-1") })
+	mu.Lock()
+	if len(got) == 0 || got[0] != "" {
+		t.Errorf("node b received %q, want the start of listening (\"\") first", got)
+	}
+	mu.Unlock()
 
 	// Quiet for longer than changesCheck: the session is checked and kept.
 	time.Sleep(3 * changesCheck)
-	if has("") {
-		t.Fatal("a quiet period was reported as a gap")
+	if n := count(""); n != 1 {
+		t.Fatalf("%d starts of listening reported, want 1: a quiet period was reported as a gap", n)
 	}
 
 	// Kill node b's listening session.
@@ -85,5 +93,5 @@ func TestChangesAcrossNodes(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("terminate the listener: %d sessions, %v", n, err)
 	}
-	publishUntil("ca-2", func() bool { return has("") && has("ca-2") })
+	publishUntil("ca-2", func() bool { return count("") == 2 && has("ca-2") })
 }

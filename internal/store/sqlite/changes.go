@@ -50,7 +50,9 @@ func (d *DB) PublishChange(ctx context.Context, key string) error {
 }
 
 // SubscribeChanges implements store.Changes for the changes published
-// through d. Closing d ends it.
+// through d. Closing d ends it. It reports the start of listening with
+// fn(""), as the contract says: changes published before it registered
+// did not reach it.
 func (d *DB) SubscribeChanges(ctx context.Context, fn func(key string)) error {
 	s := &subscriber{queue: make(chan string, 1024), missed: make(chan struct{}, 1)}
 	subscribers.Lock()
@@ -67,6 +69,7 @@ func (d *DB) SubscribeChanges(ctx context.Context, fn func(key string)) error {
 		}
 		subscribers.Unlock()
 	}()
+	fn("")
 	for {
 		select {
 		case <-ctx.Done():

@@ -13,7 +13,8 @@ import (
 )
 
 // changeCases check store.Changes: a change published reaches every
-// subscriber of the store; a subscriber ends with its context.
+// subscriber of the store; a subscriber reports first that it listens; a
+// subscriber ends with its context.
 func changeCases() []testCase {
 	return []testCase{
 		{"ok/every subscriber receives", func(t *testing.T, s store.Store) {
@@ -51,6 +52,37 @@ func changeCases() []testCase {
 					t.Fatalf("subscribers got %v, want ca-1 in each", got)
 				}
 				time.Sleep(50 * time.Millisecond)
+			}
+		}},
+		{"ok/start of listening reported first", func(t *testing.T, s store.Store) {
+			// A change published before the subscriber listens reaches no
+			// one; the subscriber must be told before anything else that
+			// it may have missed some, whichever store it is.
+			must(t, s.PublishChange(ctx(t), "ca-before"), "PublishChange")
+			c, cancel := context.WithCancel(ctx(t))
+			first := make(chan string, 1)
+			done := make(chan error, 1)
+			go func() {
+				done <- s.SubscribeChanges(c, func(key string) {
+					select {
+					case first <- key:
+					default:
+					}
+				})
+			}()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("SubscribeChanges: %v", err)
+				}
+			}()
+			select {
+			case key := <-first:
+				if key != "" {
+					t.Errorf("first call of fn got %q, want \"\" (the start of listening)", key)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("SubscribeChanges did not report that it listens")
 			}
 		}},
 		{"ok/subscriber ends with its context", func(t *testing.T, s store.Store) {

@@ -45,7 +45,8 @@
 //     Release frees it at once and closes Lost; a held lease is not lost
 //     while the database stays reachable.
 //   - A change published reaches every subscriber of the store that
-//     listens; SubscribeChanges returns nil once its context ends.
+//     listens; a subscriber's first call of fn is fn(""), once it listens;
+//     SubscribeChanges returns nil once its context ends.
 package storetest
 
 import (

@@ -85,11 +85,11 @@ const (
 // (DeltaSnapshotWatcher): each request names the full CRLs the source
 // holds (their issuers' key identifiers, CRL numbers and digests), and the
 // control plane answers, for its CAs, with a delta CRL from the one held,
-// or says it is unchanged. The full CRLs stay compiled (the expensive part, about
-// a second and 30 MB for a million entries); a delta is applied on top of
-// them (verify.ApplyDeltas), in time and memory that follow the delta's
-// size. A delta replaces the previous one of its issuer, as it lists every
-// change since the full CRL. A delta that cannot be applied makes the next
+// or says it is unchanged. The full CRLs stay compiled (the expensive
+// part, about a second and 30 MB for a million entries); a delta is
+// applied on top of them (verify.ApplyDeltas), in time and memory that
+// follow the delta's size. A delta replaces the previous one of its
+// issuer, as it lists every change since the full CRL. A delta that cannot be applied makes the next
 // request ask for full CRLs, the last good Verifier staying meanwhile.
 //
 // It never fails open: when the control plane cannot be reached, answers

@@ -170,7 +170,8 @@ func TestTrustStoreFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := hex.EncodeToString(heldCRL.AuthorityKeyId) + ":" + heldCRL.Number.String()
+	heldKey := hex.EncodeToString(heldCRL.AuthorityKeyId) + ":" + heldCRL.Number.String()
+	held := heldKey + ":" + apiv1.DigestCRL(snap.CRLs[0]).String()
 
 	// A revocation by the issuing CA reaches the snapshot by itself.
 	var issued apiv1.IssueResponse
@@ -216,11 +217,25 @@ func TestTrustStoreFlow(t *testing.T) {
 	if err != nil || len(delta.RevokedCertificateEntries) != 1 || delta.Number.Cmp(crl.Number) != 0 {
 		t.Fatalf("delta CRL: %v, %+v", err, delta)
 	}
-	current := hex.EncodeToString(crl.AuthorityKeyId) + ":" + crl.Number.String()
+	currentKey := hex.EncodeToString(crl.AuthorityKeyId) + ":" + crl.Number.String()
+	current := currentKey + ":" + apiv1.DigestCRL(snap.CRLs[0]).String()
 	since = apiv1.TrustStoreSnapshot{}
 	if code, _, body = e.raw("GET", "/v1/truststores/partners/snapshot?have="+current, nil, nil); code != 200 || json.Unmarshal(body, &since) != nil ||
-		len(since.UnchangedCRLs) != 1 || since.UnchangedCRLs[0] != hex.EncodeToString(crl.AuthorityKeyId) || len(since.CRLs) != 1 || len(since.DeltaCRLs) != 0 {
+		len(since.UnchangedCRLs) != 1 || since.UnchangedCRLs[0] != hex.EncodeToString(crl.AuthorityKeyId) || len(since.CRLs) != 1 || len(since.DeltaCRLs) != 0 || !since.HaveDigests {
 		t.Fatalf("snapshot since the current CRL: %d %s", code, body)
+	}
+	// A CRL of the same number with other content (another digest: a
+	// store restored from a backup handed the number out again), or one
+	// named by number alone (a gateway from before digests): neither a
+	// delta nor "unchanged", but the full CRL.
+	other := strings.Repeat("5a", apiv1.CRLDigestSize)
+	for _, have := range []string{heldKey + ":" + other, currentKey + ":" + other, heldKey, currentKey} {
+		since = apiv1.TrustStoreSnapshot{}
+		code, _, body = e.raw("GET", "/v1/truststores/partners/snapshot?have="+have, nil, nil)
+		if code != 200 || json.Unmarshal(body, &since) != nil || len(since.DeltaCRLs) != 0 || len(since.UnchangedCRLs) != 0 ||
+			len(since.CRLs) != 2 || !bytes.Equal(since.CRLs[0], snap.CRLs[0]) {
+			t.Fatalf("have=%s: %d, %d deltas, %d unchanged, %d CRLs (want 2, the current full CRL first) %.200s", have, code, len(since.DeltaCRLs), len(since.UnchangedCRLs), len(since.CRLs), body)
+		}
 	}
 
 	// A long poll: 304 after the wait while nothing changes...
@@ -292,6 +307,10 @@ func TestTrustStoreBadInput(t *testing.T) {
 		{"fail/have not hex", "GET", "/v1/truststores/ts/snapshot?have=zz:1", nil, 400, "not 1 to 64 bytes in hex"},
 		{"fail/have no number", "GET", "/v1/truststores/ts/snapshot?have=ab01", nil, 400, "is not <key id>:<CRL number>"},
 		{"fail/have zero", "GET", "/v1/truststores/ts/snapshot?have=ab01:0", nil, 400, "not a positive integer"},
+		{"fail/have short digest", "GET", "/v1/truststores/ts/snapshot?have=ab01:7:abcd", nil, 400, `have: digest "abcd" of key identifier ab01 is not 16 bytes in hex`},
+		{"fail/have digest not hex", "GET", "/v1/truststores/ts/snapshot?have=ab01:7:" + strings.Repeat("zz", 16), nil, 400, "is not 16 bytes in hex"},
+		{"fail/have empty digest", "GET", "/v1/truststores/ts/snapshot?have=ab01:7:", nil, 400, "is not 16 bytes in hex"},
+		{"fail/have four fields", "GET", "/v1/truststores/ts/snapshot?have=ab01:7:" + strings.Repeat("ab", 16) + ":1", nil, 400, "is not <key id>:<CRL number> or <key id>:<CRL number>:<digest>"},
 		{"fail/add-ca both", "POST", "/v1/truststores/ts/cas", apiv1.AddTrustStoreCARequest{CA: "root", CertificatePEM: "x"}, 400, "exactly one"},
 		{"fail/add-ca malformed PEM", "POST", "/v1/truststores/ts/cas", apiv1.AddTrustStoreCARequest{CertificatePEM: "-----BEGIN CERTIFICATE-----\nnope\n"}, 400, "not PEM"},
 		{"fail/add-ca body over limit", "POST", "/v1/truststores/ts/cas", `{"certificate_pem":"` + strings.Repeat("A", 70<<10) + `"}`, 413, "over the limit"},
@@ -326,7 +345,7 @@ func TestSnapshotOpenAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"delta_crls"`, `"unchanged_crls"`, `"name":"have"`, `"name":"wait"`} {
+	for _, want := range []string{`"delta_crls"`, `"unchanged_crls"`, `"have_digests"`, `"name":"have"`, `"name":"wait"`, `\u003ckey id\u003e:\u003cCRL number\u003e:\u003cdigest\u003e`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("the OpenAPI document lacks %s", want)
 		}

@@ -145,7 +145,8 @@ func trustStoreBundle(r *request) (*result, error) {
 // changes it when the CA's new CRL is published) and then carries the new
 // snapshot, or is 304 after D. With ?have= (apiv1.HeldCRLs), the CRLs of
 // the CAs named there come as delta CRLs from the ones held, or are said
-// unchanged; the ETag does not depend on have.
+// unchanged, when the digests held match; the ETag does not depend on
+// have. A malformed have is a 400 that says which entry and why.
 func trustStoreSnapshot(r *request) (*result, error) {
 	svc, err := r.trustStores()
 	if err != nil {

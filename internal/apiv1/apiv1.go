@@ -317,6 +317,11 @@ type TrustStoreSnapshot struct {
 	// full CRL held is still current: the gateway keeps what it holds of
 	// them (the full CRL and any delta it applied).
 	UnchangedCRLs []string `json:"unchanged_crls,omitempty"`
+	// HaveDigests says that the control plane reads digests in have (see
+	// HeldCRLs). A control plane from before digests refuses them as
+	// malformed, and leaves this false: a gateway sends digests only to
+	// one that set it in its last answer.
+	HaveDigests bool `json:"have_digests,omitempty"`
 	// CRLURLs are CRLs the gateway fetches itself.
 	CRLURLs []string `json:"crl_urls"`
 	// Warnings say what the snapshot lacks, such as the CRL of an offline

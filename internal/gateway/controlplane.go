@@ -83,13 +83,13 @@ const (
 //
 // Revocations come as delta CRLs when the client can ask for them
 // (DeltaSnapshotWatcher): each request names the full CRLs the source
-// holds (their issuers' key identifiers and CRL numbers), and the control
-// plane answers, for its CAs, with a delta CRL from the one held, or says
-// it is unchanged. The full CRLs stay compiled (the expensive part, about
-// a second and 30 MB for a million entries); a delta is applied on top of
-// them (verify.ApplyDeltas), in time and memory that follow the delta's
-// size. A delta replaces the previous one of its issuer, as it lists every
-// change since the full CRL. A delta that cannot be applied makes the next
+// holds (their issuers' key identifiers, CRL numbers and digests), and the
+// control plane answers, for its CAs, with a delta CRL from the one held,
+// or says it is unchanged. The full CRLs stay compiled (the expensive
+// part, about a second and 30 MB for a million entries); a delta is
+// applied on top of them (verify.ApplyDeltas), in time and memory that
+// follow the delta's size. A delta replaces the previous one of its
+// issuer, as it lists every change since the full CRL. A delta that cannot be applied makes the next
 // request ask for full CRLs, the last good Verifier staying meanwhile.
 //
 // It never fails open: when the control plane cannot be reached, answers
@@ -172,6 +172,9 @@ type ControlPlaneSource struct {
 	heldDER  map[string][]byte
 	deltas   map[string][]byte
 	wantFull bool // a delta could not be applied: ask for full CRLs
+	// digests is whether the control plane's last answer said it reads
+	// CRL digests in have (apiv1.TrustStoreSnapshot.HaveDigests).
+	digests bool
 	// confirmed is when the control plane last confirmed the snapshot in
 	// use, in Unix nanoseconds (0: never); atomic, for Age on every
 	// handshake while Load holds mu across a request.
@@ -208,7 +211,33 @@ func (s *ControlPlaneSource) LongPolls() bool {
 // fetch asks the control plane for the snapshot, by a long poll when it
 // holds one (etag) and LongPolls. An Invalidate during the long poll ends
 // it, and the whole snapshot is fetched at once.
+//
+// held goes with its digests only to a control plane whose last answer
+// said it reads them (s.digests); another gets the numbers alone, which
+// it answers with full CRLs or, if it is from before digests, as it
+// always did. A 400 to a request with digests is taken for a control
+// plane from before them (one node of several not upgraded yet, behind
+// the same address): the request is made again at once without them, and
+// they are sent again once an answer says they are read.
 func (s *ControlPlaneSource) fetch(ctx context.Context, etag string, held apiv1.HeldCRLs) (*apiv1.TrustStoreSnapshot, string, bool, error) {
+	if !s.digests && held.HasDigests() {
+		held = held.WithoutDigests()
+	}
+	snap, newETag, notModified, err := s.fetchOnce(ctx, etag, held)
+	var ce *client.Error
+	if err != nil && held.HasDigests() && errors.As(err, &ce) && ce.Status == http.StatusBadRequest && ctx.Err() == nil {
+		s.digests = false
+		if s.Logger != nil {
+			s.Logger.Info("gateway: the control plane refused CRL digests in have; asking again without them",
+				"truststore", s.Name, "error", err)
+		}
+		return s.fetchOnce(ctx, etag, held.WithoutDigests())
+	}
+	return snap, newETag, notModified, err
+}
+
+// fetchOnce is one request of fetch.
+func (s *ControlPlaneSource) fetchOnce(ctx context.Context, etag string, held apiv1.HeldCRLs) (*apiv1.TrustStoreSnapshot, string, bool, error) {
 	dw, deltas := s.Client.(DeltaSnapshotWatcher)
 	deltas = deltas && len(held) > 0
 	w, ok := s.Client.(SnapshotWatcher)
@@ -283,6 +312,7 @@ func (s *ControlPlaneSource) Load(ctx context.Context) (*verify.Verifier, string
 	case notModified:
 		s.poll(PollNotModified)
 	default:
+		s.digests = snap.HaveDigests
 		roots, err := parseDERCerts(snap.CACertificates)
 		var merged *apiv1.TrustStoreSnapshot
 		if err == nil {
@@ -388,7 +418,7 @@ func (s *ControlPlaneSource) older(der []byte) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	enforced := big.NewInt(held)
+	enforced := big.NewInt(held.Number)
 	if d := s.deltas[k]; d != nil {
 		if dh, err := verify.ParseCRLHeader(d); err == nil && dh.Number != nil {
 			enforced = dh.Number
@@ -484,7 +514,7 @@ func (s *ControlPlaneSource) compile() error {
 		deltas[k] = d
 	}
 	if key != s.baseKey || s.held == nil {
-		s.held, s.heldDER = heldCRLs(s.snap.CRLs, fetched)
+		s.held, s.heldDER = heldCRLs(s.snap.CRLs, fetched, sums)
 	}
 	s.compileErr, s.wantFull = nil, false
 	s.baseV, s.baseKey, s.sums, s.deltas = baseV, key, sums, deltas
@@ -505,11 +535,12 @@ func (s *ControlPlaneSource) compile() error {
 // heldCRLs returns the full CRLs of crls that a delta may apply to (those
 // without an issuing distribution point, with a CRL number and an
 // authority key identifier of at most 64 bytes, which the control plane
-// accepts), by key identifier: their numbers and DER. A key identifier
-// of two CRLs (two full CRLs, a full CRL and a partition's, or a CRL the
-// gateway fetches itself, in others) is left out: a delta could not tell
-// them apart, and the issuer's revocations would come from several CRLs.
-func heldCRLs(crls, others [][]byte) (apiv1.HeldCRLs, map[string][]byte) {
+// accepts), by key identifier: their numbers and digests, and DER. A key
+// identifier of two CRLs (two full CRLs, a full CRL and a partition's, or
+// a CRL the gateway fetches itself, in others) is left out: a delta could
+// not tell them apart, and the issuer's revocations would come from
+// several CRLs. sums holds the SHA-256 of CRLs already hashed, by slice.
+func heldCRLs(crls, others [][]byte, sums map[crlRef][sha256.Size]byte) (apiv1.HeldCRLs, map[string][]byte) {
 	held, ders := apiv1.HeldCRLs{}, map[string][]byte{}
 	twice := map[string]bool{}
 	for _, der := range others {
@@ -539,7 +570,12 @@ func heldCRLs(crls, others [][]byte) (apiv1.HeldCRLs, map[string][]byte) {
 		if len(held) >= apiv1.MaxHeldCRLs {
 			break
 		}
-		held[k], ders[k] = hdr.Number.Int64(), der
+		sum, ok := sums[crlRef{&der[0], len(der)}]
+		if !ok {
+			sum = sha256.Sum256(der)
+		}
+		held[k] = apiv1.HeldCRL{Number: hdr.Number.Int64(), Digest: apiv1.CRLDigest(sum[:apiv1.CRLDigestSize])}
+		ders[k] = der
 	}
 	return held, ders
 }
@@ -591,7 +627,7 @@ func (s *ControlPlaneSource) loadFile(cpErr error) (*verify.Verifier, string, er
 	if err != nil {
 		return nil, "", errors.Join(cpErr, fmt.Errorf("snapshot file %s: %w", s.CacheFile, err))
 	}
-	s.snap, s.roots, s.etag = c.Snapshot, roots, c.ETag
+	s.snap, s.roots, s.etag, s.digests = c.Snapshot, roots, c.ETag, c.Snapshot.HaveDigests
 	s.crls.seed(c.CRLs)
 	if err := s.compile(); err != nil {
 		s.snap, s.roots, s.etag = nil, nil, ""

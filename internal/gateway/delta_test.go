@@ -9,11 +9,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"math/big"
+	"net/http"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/trustgate/trustgate/internal/api/client"
 	"github.com/trustgate/trustgate/internal/apiv1"
 	"github.com/trustgate/trustgate/internal/truststore/verify"
 )
@@ -25,6 +27,9 @@ type deltaControlPlane struct {
 	answers []*apiv1.TrustStoreSnapshot
 	asked   []apiv1.HeldCRLs
 	etags   []string
+	// refuseDigests answers a have with digests 400, as a control plane
+	// from before digests does.
+	refuseDigests bool
 }
 
 func (d *deltaControlPlane) TrustStoreSnapshot(ctx context.Context, name, etag string) (*apiv1.TrustStoreSnapshot, string, bool, error) {
@@ -36,6 +41,10 @@ func (d *deltaControlPlane) WatchTrustStoreSnapshotSince(_ context.Context, _, e
 	defer d.mu.Unlock()
 	d.asked = append(d.asked, held)
 	d.etags = append(d.etags, etag)
+	if d.refuseDigests && held.HasDigests() {
+		// As a control plane from before digests parses have.
+		return nil, "", false, &client.Error{Status: http.StatusBadRequest, Code: "invalid", Message: "have: CRL number \"10:…\" is not a positive integer"}
+	}
 	if len(d.answers) == 0 {
 		return nil, "", false, errors.New("control plane down")
 	}
@@ -92,7 +101,7 @@ func TestControlPlaneSourceDeltas(t *testing.T) {
 	key := hex.EncodeToString(ca.cert.SubjectKeyId)
 	cp := &deltaControlPlane{}
 	snap := func(version int64, etag string) *apiv1.TrustStoreSnapshot {
-		return &apiv1.TrustStoreSnapshot{Name: "partners", Version: version, ETag: etag, CACertificates: [][]byte{ca.cert.Raw}, CRLs: [][]byte{}, CRLURLs: []string{}}
+		return &apiv1.TrustStoreSnapshot{Name: "partners", Version: version, ETag: etag, CACertificates: [][]byte{ca.cert.Raw}, CRLs: [][]byte{}, CRLURLs: []string{}, HaveDigests: true}
 	}
 	var full, delta int
 	src := &ControlPlaneSource{Client: cp, Name: "partners", CacheFile: filepath.Join(t.TempDir(), "partners.snapshot.json"),
@@ -123,8 +132,9 @@ func TestControlPlaneSourceDeltas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if etag, asked := cp.last(); etag != `"1"` || asked.String() != key+":10" {
-		t.Errorf("second request: etag %s, have %q; want \"1\", %s:10", etag, asked, key)
+	want := key + ":10:" + apiv1.DigestCRL(first.CRLs[0]).String()
+	if etag, asked := cp.last(); etag != `"1"` || asked.String() != want {
+		t.Errorf("second request: etag %s, have %q; want \"1\", %s", etag, asked, want)
 	}
 	expect(v, "delta", map[*leafCert]bool{revoked: false, held: true, later: false, fine: true})
 
@@ -171,6 +181,83 @@ func TestControlPlaneSourceDeltas(t *testing.T) {
 	if full != 2 {
 		t.Errorf("%d full CRLs compiled, want 2", full)
 	}
+}
+
+// TestControlPlaneSourceDigestsCompat: digests go in have only to a
+// control plane whose answer says it reads them. One that does not say
+// so (from before digests) gets numbers alone and its deltas are applied
+// as before; when a node that reads them is followed, behind the same
+// address, by one that refuses them (a control plane half upgraded), the
+// refused request is made again at once without digests, and digests
+// come back with the next answer that says they are read.
+func TestControlPlaneSourceDigestsCompat(t *testing.T) {
+	ca := newCA(t, "Compat Root")
+	revoked, later, fine := ca.client(t, "revoked"), ca.client(t, "later"), ca.client(t, "fine")
+	key := hex.EncodeToString(ca.cert.SubjectKeyId)
+	cp := &deltaControlPlane{}
+	snap := func(etag string, digests bool) *apiv1.TrustStoreSnapshot {
+		return &apiv1.TrustStoreSnapshot{Name: "partners", Version: 1, ETag: etag, CACertificates: [][]byte{ca.cert.Raw},
+			CRLs: [][]byte{}, CRLURLs: []string{}, HaveDigests: digests}
+	}
+	src := &ControlPlaneSource{Client: cp, Name: "partners"}
+	load := func(what string, want map[*leafCert]bool) {
+		t.Helper()
+		v, _, err := src.Load(t.Context())
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		for lc, ok := range want {
+			if _, err := v.Verify(lc.chain, time.Now()); (err == nil) != ok {
+				t.Errorf("%s: %s: %v, want accepted %v", what, lc.cert.Subject.CommonName, err, ok)
+			}
+		}
+	}
+	asked := func(what, want string) {
+		t.Helper()
+		if _, h := cp.last(); h.String() != want {
+			t.Errorf("%s: have %q, want %q", what, h, want)
+		}
+	}
+
+	// An older control plane: numbers alone, and its delta applies.
+	cp.refuseDigests = true
+	a := snap(`"a"`, false)
+	a.CRLs = [][]byte{signCRL(t, ca, 10, 0, map[*big.Int]int{revoked.cert.SerialNumber: 1})}
+	cp.next(a)
+	load("full CRL from an older control plane", map[*leafCert]bool{revoked: false, later: true, fine: true})
+	b := snap(`"b"`, false)
+	b.DeltaCRLs = [][]byte{signCRL(t, ca, 11, 10, map[*big.Int]int{later.cert.SerialNumber: 1})}
+	cp.next(b)
+	load("delta from an older control plane", map[*leafCert]bool{revoked: false, later: false, fine: true})
+	asked("to an older control plane", key+":10")
+
+	// A node that reads digests answers with a new full CRL...
+	c := snap(`"c"`, true)
+	c.CRLs = [][]byte{signCRL(t, ca, 12, 0, map[*big.Int]int{revoked.cert.SerialNumber: 1, later.cert.SerialNumber: 1})}
+	cp.next(c)
+	load("full CRL from a newer node", map[*leafCert]bool{revoked: false, later: false, fine: true})
+	// ...then an older node refuses the digests: asked again without.
+	d := snap(`"d"`, false)
+	d.DeltaCRLs = [][]byte{signCRL(t, ca, 13, 12, map[*big.Int]int{fine.cert.SerialNumber: 1})}
+	cp.next(d)
+	load("delta from an older node after a refusal", map[*leafCert]bool{revoked: false, later: false, fine: false})
+	withDigest := key + ":12:" + apiv1.DigestCRL(c.CRLs[0]).String()
+	if n := len(cp.asked); n < 2 || cp.asked[n-2].String() != withDigest {
+		t.Errorf("the refused request: have %q, want %q", cp.asked[max(n-2, 0)], withDigest)
+	}
+	asked("after the refusal", key+":12")
+	// A newer node's answer brings the digests back.
+	cp.refuseDigests = false
+	e := snap(`"e"`, true)
+	e.UnchangedCRLs = []string{key}
+	cp.next(e)
+	load("unchanged, from a newer node", map[*leafCert]bool{revoked: false, later: false, fine: false})
+	asked("to a node that said nothing yet", key+":12")
+	f := snap(`"f"`, true)
+	f.UnchangedCRLs = []string{key}
+	cp.next(f)
+	load("unchanged again", map[*leafCert]bool{revoked: false, later: false, fine: false})
+	asked("once digests are read again", withDigest)
 }
 
 // TestControlPlaneSourceNeverGoesBack: a node of the control plane that
@@ -259,10 +346,13 @@ func TestHeldCRLs(t *testing.T) {
 		{"fail/key identifier over 64 bytes", [][]byte{signCRL(t, long, 3, 0, nil)}, nil, "none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			held, ders := heldCRLs(tc.crls, tc.others)
+			held, ders := heldCRLs(tc.crls, tc.others, nil)
 			want := apiv1.HeldCRLs{}
 			if tc.want == "" {
-				want = apiv1.HeldCRLs{key(a): 3, key(b): 4}
+				want = apiv1.HeldCRLs{
+					key(a): {Number: 3, Digest: apiv1.DigestCRL(tc.crls[0])},
+					key(b): {Number: 4, Digest: apiv1.DigestCRL(tc.crls[1])},
+				}
 			}
 			if held.String() != want.String() || len(ders) != len(want) {
 				t.Errorf("held %q (%d DERs), want %q", held, len(ders), want)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/pem"
@@ -53,6 +54,10 @@ type crl struct {
 	pem                    func() []byte
 	// history is the changes that led to this CRL, for delta CRLs (full
 	// scope only); deltas caches the delta CRLs signed from it, by base.
+	// sum is the SHA-256 of der (full scope only): the next CRL's history
+	// names this one by it as well as by number, so that a delta goes
+	// only to a caller that holds these very bytes.
+	sum        [sha256.Size]byte
 	history    history
 	deltas     sync.Map // int64 -> *deltaCRL
 	deltaBases atomic.Int32
@@ -203,8 +208,11 @@ func (s *Service) newCRL(ctx context.Context, a *authority, sc *scope, now time.
 		refreshAt: thisUpdate.Add(s.cfg.CRLValidity / 2),
 		etag:      `"` + strconv.FormatInt(number, 10) + `"`,
 	}
-	if sc.part < 0 && prev != nil {
-		c.history = s.nextHistory(a, prev, c)
+	if sc.part < 0 {
+		c.sum = sha256.Sum256(der)
+		if prev != nil {
+			c.history = s.nextHistory(a, prev, c)
+		}
 	}
 	s.met.crlBuild.Observe(time.Since(start).Seconds())
 	c.pem = sync.OnceValue(func() []byte {
@@ -223,7 +231,7 @@ func (s *Service) nextHistory(a *authority, prev, c *crl) history {
 		s.log.Info("revocation: no delta CRL from earlier CRLs to this one", logCA, a.name, logNumber, c.number, logErr, err)
 		return history{}
 	}
-	st := &step{from: prev.number, to: c.number, at: c.thisUpdate, changes: changes, size: 64}
+	st := &step{from: prev.number, fromSum: prev.sum, to: c.number, at: c.thisUpdate, changes: changes, size: 64}
 	for _, ch := range changes {
 		st.size += ch.size()
 	}

@@ -3,6 +3,7 @@ package revocation
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -29,7 +30,12 @@ import (
 // current CRL folds the steps since B, and is signed once and shared by
 // every caller at B. A base this node has no history from (older than the
 // history, built by another node, or from before a restart) has no delta:
-// the caller gets the full CRL.
+// the caller gets the full CRL. Nor has a base whose content is not the
+// one this node built under that number: each step names its base by
+// number and by the SHA-256 of its DER, and a caller names its base by
+// both too, so that a CRL number handed out twice (a store restored from
+// a backup, a CA key shared by two deployments) cannot get a delta
+// computed from other entries than those the caller holds.
 
 // RFC 5280 §5.3.1: removeFromCRL is only used in delta CRLs, for a
 // certificate released from hold or that left the CRL after expiring.
@@ -55,9 +61,11 @@ type change struct {
 
 func (c change) size() int { return len(c.serial) + len(c.entry) + 48 }
 
-// step is the changes from full CRL number from to number to.
+// step is the changes from full CRL number from, whose DER has the
+// SHA-256 fromSum, to number to.
 type step struct {
 	from, to int64
+	fromSum  [sha256.Size]byte
 	at       time.Time // thisUpdate of CRL to: the revocationDate of removals
 	changes  []change
 	size     int
@@ -86,11 +94,26 @@ func (h history) then(st *step, maxSteps, maxBytes int) history {
 	return out
 }
 
+// MinBaseDigest is the shortest prefix of a base CRL's SHA-256 that
+// CRLSince takes as naming it.
+const MinBaseDigest = 16
+
 // since returns the steps from full CRL number base on, or false when the
-// history does not reach back to base.
-func (h history) since(base int64) ([]*step, bool) {
+// history does not reach back to base or the CRL it holds of that number
+// is not the caller's: digest, a prefix of the SHA-256 of the caller's
+// base of at least MinBaseDigest bytes, differs from the one built here.
+// The number alone does not tell: after a restore from a backup the
+// store hands out numbers again, and the same number can name CRLs of
+// different contents.
+func (h history) since(base int64, digest []byte) ([]*step, bool) {
+	if len(digest) < MinBaseDigest || len(digest) > sha256.Size {
+		return nil, false
+	}
 	for i, st := range h.steps {
 		if st.from == base {
+			if !bytes.Equal(st.fromSum[:len(digest)], digest) {
+				return nil, false
+			}
 			return h.steps[i:], true
 		}
 	}
@@ -433,10 +456,12 @@ func (s *Service) buildDelta(ctx context.Context, a *authority, c *crl, base int
 }
 
 // delta returns the delta CRL of c from base, signing it on the first
-// request, or nil when c's history does not reach back to base or c has
-// deltas from maxDeltaBases other bases already.
-func (s *Service) delta(ctx context.Context, a *authority, c *crl, base int64) ([]byte, error) {
-	steps, ok := c.history.since(base)
+// request, or nil when c's history does not reach back to base (by number
+// and digest, see history.since) or c has deltas from maxDeltaBases other
+// bases already. Deltas are cached by number alone: within one history a
+// number names one CRL, whose digest since checked.
+func (s *Service) delta(ctx context.Context, a *authority, c *crl, base int64, digest []byte) ([]byte, error) {
+	steps, ok := c.history.since(base, digest)
 	if !ok {
 		return nil, nil
 	}
@@ -470,13 +495,18 @@ const deltaNotWorth = 64 << 10
 
 // CRLSince returns the current full CRL of the CA with ID caID (as
 // [Service.CurrentCRL] does) and its CRL number, and, for a caller that
-// holds the full CRL numbered base, a delta CRL (RFC 5280 §5.2.4) from it
-// to the current one: nil when base is the current number (nothing
-// changed), and nil too when this node has no history back to base or
-// when the delta would be more than half the size of a full CRL over
-// 64 KiB (the caller then takes the full CRL). The delta is signed once
-// per base and shared; the slices must not be modified.
-func (s *Service) CRLSince(ctx context.Context, caID string, base int64) (full []byte, number int64, delta []byte, err error) {
+// holds the full CRL numbered base whose DER's SHA-256 starts with
+// baseDigest (at least MinBaseDigest bytes of it), a delta CRL (RFC 5280
+// §5.2.4) from it to the current one. The delta is nil when base is the
+// current number or newer (the caller compares the digest of the current
+// CRL itself), and nil too when this node has no history back to base,
+// when the CRL it built of that number is not the caller's (another
+// digest, or none given: a delta applied to another CRL of the same
+// number would miss revocations), or when the delta would be more than
+// half the size of a full CRL over 64 KiB; the caller then takes the full
+// CRL. The delta is signed once per base and shared; the slices must not
+// be modified.
+func (s *Service) CRLSince(ctx context.Context, caID string, base int64, baseDigest []byte) (full []byte, number int64, delta []byte, err error) {
 	a, c, err := s.current(ctx, caID)
 	if err != nil {
 		return nil, 0, nil, err
@@ -484,7 +514,7 @@ func (s *Service) CRLSince(ctx context.Context, caID string, base int64) (full [
 	if base >= c.number || base < 1 {
 		return c.der, c.number, nil, nil
 	}
-	d, err := s.delta(ctx, a, c, base)
+	d, err := s.delta(ctx, a, c, base, baseDigest)
 	if err != nil {
 		s.log.Warn("revocation: delta CRL not built; the full CRL is served", logCA, a.name, logNumber, c.number, "base", base, logErr, err)
 		return c.der, c.number, nil, nil

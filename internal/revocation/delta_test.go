@@ -2,12 +2,15 @@ package revocation
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
 	"fmt"
 	"math/big"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -137,17 +140,29 @@ func TestCmpSerialHex(t *testing.T) {
 
 func TestHistoryBounds(t *testing.T) {
 	var h history
+	sum := func(n int64) [sha256.Size]byte { return sha256.Sum256(fmt.Appendf(nil, "CRL %d", n)) }
 	for i := range int64(10) {
-		h = h.then(&step{from: i, to: i + 1, size: 100}, 4, 1000)
+		h = h.then(&step{from: i, fromSum: sum(i), to: i + 1, size: 100}, 4, 1000)
 	}
 	if len(h.steps) != 4 || h.steps[0].from != 6 || h.size != 400 {
 		t.Fatalf("history of %d steps from %d, %d bytes; want 4 from 6, 400", len(h.steps), h.steps[0].from, h.size)
 	}
-	if _, ok := h.since(5); ok {
+	s5, s8, s9 := sum(5), sum(8), sum(9)
+	if _, ok := h.since(5, s5[:MinBaseDigest]); ok {
 		t.Error("a base older than the history was found")
 	}
-	if s, ok := h.since(8); !ok || len(s) != 2 {
+	if s, ok := h.since(8, s8[:MinBaseDigest]); !ok || len(s) != 2 {
 		t.Errorf("since 8: %d steps, %v", len(s), ok)
+	}
+	if s, ok := h.since(8, s8[:]); !ok || len(s) != 2 {
+		t.Errorf("since 8 by its whole SHA-256: %d steps, %v", len(s), ok)
+	}
+	// Number 8 with other content, or with too little of a digest to
+	// tell: no steps.
+	for name, d := range map[string][]byte{"another CRL's digest": s9[:MinBaseDigest], "no digest": nil, "a short digest": s8[:MinBaseDigest-1]} {
+		if _, ok := h.since(8, d); ok {
+			t.Errorf("since 8 with %s: found", name)
+		}
 	}
 	h = h.then(&step{from: 10, to: 11, size: 750}, 4, 1000)
 	if len(h.steps) != 3 || h.steps[0].from != 8 || h.size != 950 {
@@ -159,6 +174,13 @@ func TestHistoryBounds(t *testing.T) {
 }
 
 var oidDeltaIndicator = asn1.ObjectIdentifier{2, 5, 29, 27}
+
+// digestOf returns the digest by which a caller that holds the CRL der
+// names it as a base: the first MinBaseDigest bytes of its SHA-256.
+func digestOf(der []byte) []byte {
+	sum := sha256.Sum256(der)
+	return sum[:MinBaseDigest]
+}
 
 // checkDelta parses a delta CRL, checks its signature with issuer, its
 // critical Delta CRL Indicator naming base and its number, and returns
@@ -216,21 +238,22 @@ func TestCRLSince(t *testing.T) {
 	e.revoke(e.sub, final, store.ReasonCertificateHold)
 	e.revoke(e.sub, short, 1)
 	e.svc.flush(e.ctx)
-	full, base, delta, err := e.svc.CRLSince(e.ctx, e.sub.id(), 0)
+	full, base, delta, err := e.svc.CRLSince(e.ctx, e.sub.id(), 0, nil)
 	if err != nil || delta != nil {
 		t.Fatalf("CRLSince(0): delta %v, %v", delta != nil, err)
 	}
 	if n := len(parseCRL(t, full, e.sub.cert).RevokedCertificateEntries); n != 4 {
 		t.Fatalf("base CRL has %d entries, want 4", n)
 	}
+	baseSum := digestOf(full)
 	// Nothing changed since base: no delta.
-	if _, n, d, err := e.svc.CRLSince(e.ctx, e.sub.id(), base); err != nil || d != nil || n != base {
+	if _, n, d, err := e.svc.CRLSince(e.ctx, e.sub.id(), base, baseSum); err != nil || d != nil || n != base {
 		t.Fatalf("CRLSince(current): number %d, delta %v, %v", n, d != nil, err)
 	}
 	serial := func(c *x509.Certificate) string { return pki.SerialHex(c.SerialNumber) }
 	since := func(what string, want map[string]int) {
 		t.Helper()
-		_, number, d, err := e.svc.CRLSince(e.ctx, e.sub.id(), base)
+		_, number, d, err := e.svc.CRLSince(e.ctx, e.sub.id(), base, baseSum)
 		if err != nil || d == nil {
 			t.Fatalf("%s: delta %v, %v", what, d != nil, err)
 		}
@@ -256,7 +279,7 @@ func TestCRLSince(t *testing.T) {
 	// The short certificate expires and, a CRL validity later, leaves.
 	e.svc.sweep(e.ctx, e.clock.Advance(DefaultCRLValidity/2+time.Hour))
 	e.svc.sweep(e.ctx, e.clock.Advance(DefaultCRLValidity))
-	full, _, _, _ = e.svc.CRLSince(e.ctx, e.sub.id(), base)
+	full, _, _, _ = e.svc.CRLSince(e.ctx, e.sub.id(), base, baseSum)
 	if _, ok := revokedSerials(parseCRL(t, full, e.sub.cert))[serial(short)]; ok {
 		t.Fatal("the expired certificate is still on the full CRL")
 	}
@@ -266,8 +289,8 @@ func TestCRLSince(t *testing.T) {
 	})
 
 	// One signature per base and current number, whoever asks.
-	_, _, d1, _ := e.svc.CRLSince(e.ctx, e.sub.id(), base)
-	_, _, d2, _ := e.svc.CRLSince(e.ctx, e.sub.id(), base)
+	_, _, d1, _ := e.svc.CRLSince(e.ctx, e.sub.id(), base, baseSum)
+	_, _, d2, _ := e.svc.CRLSince(e.ctx, e.sub.id(), base, baseSum)
 	if &d1[0] != &d2[0] {
 		t.Error("the same delta was signed twice")
 	}
@@ -284,17 +307,111 @@ func TestCRLSince(t *testing.T) {
 
 	// Bases the service has no history from.
 	for _, b := range []int64{base - 1, -5} {
-		if _, _, d, err := e.svc.CRLSince(e.ctx, e.sub.id(), b); err != nil || d != nil {
+		if _, _, d, err := e.svc.CRLSince(e.ctx, e.sub.id(), b, baseSum); err != nil || d != nil {
 			t.Errorf("base %d: delta %v, %v", b, d != nil, err)
 		}
 	}
 	restarted := e.newService()
-	full, number, d, err := restarted.CRLSince(e.ctx, e.sub.id(), base)
+	full, number, d, err := restarted.CRLSince(e.ctx, e.sub.id(), base, baseSum)
 	if err != nil || d != nil || len(full) == 0 || number <= base {
 		t.Errorf("after a restart: number %d, delta %v, %v", number, d != nil, err)
 	}
-	if _, _, _, err := e.svc.CRLSince(e.ctx, "no-such-ca", 1); err == nil {
+	if _, _, _, err := e.svc.CRLSince(e.ctx, "no-such-ca", 1, baseSum); err == nil {
 		t.Error("an unknown CA has a CRL")
+	}
+}
+
+// TestCRLSinceAfterRestore restores the store from a backup, as an
+// operator would: the store hands out CRL numbers again, and the CRL the
+// restored node builds under a number has other entries than the CRL a
+// gateway took under that number before the restore. A delta from the
+// gateway's CRL, named by number alone, would leave out the revocation
+// made since the restore; named by number and digest, the base is not
+// found and the gateway gets the full CRL. The restored node's own CRL of
+// that number still gets a delta.
+func TestCRLSinceAfterRestore(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	lost, after, later := e.issue(e.sub, "lost.example"), e.issue(e.sub, "after.example"), e.issue(e.sub, "later.example")
+	if _, _, _, err := e.svc.CRLSince(e.ctx, e.sub.id(), 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	e.reopenStore(func() { copyDB(t, e.dbPath, backup) })
+
+	// Before the restore: a revocation, and the gateway takes CRL n.
+	e.svc = e.newService()
+	e.revoke(e.sub, lost, 1)
+	held, n, _, err := e.svc.CRLSince(e.ctx, e.sub.id(), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The restore: that revocation is gone, and the restored node builds
+	// its own CRL n with another one, then CRL n+1 with one more.
+	e.reopenStore(func() { copyDB(t, backup, e.dbPath) })
+	e.svc = e.newService()
+	if _, err := e.st.RevokeCertificate(e.ctx, e.sub.id(), pki.SerialHex(after.SerialNumber), 1, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ours, number, _, err := e.svc.CRLSince(e.ctx, e.sub.id(), 0, nil)
+	if err != nil || number != n || bytes.Equal(ours, held) {
+		t.Fatalf("after the restore: CRL %d (want %d, the number handed out again), same bytes %v, %v", number, n, bytes.Equal(ours, held), err)
+	}
+	e.revoke(e.sub, later, 1)
+	e.svc.flush(e.ctx)
+
+	full, number, d, err := e.svc.CRLSince(e.ctx, e.sub.id(), n, digestOf(held))
+	if err != nil || d != nil || number != n+1 {
+		t.Fatalf("from the CRL %d held before the restore: CRL %d, delta %v, %v; want CRL %d and no delta", n, number, d != nil, err, n+1)
+	}
+	got := revokedSerials(parseCRL(t, full, e.sub.cert))
+	for _, c := range []*x509.Certificate{after, later} {
+		if _, ok := got[pki.SerialHex(c.SerialNumber)]; !ok {
+			t.Errorf("the full CRL does not list %s", c.Subject.CommonName)
+		}
+	}
+	if _, _, d, _ := e.svc.CRLSince(e.ctx, e.sub.id(), n, nil); d != nil {
+		t.Error("a delta for a base named by number alone")
+	}
+	_, _, d, err = e.svc.CRLSince(e.ctx, e.sub.id(), n, digestOf(ours))
+	if err != nil || d == nil {
+		t.Fatalf("from the restored node's own CRL %d: delta %v, %v", n, d != nil, err)
+	}
+	want := map[string]int{pki.SerialHex(later.SerialNumber): 1}
+	if got := checkDelta(t, d, e.sub.cert, n, n+1); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("delta entries %v, want %v", got, want)
+	}
+}
+
+// reopenStore closes e's store, runs between (the store's files are then
+// complete and at rest) and opens the store again.
+func (e *env) reopenStore(between func()) {
+	e.tb.Helper()
+	if err := e.st.Close(); err != nil {
+		e.tb.Fatal(err)
+	}
+	between()
+	e.st = e.openStore()
+}
+
+// copyDB copies the SQLite database at from, with its WAL when there is
+// one, to to.
+func copyDB(t *testing.T, from, to string) {
+	t.Helper()
+	for _, suffix := range []string{"", "-wal"} {
+		b, err := os.ReadFile(from + suffix)
+		if errors.Is(err, os.ErrNotExist) && suffix != "" {
+			if err := os.Remove(to + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to+suffix, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -306,19 +423,19 @@ func TestDeltaHistoryBounded(t *testing.T) {
 	for i := range certs {
 		certs[i] = e.issue(e.sub, fmt.Sprintf("c%d.example", i))
 	}
-	_, first, _, err := e.svc.CRLSince(e.ctx, e.sub.id(), 0)
+	firstDER, first, _, err := e.svc.CRLSince(e.ctx, e.sub.id(), 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	numbers := []int64{first}
+	numbers, sums := []int64{first}, [][]byte{digestOf(firstDER)}
 	for _, c := range certs[:3] {
 		e.revoke(e.sub, c, 1)
 		e.svc.flush(e.ctx)
-		_, n, _, _ := e.svc.CRLSince(e.ctx, e.sub.id(), 0)
-		numbers = append(numbers, n)
+		der, n, _, _ := e.svc.CRLSince(e.ctx, e.sub.id(), 0, nil)
+		numbers, sums = append(numbers, n), append(sums, digestOf(der))
 	}
 	for i, n := range numbers[:3] {
-		_, _, d, _ := e.svc.CRLSince(e.ctx, e.sub.id(), n)
+		_, _, d, _ := e.svc.CRLSince(e.ctx, e.sub.id(), n, sums[i])
 		if want := i >= 1; (d != nil) != want {
 			t.Errorf("base %d (%d steps back): delta %v, want %v", n, 3-i, d != nil, want)
 		}
@@ -331,7 +448,7 @@ func TestDeltaHistoryBounded(t *testing.T) {
 		cur.deltas.Store(int64(-1000-i), &deltaCRL{})
 	}
 	cur.deltaBases.Store(maxDeltaBases)
-	if _, _, d, _ := e.svc.CRLSince(e.ctx, e.sub.id(), numbers[2]); d != nil {
+	if _, _, d, _ := e.svc.CRLSince(e.ctx, e.sub.id(), numbers[2], sums[2]); d != nil {
 		t.Error("a delta from one base more than maxDeltaBases")
 	}
 	// A burst of revocations over the byte bound.
@@ -339,7 +456,7 @@ func TestDeltaHistoryBounded(t *testing.T) {
 		e.revoke(e.sub, c, 1)
 	}
 	e.svc.flush(e.ctx)
-	if _, _, d, _ := e.svc.CRLSince(e.ctx, e.sub.id(), numbers[3]); d != nil {
+	if _, _, d, _ := e.svc.CRLSince(e.ctx, e.sub.id(), numbers[3], sums[3]); d != nil {
 		t.Error("a delta across a burst over DeltaBytes")
 	}
 }
@@ -415,14 +532,14 @@ func TestCRLSinceLargeDelta(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.revoke(e.sub, e.issue(e.sub, "first.example"), 1)
 	e.svc.flush(e.ctx)
-	_, base, _, err := e.svc.CRLSince(e.ctx, e.sub.id(), 0)
+	baseDER, base, _, err := e.svc.CRLSince(e.ctx, e.sub.id(), 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fillRevoked(t, e, e.sub, 2500)
 	e.svc.Notify(e.sub.id(), "", e.clock.Now())
 	e.svc.flush(e.ctx)
-	full, number, d, err := e.svc.CRLSince(e.ctx, e.sub.id(), base)
+	full, number, d, err := e.svc.CRLSince(e.ctx, e.sub.id(), base, digestOf(baseDER))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,7 +554,7 @@ func TestCRLSinceLargeDelta(t *testing.T) {
 	// whose size does not depend on the base's: one entry and a signature.
 	e.revoke(e.sub, e.issue(e.sub, "one-more.example"), 1)
 	e.svc.flush(e.ctx)
-	full, _, d, err = e.svc.CRLSince(e.ctx, e.sub.id(), number)
+	full, _, d, err = e.svc.CRLSince(e.ctx, e.sub.id(), number, digestOf(full))
 	if err != nil || d == nil {
 		t.Fatalf("one revocation after the fill: delta %v, %v", d != nil, err)
 	}

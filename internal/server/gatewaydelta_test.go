@@ -24,7 +24,9 @@ import (
 // compiles no full CRL again, the snapshot on disk carries the delta, and
 // over real TLS handshakes it refuses the revoked client and accepts the
 // released one. The control plane answers a request naming the full CRL
-// held with a delta CRL and no full CRL. Restarted from its snapshot file
+// held (number and digest) with a delta CRL and no full CRL, and one that
+// names its number with another digest, or none, with the full CRL.
+// Restarted from its snapshot file
 // during an outage, the gateway still refuses the client revoked by the
 // delta.
 func TestGatewayDeltaCRLs(t *testing.T) {
@@ -103,13 +105,29 @@ func TestGatewayDeltaCRLs(t *testing.T) {
 
 	// What the control plane answers a gateway that holds the base CRL.
 	admin := newAPIClient(t, api, files)
-	have := apiv1.HeldCRLs{hex.EncodeToString(baseCRL.AuthorityKeyId): baseCRL.Number.Int64()}
+	baseKey := hex.EncodeToString(baseCRL.AuthorityKeyId)
+	have := apiv1.HeldCRLs{baseKey: {Number: baseCRL.Number.Int64(), Digest: apiv1.DigestCRL(base.CRLs[0])}}
 	snap, _, _, err := admin.WatchTrustStoreSnapshotSince(ctx, "partners", "", have, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(snap.CRLs) != 0 || len(snap.DeltaCRLs) != 1 {
-		t.Fatalf("snapshot since the base CRL: %d full CRLs, %d deltas; want 0 and 1", len(snap.CRLs), len(snap.DeltaCRLs))
+	if len(snap.CRLs) != 0 || len(snap.DeltaCRLs) != 1 || !snap.HaveDigests {
+		t.Fatalf("snapshot since the base CRL: %d full CRLs, %d deltas, digests read %v; want 0, 1, true", len(snap.CRLs), len(snap.DeltaCRLs), snap.HaveDigests)
+	}
+	// The same number with another digest (a CRL of other content under
+	// that number), or no digest: the full CRL.
+	for what, h := range map[string]apiv1.HeldCRL{
+		"another digest": {Number: baseCRL.Number.Int64(), Digest: apiv1.DigestCRL([]byte("another CRL"))},
+		"no digest":      {Number: baseCRL.Number.Int64()},
+	} {
+		other, _, _, err := admin.WatchTrustStoreSnapshotSince(ctx, "partners", "", apiv1.HeldCRLs{baseKey: h}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(other.CRLs) != 1 || len(other.DeltaCRLs) != 0 || len(other.UnchangedCRLs) != 0 {
+			t.Errorf("snapshot since the base CRL's number with %s: %d full CRLs, %d deltas, %d unchanged; want 1, 0, 0",
+				what, len(other.CRLs), len(other.DeltaCRLs), len(other.UnchangedCRLs))
+		}
 	}
 	delta, err := x509.ParseRevocationList(snap.DeltaCRLs[0])
 	if err != nil {

@@ -57,7 +57,10 @@ func (s *Service) Snapshot(ctx context.Context, name string) (*apiv1.TrustStoreS
 // of some CAs: for each CA of this Trustgate named there, the snapshot
 // carries, instead of the full CRL, a delta CRL from the one held (in
 // DeltaCRLs) when the CRL source can make one, or the CA's key identifier
-// in UnchangedCRLs when the CRL held is current. The ETag is the same as
+// in UnchangedCRLs when the CRL held is current. Both need the held CRL's
+// digest to match, not only its number: an entry without a digest, or
+// with another one, gets the full CRL (unless it names a higher number
+// than the current one, which the gateway keeps). The ETag is the same as
 // Snapshot's: it names the state the answer brings the gateway to, which
 // does not depend on held. It counts the CRLs answered, by form.
 func (s *Service) SnapshotSince(ctx context.Context, name string, held apiv1.HeldCRLs) (*apiv1.TrustStoreSnapshot, error) {
@@ -88,6 +91,7 @@ func (s *Service) snapshot(ctx context.Context, name string, held apiv1.HeldCRLs
 	snap := &apiv1.TrustStoreSnapshot{
 		Name: name, Version: base.version, CACertificates: base.anchors,
 		CRLs: make([][]byte, 0, len(base.ours)+len(base.uploads)), CRLURLs: base.urls,
+		HaveDigests: true,
 	}
 	deltas, _ := s.cfg.CRLs.(DeltaCRLSource)
 	var forms [numCRLForms]int
@@ -95,9 +99,13 @@ func (s *Service) snapshot(ctx context.Context, name string, held apiv1.HeldCRLs
 		h.Write([]byte("\x00" + o.id + "\x00"))
 		var der, delta []byte
 		var number int64
-		heldNumber, isHeld := held[o.keyID]
+		hc, isHeld := held[o.keyID]
 		if isHeld && deltas != nil && o.keyID != "" {
-			der, number, delta, err = deltas.CRLSince(ctx, o.id, heldNumber)
+			var digest []byte
+			if !hc.Digest.IsZero() {
+				digest = hc.Digest[:]
+			}
+			der, number, delta, err = deltas.CRLSince(ctx, o.id, hc.Number, digest)
 			if err == nil && len(der) == 0 {
 				err = fmt.Errorf("empty CRL")
 			}
@@ -116,11 +124,23 @@ func (s *Service) snapshot(ctx context.Context, name string, held apiv1.HeldCRLs
 		sum := s.crlSum(o.id, der)
 		h.Write(sum[:])
 		switch {
-		case isHeld && number > 0 && number <= heldNumber:
-			// Current, or older than what the gateway holds (another node
-			// of the control plane published a newer one): it keeps that.
+		case isHeld && number > 0 && (number < hc.Number ||
+			number == hc.Number && !hc.Digest.IsZero() && apiv1.CRLDigest(sum[:apiv1.CRLDigestSize]) == hc.Digest):
+			// Current (the same number and the same bytes), or older than
+			// what the gateway holds (another node of the control plane
+			// published a newer one, which it never trades for an older
+			// one): it keeps that. The same number with another digest,
+			// or without one, is another CRL, or may be: the full CRL.
 			snap.UnchangedCRLs = append(snap.UnchangedCRLs, o.keyID)
 			forms[formUnchanged]++
+		case isHeld && number == hc.Number && !hc.Digest.IsZero() && delta == nil:
+			// Two CRLs under one number: RFC 5280 §5.2.3 wants numbers
+			// that only increase, which a store restored from a backup
+			// breaks until its counters are moved forward.
+			s.cfg.Logger.Warn("truststore: a gateway holds another CRL under the current CRL number of a CA; the full CRL is sent",
+				"truststore", name, "ca", o.name, "crl_number", number)
+			snap.CRLs = append(snap.CRLs, der)
+			forms[formFull]++
 		case delta != nil:
 			snap.DeltaCRLs = append(snap.DeltaCRLs, delta)
 			forms[formDelta]++

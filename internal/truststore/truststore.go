@@ -60,11 +60,13 @@ type CRLSource interface {
 // gateway that holds an earlier full CRL. The revocation service has it.
 type DeltaCRLSource interface {
 	// CRLSince returns what CurrentCRL returns and its CRL number, and a
-	// delta CRL (RFC 5280 §5.2.4) from the full CRL numbered base to it;
-	// the delta is nil when base is current or newer, or when the source
-	// cannot make one from base (the caller then sends the full CRL). The
-	// slices must not be modified.
-	CRLSince(ctx context.Context, caID string, base int64) (full []byte, number int64, delta []byte, err error)
+	// delta CRL (RFC 5280 §5.2.4) from the full CRL numbered base whose
+	// DER's SHA-256 starts with baseDigest (apiv1.CRLDigest) to it; the
+	// delta is nil when base is current or newer, or when the source
+	// cannot make one from that base: no history back to it, or another
+	// CRL under that number, or no digest (the caller then sends the full
+	// CRL). The slices must not be modified.
+	CRLSince(ctx context.Context, caID string, base int64, baseDigest []byte) (full []byte, number int64, delta []byte, err error)
 }
 
 // Limits of one trust store.

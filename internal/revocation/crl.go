@@ -61,6 +61,7 @@ type crl struct {
 	history    history
 	deltas     sync.Map // int64 -> *deltaCRL
 	deltaBases atomic.Int32
+	deltaBytes atomic.Int64 // what the cached deltas' changes weigh
 }
 
 // entryBytes returns the encoded revokedCertificates entries: two CRLs

@@ -47,6 +47,13 @@ const reasonRemoveFromCRL = 8
 // that neither signatures nor memory grow with what callers ask for.
 const maxDeltaBases = 32
 
+// deltaCacheShare bounds, as a multiple of Config.DeltaBytes, what the
+// delta CRLs cached per full CRL may weigh in all: each one is at most the
+// history's DeltaBytes, and without this bound the deltas from maxDeltaBases
+// old bases could hold maxDeltaBases times that. Past it, a caller at a
+// base with no cached delta gets the full CRL.
+const deltaCacheShare = 4
+
 // Defaults of the delta history bounds.
 const (
 	DefaultDeltaSteps = 1024
@@ -410,9 +417,10 @@ func fold(steps []*step) []foldedChange {
 
 // deltaCRL is a delta CRL signed once, on first request.
 type deltaCRL struct {
-	once sync.Once
-	der  []byte
-	err  error
+	once   sync.Once
+	der    []byte
+	err    error
+	weight int64 // what it holds of its full CRL's deltaBytes
 }
 
 // deltaExtension returns the encoded Delta CRL Indicator extension (RFC
@@ -467,13 +475,25 @@ func (s *Service) delta(ctx context.Context, a *authority, c *crl, base int64, d
 	}
 	v, ok := c.deltas.Load(base)
 	if !ok {
-		if c.deltaBases.Add(1) > maxDeltaBases {
+		// A slot and the delta's weight (its changes, which bound its
+		// size) are reserved before it is built.
+		weight := int64(0)
+		for _, st := range steps {
+			weight += int64(st.size)
+		}
+		release := func() {
 			c.deltaBases.Add(-1)
+			c.deltaBytes.Add(-weight)
+		}
+		bases, total := c.deltaBases.Add(1), c.deltaBytes.Add(weight)
+		if bases > maxDeltaBases || total > deltaCacheShare*int64(s.cfg.DeltaBytes) {
+			release()
 			return nil, nil
 		}
+		d := &deltaCRL{weight: weight}
 		var loaded bool
-		if v, loaded = c.deltas.LoadOrStore(base, &deltaCRL{}); loaded {
-			c.deltaBases.Add(-1)
+		if v, loaded = c.deltas.LoadOrStore(base, d); loaded {
+			release()
 		}
 	}
 	d := v.(*deltaCRL)
@@ -485,6 +505,7 @@ func (s *Service) delta(ctx context.Context, a *authority, c *crl, base int64, d
 	if d.err != nil && c.deltas.CompareAndDelete(base, d) {
 		// Not kept: the next request tries again.
 		c.deltaBases.Add(-1)
+		c.deltaBytes.Add(-d.weight)
 	}
 	return d.der, d.err
 }

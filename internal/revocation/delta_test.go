@@ -451,6 +451,19 @@ func TestDeltaHistoryBounded(t *testing.T) {
 	if _, _, d, _ := e.svc.CRLSince(e.ctx, e.sub.id(), numbers[2], sums[2]); d != nil {
 		t.Error("a delta from one base more than maxDeltaBases")
 	}
+	// Cached deltas weigh at most deltaCacheShare × DeltaBytes in all.
+	cur.deltaBases.Store(0)
+	cur.deltaBytes.Store(int64(deltaCacheShare*e.svc.cfg.DeltaBytes) - 1)
+	if _, _, d, _ := e.svc.CRLSince(e.ctx, e.sub.id(), numbers[2], sums[2]); d != nil {
+		t.Error("a delta over the byte bound of the cached deltas")
+	}
+	cur.deltaBytes.Store(0)
+	if _, _, d, _ := e.svc.CRLSince(e.ctx, e.sub.id(), numbers[2], sums[2]); d == nil {
+		t.Error("no delta with the cache empty again")
+	}
+	if n, b := cur.deltaBases.Load(), cur.deltaBytes.Load(); n != 1 || b <= 0 {
+		t.Errorf("after one cached delta: %d bases, %d bytes reserved; want 1 and its weight", n, b)
+	}
 	// A burst of revocations over the byte bound.
 	for _, c := range certs[3:] {
 		e.revoke(e.sub, c, 1)

@@ -2,49 +2,23 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/trustgate/trustgate/internal/audit"
 	"github.com/trustgate/trustgate/internal/ca"
 	"github.com/trustgate/trustgate/internal/config"
 	"github.com/trustgate/trustgate/internal/server"
+	"github.com/trustgate/trustgate/internal/store/postgres/pgtest"
 )
 
 // testPostgres returns the URL of a new schema on the test PostgreSQL
-// server (TRUSTGATE_TEST_POSTGRES, default the one CI starts), dropped at
-// the end of the test.
+// server, dropped at the end of the test.
 func testPostgres(t *testing.T) string {
 	t.Helper()
-	base := os.Getenv("TRUSTGATE_TEST_POSTGRES")
-	if base == "" {
-		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("PostgreSQL at %s: %v (.ci/run starts it)", base, err)
-	}
-	schema := fmt.Sprintf("tg_migrate_%d", time.Now().UnixNano())
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-		conn.Close(context.Background())
-	})
-	u, _ := url.Parse(base)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return pgtest.NewSchema(t).URL
 }
 
 func TestStoreMigrateToPostgres(t *testing.T) {

@@ -31,6 +31,7 @@ var order = []string{
 	"internal/keystore",
 	"internal/store/sqlite",
 	"internal/store/postgres",
+	"internal/store/postgres/pgtest",
 	"internal/store/storetest",
 	"internal/store",
 	"internal/truststore/verify",

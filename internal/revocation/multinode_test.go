@@ -2,67 +2,25 @@ package revocation
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
-	"encoding/hex"
-	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/trustgate/trustgate/internal/pki"
 	"github.com/trustgate/trustgate/internal/store"
 	"github.com/trustgate/trustgate/internal/store/postgres"
+	"github.com/trustgate/trustgate/internal/store/postgres/pgtest"
 	"github.com/trustgate/trustgate/internal/store/sqlite"
 )
-
-// testPostgresURL is the PostgreSQL server of the tests, as in
-// internal/store/postgres.
-func testPostgresURL() string {
-	if u := os.Getenv("TRUSTGATE_TEST_POSTGRES"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
-
-// postgresSchema creates a new, empty schema on the test server, dropped at
-// cleanup, and returns it with a connection to the server that the test may
-// use from its own goroutine. It skips the test when no server answers.
-func postgresSchema(tb testing.TB) (string, *pgx.Conn) {
-	tb.Helper()
-	admin, err := pgx.Connect(context.Background(), testPostgresURL())
-	if err != nil {
-		tb.Skipf("no PostgreSQL at the test URL (set TRUSTGATE_TEST_POSTGRES): %v", err)
-	}
-	// Named as internal/store/postgres names its test schemas, whose
-	// sweep drops the leftovers of killed test binaries after an hour.
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := fmt.Sprintf("tg_test_%d_%s", time.Now().Unix(), hex.EncodeToString(b))
-	if _, err := admin.Exec(context.Background(), "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := admin.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-			tb.Errorf("drop schema %s: %v", schema, err)
-		}
-		admin.Close(ctx)
-	})
-	return schema, admin
-}
 
 // openPostgres opens a store on schema, closed at cleanup, whose sessions
 // carry the application name app.
 func openPostgres(tb testing.TB, schema, app string) store.Store {
 	tb.Helper()
-	u, err := url.Parse(testPostgresURL())
+	u, err := url.Parse(pgtest.URL())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -132,7 +90,8 @@ func TestCRLNumberAndContentAcrossNodes(t *testing.T) {
 			return open, open, func() bool { return false }
 		}},
 		{"postgres", func(t *testing.T) (a, b func(testing.TB) store.Store, waiting func() bool) {
-			schema, admin := postgresSchema(t)
+			pg := pgtest.NewSchema(t)
+			schema, admin := pg.Name, pg.Admin
 			appB := "trustgate-node-b-" + schema
 			return func(tb testing.TB) store.Store { return openPostgres(tb, schema, "trustgate-node-a") },
 				func(tb testing.TB) store.Store { return openPostgres(tb, schema, appB) },

@@ -2,53 +2,23 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/trustgate/trustgate/internal/ca"
 	"github.com/trustgate/trustgate/internal/pki"
 	"github.com/trustgate/trustgate/internal/store"
+	"github.com/trustgate/trustgate/internal/store/postgres/pgtest"
 )
 
 // postgresStore returns the URL of a new, empty schema on the test server,
 // dropped at cleanup; it skips the test when no server answers.
 func postgresStore(t *testing.T) string {
 	t.Helper()
-	base, err := url.Parse(testPostgresURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := pgx.Connect(t.Context(), base.String())
-	if err != nil {
-		t.Skipf("no PostgreSQL at %s: %v", base.Redacted(), err)
-	}
-	// Named as internal/store/postgres names its test schemas, whose sweep
-	// drops the leftovers of killed test binaries after an hour.
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := fmt.Sprintf("tg_test_%d_%s", time.Now().Unix(), hex.EncodeToString(b))
-	if _, err := admin.Exec(t.Context(), "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		admin.Exec(c, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-		admin.Close(c)
-	})
-	q := base.Query()
-	q.Set("search_path", schema)
-	base.RawQuery = q.Encode()
-	return base.String()
+	return pgtest.NewSchema(t).URL
 }
 
 // runServer runs s until the test ends.

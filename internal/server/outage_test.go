@@ -1,11 +1,7 @@
 package server
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,19 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/trustgate/trustgate/internal/apiv1"
+	"github.com/trustgate/trustgate/internal/store/postgres/pgtest"
 )
-
-// testPostgresURL is the PostgreSQL server of the tests, as in
-// internal/store/postgres.
-func testPostgresURL() string {
-	if u := os.Getenv("TRUSTGATE_TEST_POSTGRES"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
 
 // tcpProxy forwards loopback connections to a server and can cut them all,
 // refusing new ones, as a database that went down does.
@@ -127,34 +113,16 @@ func (p *tcpProxy) restore(t *testing.T) {
 // recovers by itself once the database is back.
 func TestStoreOutage(t *testing.T) {
 	ctx := t.Context()
-	base, err := url.Parse(testPostgresURL())
+	pg := pgtest.NewSchema(t)
+	base, err := url.Parse(pg.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := pgx.Connect(ctx, base.String())
-	if err != nil {
-		t.Skipf("no PostgreSQL at %s: %v", base.Redacted(), err)
-	}
-	// Named as internal/store/postgres names its test schemas, whose sweep
-	// drops the leftovers of killed test binaries after an hour.
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := fmt.Sprintf("tg_test_%d_%s", time.Now().Unix(), hex.EncodeToString(b))
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		admin.Exec(c, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-		admin.Close(c)
-	})
 
 	proxy := newTCPProxy(t, base.Host)
 	u := *base
 	u.Host = proxy.addr
 	q := u.Query()
-	q.Set("search_path", schema)
 	q.Set("connect_timeout", "2")
 	u.RawQuery = q.Encode()
 

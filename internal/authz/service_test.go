@@ -186,4 +186,3 @@ func TestPoliciesFollowTheGeneration(t *testing.T) {
 	}
 	check("after revoking the token in the database", fault.Unauthenticated, 0, 1, 1)
 }
-

@@ -400,20 +400,33 @@ func TestOperatorCertificateLogin(t *testing.T) {
 	if code, body := login(alice); code != 200 {
 		t.Fatalf("alice's certificate: %d %s", code, body)
 	}
-	stranger, _ := issue("operators", "bob.ops.example")
+	stranger, strangerSerial := issue("operators", "bob.ops.example")
 	if code, body := login(stranger); code != 401 || !strings.Contains(body, "no principal") {
 		t.Errorf("certificate of nobody: %d %s", code, body)
 	}
+	// Refusals of a certificate of the operator CA name it in the audit
+	// log; one of another CA proves nothing and stays anonymous.
+	refusedBy := func(name, actor string) {
+		t.Helper()
+		r := e.auditTail(1)[0]
+		if r.Action != "ca:List" || r.Decision != "deny" || r.Actor != actor ||
+			(actor != "" && !strings.Contains(r.Detail, `certificate issued by CA "operators"`)) {
+			t.Errorf("%s: audit record %+v, want actor %q", name, r, actor)
+		}
+	}
+	refusedBy("certificate of nobody", "certificate:"+strangerSerial)
 	other, _ := issue("workloads", "alice.ops.example")
 	if code, body := login(other); code != 401 || !strings.Contains(body, "not a valid operator certificate") {
 		t.Errorf("certificate of another CA: %d %s", code, body)
 	}
+	refusedBy("certificate of another CA", "")
 	if code, _ := e.call("POST", "/v1/certificates/"+serial+"/revoke", apiv1.RevokeRequest{Reason: "keyCompromise"}, nil); code != 200 {
 		t.Fatal("revoke")
 	}
 	if code, body := login(alice); code != 401 || !strings.Contains(body, "revoked") {
 		t.Errorf("revoked certificate: %d %s", code, body)
 	}
+	refusedBy("revoked certificate", "certificate:"+serial)
 }
 
 // TestServerCNIsJudgedAsAName keeps a server certificate's CN, which the
@@ -469,5 +482,41 @@ func TestUnauthenticatedAuditBounded(t *testing.T) {
 	}
 	if n := strings.Count(e.logs.String(), "audited at a limited rate"); n != 1 {
 		t.Errorf("the limit was logged %d times, want once", n)
+	}
+}
+
+// TestRefusedCredentialIsAttributed floods a guarded route with a revoked
+// API token: the caller proved the token, so every refusal is recorded,
+// under the token's ID and with its principal, and none is rate-limited
+// away as an anonymous call would be.
+func TestRefusedCredentialIsAttributed(t *testing.T) {
+	e := newEnv(t)
+	deploy := e.principal("deploy", "")
+	dtoks, err := e.st.ListTokens(context.Background(), "deploy")
+	if err != nil || len(dtoks) != 1 {
+		t.Fatalf("tokens of deploy: %v %v", dtoks, err)
+	}
+	if err := e.st.RevokeToken(context.Background(), dtoks[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	before := len(e.auditTail(100000))
+	const calls = 45
+	for i := range calls {
+		if code, eb := deploy.call("GET", "/v1/cas", nil, nil); code != 401 || !strings.Contains(eb.Error.Message, "revoked") {
+			t.Fatalf("call %d with a revoked token: %d %+v", i, code, eb)
+		}
+	}
+	recs := e.auditTail(100000)[before:]
+	if len(recs) != calls {
+		t.Fatalf("%d of %d calls with a revoked token recorded, want all", len(recs), calls)
+	}
+	for _, r := range recs {
+		if r.Actor != "token:"+dtoks[0].ID || r.Decision != "deny" || r.Outcome != "unauthenticated" ||
+			!strings.Contains(r.Detail, "API token of principal deploy") {
+			t.Fatalf("record %+v", r)
+		}
+	}
+	if strings.Contains(e.logs.String(), "audited at a limited rate") {
+		t.Error("calls with a proved credential were rate-limited as anonymous ones")
 	}
 }

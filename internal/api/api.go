@@ -160,8 +160,11 @@ type Handler struct {
 	latency  *prometheus.HistogramVec
 	// watch holds the long polls of trust-store snapshots.
 	watch *snapshotWatch
-	// anon limits the audit records of unauthenticated calls.
-	anon anonAudit
+	// anon limits the audit records of unauthenticated calls, and
+	// anonSummaryEvery is how long after a call is left out the summary
+	// that counts it is written (anonAuditSummaryEvery; tests shorten it).
+	anon             anonAudit
+	anonSummaryEvery time.Duration
 	// anonSkipped counts unauthenticated calls not audited.
 	anonSkipped prometheus.Counter
 }
@@ -177,7 +180,7 @@ func New(cfg Config) *Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
+	h := &Handler{cfg: cfg, mux: http.NewServeMux(), anonSummaryEvery: anonAuditSummaryEvery}
 	h.watch = &snapshotWatch{every: snapshotCheckEvery, stop: cfg.Draining, etag: func(ctx context.Context, name string) (string, error) {
 		snap, err := cfg.TrustStores.Snapshot(ctx, name)
 		if err != nil {
@@ -194,7 +197,7 @@ func New(cfg Config) *Handler {
 	}, []string{"route"})
 	h.anonSkipped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "trustgate_audit_unauthenticated_skipped_total",
-		Help: "Unauthenticated API calls (401) left out of the audit log by its per-address rate limit; the next record from the address counts them.",
+		Help: "Unauthenticated API calls (401 without a proved credential) not recorded one by one in the audit log, by its rate limits; a later record counts them.",
 	})
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(h.requests, h.latency, h.anonSkipped)
@@ -496,11 +499,16 @@ func (r *request) setActor(actor, resource string) {
 	}
 }
 
-// newAudit starts the audit record of a call to a guarded route.
-func (h *Handler) newAudit(r *http.Request, rt Route) *store.PendingAudit {
+// newRequestID returns a random request id.
+func newRequestID() string {
 	idb := make([]byte, 8)
 	rand.Read(idb)
-	id := hex.EncodeToString(idb)
+	return hex.EncodeToString(idb)
+}
+
+// newAudit starts the audit record of a call to a guarded route.
+func (h *Handler) newAudit(r *http.Request, rt Route) *store.PendingAudit {
+	id := newRequestID()
 	source := r.RemoteAddr
 	if host, _, err := net.SplitHostPort(source); err == nil {
 		source = host
@@ -545,24 +553,74 @@ func (h *Handler) finishAudit(r *request, err error) {
 			rec.Detail = "internal error"
 		}
 	}
-	if kind == fault.Unauthenticated && rec.Actor == "" {
-		record, skipped, first := h.anon.admit(rec.Source, rec.At)
-		if !record {
-			h.anonSkipped.Inc()
-			if first {
-				h.cfg.Logger.Warn("unauthenticated calls from this address are audited at a limited rate from now on",
-					"source", rec.Source, "burst", anonAuditBurst, "every", anonAuditEvery.String())
-			}
-			return
-		}
-		if skipped > 0 {
-			rec.Detail += skippedNote(skipped)
+	if c := fault.CredentialOf(err); c != nil && rec.Actor == "" {
+		// A credential was proved and refused (revoked, expired): the
+		// call is attributable, and recorded like any known caller's.
+		rec.Actor = c.Actor
+		if c.About != "" {
+			rec.Detail += "; " + c.About
 		}
 	}
+	if kind == fault.Unauthenticated && rec.Actor == "" && !h.admitAnon(rec) {
+		return
+	}
 	// The call's own context may be ending; the record must still land.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+	_ = h.appendAudit(context.WithoutCancel(r.Context()), rec)
+}
+
+// appendAudit writes rec, logging it as lost when the store refuses.
+func (h *Handler) appendAudit(ctx context.Context, rec *store.AuditRecord) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if aerr := h.cfg.Audit.AppendAudit(ctx, rec); aerr != nil {
-		h.cfg.Logger.Error("audit record lost", "request_id", rec.RequestID, "action", rec.Action, "err", aerr)
+	err := h.cfg.Audit.AppendAudit(ctx, rec)
+	if err != nil {
+		h.cfg.Logger.Error("audit record lost", "request_id", rec.RequestID, "action", rec.Action, "err", err)
+	}
+	return err
+}
+
+// admitAnon applies the limits of unauthenticated calls to rec, a call that
+// proved no credential: it reports whether rec is to be written, and
+// counts it out otherwise. The decision is taken now, not at rec.At (the
+// call's start, which a slow caller can put long before).
+func (h *Handler) admitAnon(rec *store.AuditRecord) bool {
+	d := h.anon.admit(rec.Source, h.cfg.Now())
+	if d.arm {
+		time.AfterFunc(h.anonSummaryEvery, h.writeAnonSummary)
+	}
+	if d.record {
+		if d.skipped > 0 {
+			rec.Detail += skippedNote(d.skipped, d.source)
+		}
+		return true
+	}
+	h.anonSkipped.Inc()
+	if d.warnSource {
+		h.cfg.Logger.Warn("unauthenticated calls from this source are audited at a limited rate from now on",
+			"source", d.source, "burst", anonAuditBurst, "every", anonAuditEvery.String())
+	}
+	if d.warnAll {
+		h.cfg.Logger.Warn("unauthenticated calls from all sources together are audited at a limited rate from now on",
+			"burst", anonAuditAllBurst, "every", anonAuditAllEvery.String())
+	}
+	return false
+}
+
+// writeAnonSummary writes the record that counts the unauthenticated calls
+// left out that no record has counted yet, so that a source that stops, or
+// that was forgotten, still has its count in the chain.
+func (h *Handler) writeAnonSummary() {
+	now := h.cfg.Now()
+	sum := h.anon.summary(now)
+	if sum.total == 0 {
+		return
+	}
+	rec := &store.AuditRecord{
+		At: now.UTC(), Action: anonSummaryAction, Decision: "deny", Outcome: fault.Unauthenticated.String(),
+		RequestID: newRequestID(), Detail: sum.detail(),
+	}
+	if h.appendAudit(context.Background(), rec) != nil {
+		// The counts are in no record now: the log keeps them.
+		h.cfg.Logger.Error("unauthenticated calls left out of the audit log and not counted there", "calls", sum.total, "detail", rec.Detail)
 	}
 }

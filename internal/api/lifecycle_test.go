@@ -269,6 +269,11 @@ func TestEnrollAndRenew(t *testing.T) {
 	if code, eb := e.post("/v1/enroll", apiv1.EnrollRequest{Token: tok.Token, CSR: csr}, nil, nil); code != 401 || !strings.Contains(eb.Error.Message, "used up") {
 		t.Fatalf("second enrolment: %d %+v", code, eb)
 	}
+	// The refusal of a token the caller proved names it.
+	if r := e.auditTail(1)[0]; r.Actor != "bootstrap-token:"+tok.ID || r.Action != "cert:Enroll" || r.Decision != "deny" ||
+		!strings.Contains(r.Detail, `used up`) || !strings.Contains(r.Detail, `bootstrap token for "svc-a", made by principal admin`) {
+		t.Errorf("audit record of the used-up token's call: %+v", r)
+	}
 
 	// Renewal over mTLS with the enrolled certificate, for a new key; the
 	// CSR's names are ignored.
@@ -318,16 +323,28 @@ func TestEnrollAndRenew(t *testing.T) {
 	foreign := pkitest.New(t, pkitest.WithName("Foreign CA"))
 	fc, fk := foreign.Leaf(t, pkitest.LeafOptions{CN: "svc-a", DNS: []string{"svc-a.internal"}, ClientAuth: true})
 	renewFails("fail/foreign CA", &tls.Certificate{Certificate: [][]byte{fc.Raw}, PrivateKey: fk}, csrPEM(t, newKey(t), "svc-a"), 401, "not issued by a CA of this Trustgate")
+	// A certificate that is not ours proves nothing: its refusal is
+	// anonymous. One of ours, refused, is named by serial and CA.
+	refusedBy := func(name, actor string) {
+		t.Helper()
+		r := e.auditTail(1)[0]
+		if r.Action != "cert:Renew" || r.Actor != actor || (actor != "" && !strings.Contains(r.Detail, `certificate issued by CA "issuing"`)) {
+			t.Errorf("%s: audit record %+v, want actor %q", name, r, actor)
+		}
+	}
+	refusedBy("foreign CA", "")
 
 	// Revoked: no renewal (a new token is needed).
 	if code, eb := e.call("POST", "/v1/certificates/"+second.Certificate.Serial+"/revoke", apiv1.RevokeRequest{Reason: "keyCompromise"}, nil); code != 200 {
 		t.Fatalf("revoke: %d %+v", code, eb)
 	}
 	renewFails("fail/revoked", cur2, csrPEM(t, newKey(t), "svc-a"), 401, "revoked")
+	refusedBy("revoked", "certificate:"+second.Certificate.Serial)
 
 	// Expired: no renewal. The first certificate is still unrevoked.
 	clock.Advance(25 * time.Hour)
 	renewFails("fail/expired", cur, csrPEM(t, newKey(t), "svc-a"), 401, "expired")
+	refusedBy("expired", "certificate:"+first.Certificate.Serial)
 }
 
 func TestEnrollTokenExpiryAndConcurrency(t *testing.T) {
@@ -387,5 +404,92 @@ func TestEnrollTokenExpiryAndConcurrency(t *testing.T) {
 	code, eb := e.post("/v1/enroll", apiv1.EnrollRequest{Token: late.Token, CSR: csrPEM(t, newKey(t), "svc-d")}, nil, nil)
 	if code != 401 || !strings.Contains(eb.Error.Message, "expired") {
 		t.Fatalf("enrolment with an expired token: %d %+v", code, eb)
+	}
+}
+
+// firstRead signals once, when the handler first reads the request body
+// (after it started the call's audit record).
+type firstRead struct {
+	io.ReadCloser
+	once   *sync.Once
+	signal chan<- struct{}
+}
+
+func (f firstRead) Read(p []byte) (int, error) {
+	f.once.Do(func() { f.signal <- struct{}{} })
+	return f.ReadCloser.Read(p)
+}
+
+// TestSlowUnauthenticatedCallDoesNotRefill is a caller that trickles one
+// request's body in while sending others at full speed: its late refusal
+// must be judged when it is decided, not when the request began, or it
+// would hand the bucket of unauthenticated calls back to the flood.
+func TestSlowUnauthenticatedCallDoesNotRefill(t *testing.T) {
+	e, clock := lifecycleEnv(t)
+	reading := make(chan struct{}, 1)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/enroll" {
+			r.Body = firstRead{ReadCloser: r.Body, once: new(sync.Once), signal: reading}
+		}
+		e.handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	unauthenticated := func() int {
+		n := 0
+		for _, r := range e.auditTail(100000) {
+			if r.Outcome == "unauthenticated" && r.Actor == "" {
+				n++
+			}
+		}
+		return n
+	}
+	before := unauthenticated()
+	fast := func(n int) {
+		t.Helper()
+		for range n {
+			req, _ := http.NewRequest("GET", srv.URL+"/v1/cas", nil)
+			req.Header.Set("Authorization", "Bearer tg_not-a-token")
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 401 {
+				t.Fatalf("fast call: %d, want 401", resp.StatusCode)
+			}
+		}
+	}
+	for round := range 3 {
+		// The slow call begins (its record is started), then its body
+		// takes 100 s to arrive while 29 fast calls are refused.
+		pr, pw := io.Pipe()
+		done := make(chan int, 1)
+		go func() {
+			req, _ := http.NewRequest("POST", srv.URL+"/v1/enroll", pr)
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				done <- 0
+				return
+			}
+			resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+		if _, err := pw.Write([]byte(`{"csr":"x",`)); err != nil {
+			t.Fatal(err)
+		}
+		<-reading
+		clock.Advance(100 * time.Second)
+		fast(29)
+		pw.Write([]byte(`"token":"tgbt_not-a-token"}`))
+		pw.Close()
+		if code := <-done; code != 401 {
+			t.Fatalf("round %d: slow call answered %d, want 401", round, code)
+		}
+		fast(29)
+	}
+	// 3 × (29 + 1 + 29) calls, with the clock moving 100 s three times: at
+	// most a full bucket per move.
+	if n := unauthenticated() - before; n > 3*30 {
+		t.Errorf("%d of %d unauthenticated calls recorded, want at most %d", n, 3*59, 3*30)
 	}
 }

@@ -204,17 +204,26 @@ func (b *Bootstrap) Revoke(ctx context.Context, id string) (*store.BootstrapToke
 	return b.Get(ctx, id)
 }
 
-// refusal says why rec cannot be used at now, or returns nil.
+// refusal says why rec cannot be used at now, or returns nil. It is only
+// asked of a token whose secret the caller proved, so a refusal names the
+// token for the audit log.
 func refusal(rec *store.BootstrapToken, now time.Time) error {
+	var err error
 	switch {
 	case rec.Revoked:
-		return fault.New(fault.Unauthenticated, "the bootstrap token %s was revoked", rec.ID)
+		err = fault.New(fault.Unauthenticated, "the bootstrap token %s was revoked", rec.ID)
 	case rec.Uses >= rec.MaxUses:
-		return fault.New(fault.Unauthenticated, "the bootstrap token %s is used up (%d of %d uses); ask for a new one", rec.ID, rec.Uses, rec.MaxUses)
+		err = fault.New(fault.Unauthenticated, "the bootstrap token %s is used up (%d of %d uses); ask for a new one", rec.ID, rec.Uses, rec.MaxUses)
 	case !rec.ExpiresAt.IsZero() && !now.Before(rec.ExpiresAt):
-		return fault.New(fault.Unauthenticated, "the bootstrap token %s expired at %s", rec.ID, rec.ExpiresAt.UTC().Format(time.RFC3339))
+		err = fault.New(fault.Unauthenticated, "the bootstrap token %s expired at %s", rec.ID, rec.ExpiresAt.UTC().Format(time.RFC3339))
+	default:
+		return nil
 	}
-	return nil
+	about := fmt.Sprintf("bootstrap token for %q", rec.Name)
+	if rec.CreatedBy != "" {
+		about += ", made by principal " + rec.CreatedBy
+	}
+	return &fault.Credential{Err: err, Actor: "bootstrap-token:" + rec.ID, About: about}
 }
 
 // CheckBinding reports whether a certificate with the facts iss stays

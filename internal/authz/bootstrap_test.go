@@ -201,3 +201,55 @@ func TestCheckBinding(t *testing.T) {
 		})
 	}
 }
+
+// TestBootstrapRefusalNamesTheToken: revoked, used-up and expired tokens
+// are refused with their ID and maker for the audit log.
+func TestBootstrapRefusalNamesTheToken(t *testing.T) {
+	b, st, now := bootstrapEnv(t)
+	ctx := context.Background()
+	mk := func(name string, ttl time.Duration) (string, *store.BootstrapToken) {
+		t.Helper()
+		secret, rec, err := b.Create(ctx, BootstrapSpec{Name: name, CAID: "ca-1", Profile: "server", TTL: ttl, CreatedBy: "admin"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return secret, rec
+	}
+	revoked, revokedRec := mk("svc-r", 0)
+	if err := st.RevokeBootstrapToken(ctx, revokedRec.ID); err != nil {
+		t.Fatal(err)
+	}
+	used, usedRec := mk("svc-u", 0)
+	if err := b.Use(ctx, usedRec); err != nil {
+		t.Fatal(err)
+	}
+	expired, expiredRec := mk("svc-e", time.Minute)
+	*now = now.Add(time.Hour)
+	tests := []struct {
+		name, secret, id, cn, want string
+	}{
+		{"ok/revoked", revoked, revokedRec.ID, "svc-r", "revoked"},
+		{"ok/used up", used, usedRec.ID, "svc-u", "used up"},
+		{"ok/expired", expired, expiredRec.ID, "svc-e", "expired"},
+		{"ok/unknown names nothing", BootstrapTokenPrefix + strings.Repeat("A", 43), "", "", "unknown"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := b.Lookup(ctx, tt.secret)
+			if !fault.Is(err, fault.Unauthenticated) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want Unauthenticated %q", err, tt.want)
+			}
+			c := fault.CredentialOf(err)
+			if tt.id == "" {
+				if c != nil {
+					t.Fatalf("an unknown token names %+v", c)
+				}
+				return
+			}
+			wantAbout := `bootstrap token for "` + tt.cn + `", made by principal admin`
+			if c == nil || c.Actor != "bootstrap-token:"+tt.id || c.About != wantAbout {
+				t.Fatalf("credential = %+v", c)
+			}
+		})
+	}
+}

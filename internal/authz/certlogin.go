@@ -62,8 +62,13 @@ func (s *Service) AuthenticateCert(ctx context.Context, chain []*x509.Certificat
 	if err != nil {
 		return "", fmt.Errorf("client certificate %s: %w", serial, err)
 	}
+	// The certificate is the operator CA's and the handshake proved its
+	// key: a refusal from here on names it for the audit log.
+	proved := func(err error) error {
+		return &fault.Credential{Err: err, Actor: "certificate:" + serial, About: fmt.Sprintf("certificate issued by CA %q", s.cfg.OperatorCA)}
+	}
 	if rec.Status == store.CertRevoked {
-		return "", fault.New(fault.Unauthenticated, "the client certificate %s is revoked", serial)
+		return "", proved(fault.New(fault.Unauthenticated, "the client certificate %s is revoked", serial))
 	}
 	names := certIdentities(leaf)
 	ps, err := st.ListPrincipals(ctx)
@@ -78,11 +83,11 @@ func (s *Service) AuthenticateCert(ctx context.Context, chain []*x509.Certificat
 	}
 	switch len(match) {
 	case 0:
-		return "", fault.New(fault.Unauthenticated, "no principal has an identity of the client certificate (%s)", strings.Join(names, ", "))
+		return "", proved(fault.New(fault.Unauthenticated, "no principal has an identity of the client certificate (%s)", strings.Join(names, ", ")))
 	case 1:
 		return match[0], nil
 	default:
-		return "", fault.New(fault.Unauthenticated, "the client certificate's names match several principals (%s); give each its own identity", strings.Join(match, ", "))
+		return "", proved(fault.New(fault.Unauthenticated, "the client certificate's names match several principals (%s); give each its own identity", strings.Join(match, ", ")))
 	}
 }
 

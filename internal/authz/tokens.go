@@ -116,13 +116,20 @@ func (t *Tokens) Authenticate(ctx context.Context, secret string) (string, error
 	if subtle.ConstantTimeCompare(rec.Hash, h) != 1 {
 		return "", fault.New(fault.Unauthenticated, "the bearer token is unknown")
 	}
+	// From here on the caller has proved the token: a refusal names it
+	// (never its secret) for the audit log.
 	if rec.Revoked {
-		return "", fault.New(fault.Unauthenticated, "the bearer token was revoked")
+		return "", tokenRefusal(rec, fault.New(fault.Unauthenticated, "the bearer token was revoked"))
 	}
 	if !rec.ExpiresAt.IsZero() && !t.now().Before(rec.ExpiresAt) {
-		return "", fault.New(fault.Unauthenticated, "the bearer token expired at %s", rec.ExpiresAt.Format(time.RFC3339))
+		return "", tokenRefusal(rec, fault.New(fault.Unauthenticated, "the bearer token expired at %s", rec.ExpiresAt.Format(time.RFC3339)))
 	}
 	return rec.Principal, nil
+}
+
+// tokenRefusal attaches the identity of a proved API token to its refusal.
+func tokenRefusal(rec *store.Token, err error) error {
+	return &fault.Credential{Err: err, Actor: "token:" + rec.ID, About: "API token of principal " + rec.Principal}
 }
 
 // lookup reads a token record by hash, through a cache of successful

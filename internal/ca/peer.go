@@ -58,25 +58,30 @@ func (s *Service) VerifyPeer(ctx context.Context, chain []*x509.Certificate) (*s
 	if issuer == nil {
 		return nil, fault.New(fault.Unauthenticated, "client certificate %s was not issued by a CA of this Trustgate", serial)
 	}
+	// The leaf is signed by a CA of ours and the handshake proved its key:
+	// a refusal from here on names it for the audit log.
+	proved := func(err error) error {
+		return &fault.Credential{Err: err, Actor: "certificate:" + serial, About: fmt.Sprintf("certificate issued by CA %q", issuer.Name)}
+	}
 	if now.Before(leaf.NotBefore) {
-		return nil, fault.New(fault.Unauthenticated, "client certificate %s is not valid before %s", serial, leaf.NotBefore.UTC().Format(time.RFC3339))
+		return nil, proved(fault.New(fault.Unauthenticated, "client certificate %s is not valid before %s", serial, leaf.NotBefore.UTC().Format(time.RFC3339)))
 	}
 	if !now.Before(leaf.NotAfter) {
-		return nil, fault.New(fault.Unauthenticated, "client certificate %s expired at %s; a new bootstrap token is needed", serial, leaf.NotAfter.UTC().Format(time.RFC3339))
+		return nil, proved(fault.New(fault.Unauthenticated, "client certificate %s expired at %s; a new bootstrap token is needed", serial, leaf.NotAfter.UTC().Format(time.RFC3339)))
 	}
 	rec, err := s.cfg.Store.GetCertificateByCA(ctx, issuer.ID, serial)
 	if store.IsNotFound(err) {
-		return nil, fault.New(fault.Unauthenticated, "client certificate %s is not in the inventory of CA %q", serial, issuer.Name)
+		return nil, proved(fault.New(fault.Unauthenticated, "client certificate %s is not in the inventory of CA %q", serial, issuer.Name))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("verify client certificate %s: %w", serial, err)
 	}
 	if !bytes.Equal(rec.DER, leaf.Raw) {
-		return nil, fault.New(fault.Unauthenticated, "client certificate %s differs from the one CA %q recorded", serial, issuer.Name)
+		return nil, proved(fault.New(fault.Unauthenticated, "client certificate %s differs from the one CA %q recorded", serial, issuer.Name))
 	}
 	if rec.Status == store.CertRevoked {
-		return nil, fault.New(fault.Unauthenticated, "client certificate %s was revoked at %s (%s); a new bootstrap token is needed",
-			serial, rec.RevokedAt.UTC().Format(time.RFC3339), pki.ReasonName(rec.Reason))
+		return nil, proved(fault.New(fault.Unauthenticated, "client certificate %s was revoked at %s (%s); a new bootstrap token is needed",
+			serial, rec.RevokedAt.UTC().Format(time.RFC3339), pki.ReasonName(rec.Reason)))
 	}
 	return rec, nil
 }

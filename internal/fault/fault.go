@@ -121,3 +121,33 @@ func RetryAfterOf(err error) time.Duration {
 	}
 	return 0
 }
+
+// Credential is a refusal of a credential the caller did prove (the secret
+// of a known token, a certificate signed by a CA of this Trustgate whose
+// key the TLS handshake proved) but that is not accepted now: revoked,
+// expired, used up, or bound to no principal. It names the credential so
+// that the refusal can be attributed in the audit log; it never holds the
+// secret. Its text is Err's, so what the caller is told does not change.
+type Credential struct {
+	Err error
+	// Actor names the credential as audit records name callers
+	// ("token:ID", "bootstrap-token:ID", "certificate:SERIAL").
+	Actor string
+	// About says what else is known of it, for the auditor: the principal
+	// it belongs to, the CA that issued it ("" when nothing is).
+	About string
+}
+
+func (e *Credential) Error() string { return e.Err.Error() }
+
+// Unwrap returns the refusal, so KindOf sees through it.
+func (e *Credential) Unwrap() error { return e.Err }
+
+// CredentialOf returns the proved credential that err refuses, or nil when
+// err names none.
+func CredentialOf(err error) *Credential {
+	if c, ok := errors.AsType[*Credential](err); ok {
+		return c
+	}
+	return nil
+}

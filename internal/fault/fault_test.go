@@ -39,3 +39,18 @@ func TestKindOf(t *testing.T) {
 		t.Error("String mapping wrong")
 	}
 }
+
+func TestCredentialOf(t *testing.T) {
+	refusal := New(Unauthenticated, "the bearer token was revoked")
+	err := fmt.Errorf("authenticate: %w", &Credential{Err: refusal, Actor: "token:3f2a", About: "of principal ci"})
+	c := CredentialOf(err)
+	if c == nil || c.Actor != "token:3f2a" || c.About != "of principal ci" {
+		t.Fatalf("CredentialOf = %+v", c)
+	}
+	if KindOf(err) != Unauthenticated || err.Error() != "authenticate: the bearer token was revoked" {
+		t.Errorf("kind %v, text %q: the credential must not change either", KindOf(err), err.Error())
+	}
+	if CredentialOf(refusal) != nil || CredentialOf(nil) != nil {
+		t.Error("an error without a credential names one")
+	}
+}

@@ -79,6 +79,9 @@ type anonSource struct {
 
 // bucket is a token bucket that holds burst tokens and gains one every
 // every. Times given to it never go back (anonAudit.last sees to that).
+// It is not golang.org/x/time/rate's Limiter because a call is recorded
+// only when its source's bucket and the overall one both have a token, and
+// a Limiter cannot be asked that without taking one.
 type bucket struct {
 	tokens float64
 	at     time.Time

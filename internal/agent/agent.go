@@ -83,7 +83,22 @@ type Config struct {
 	// Failed, when set, is told of each failed attempt to obtain a
 	// certificate, after the agent logged and counted it.
 	Failed func(name string, err error)
+	// Check, when set, is asked by Run whether a valid certificate found
+	// in the files (at start, or put there by someone else) still
+	// matches what is asked for; an error makes it due at once, and it
+	// is kept and served meanwhile. It is asked once per certificate;
+	// not by RunOnce, which must not wait on it.
+	Check func(ctx context.Context, name string, leaf *x509.Certificate) error
 }
+
+// RefusedError is a failure after the control plane issued a certificate:
+// its answer was refused (for another key, unusable, or refused by
+// Config.Issue's own checks). Such a failure is retried only after
+// Policy.RefusedBackoff, since each attempt costs a certificate.
+type RefusedError struct{ Err error }
+
+func (e *RefusedError) Error() string { return e.Err.Error() }
+func (e *RefusedError) Unwrap() error { return e.Err }
 
 // Agent keeps certificates fresh. Run or RunOnce drive it, one at a time;
 // Status and Handler are safe to call while they run.
@@ -126,11 +141,17 @@ func New(cfg Config) (*Agent, error) {
 		w := &worker{
 			a: a, spec: spec, keyType: kt, log: cfg.Logger.With("certificate", spec.Name),
 			policy: Policy{RenewAt: spec.RenewAt, Jitter: min(DefaultJitter, spec.RenewAt/2),
-				InitialBackoff: time.Duration(cfg.Spec.Retry.Initial), MaxBackoff: time.Duration(cfg.Spec.Retry.Max)},
+				InitialBackoff: time.Duration(cfg.Spec.Retry.Initial), MaxBackoff: time.Duration(cfg.Spec.Retry.Max),
+				RefusedBackoff: max(DefaultRefusedBackoff, time.Duration(cfg.Spec.Retry.Max))},
 			u: cfg.Rand(),
 		}
 		w.status.Name, w.status.CertFile = spec.Name, spec.CertFile
 		a.workers = append(a.workers, w)
+	}
+	// The agent starts: no write of its files is under way, and a
+	// temporary file left by one that was cut short may hold a key.
+	for _, w := range a.workers {
+		w.removeTemps()
 	}
 	return a, nil
 }
@@ -172,21 +193,29 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // RunOnce makes one pass for cron jobs and init containers: each
 // certificate that is missing, invalid or due for renewal is obtained
-// once; the others are left alone. The error joins every failure.
+// once, all of them at the same time (as Run does: an unreachable control
+// plane costs one timeout, not one per certificate); the others are left
+// alone. The error joins every failure, in configuration order.
 func (a *Agent) RunOnce(ctx context.Context) error {
-	var errs []error
-	for _, w := range a.workers {
+	errs := make([]error, len(a.workers))
+	var wg sync.WaitGroup
+	for i, w := range a.workers {
 		now := a.cfg.Clock.Now()
 		cur := w.load(now)
-		if due := w.policy.Next(now, cur.Current, 0, time.Time{}, w.u); due.After(now) {
+		if due := w.policy.Next(now, cur.Current, Failures{}, w.u); due.After(now) {
 			w.log.Info("certificate is not due for renewal", "not_after", cur.NotAfter, "renew_at", due)
 			w.setNext(due)
 			continue
 		}
-		if err := w.attempt(ctx, cur); err != nil {
-			errs = append(errs, fmt.Errorf("certificate %q: %w", w.spec.Name, err))
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.attempt(ctx, cur); err != nil {
+				errs[i] = fmt.Errorf("certificate %q: %w", w.spec.Name, err)
+			}
+		}()
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

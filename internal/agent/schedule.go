@@ -19,10 +19,26 @@ type Policy struct {
 	// InitialBackoff is the wait after a first failure; it doubles with
 	// every further failure up to MaxBackoff.
 	InitialBackoff, MaxBackoff time.Duration
+	// RefusedBackoff is the least wait after an answer that was refused
+	// (RefusedError), half of it spread by jitter: the control plane
+	// issued a certificate each time, and trying again at the pace of
+	// the backoff would have one issued and thrown away every few
+	// minutes, most likely refused for the same reason.
+	RefusedBackoff time.Duration
 }
 
 // DefaultJitter is Policy.Jitter unless set: 5% of the lifetime.
 const DefaultJitter = 0.05
+
+// DefaultRefusedBackoff is Policy.RefusedBackoff unless set.
+const DefaultRefusedBackoff = time.Hour
+
+// MaxClockSkew is how far a certificate's NotBefore may be ahead of the
+// local clock for the certificate to count as valid. The CA back-dates
+// NotBefore by a minute only; a host whose clock is further behind would
+// otherwise find every new certificate not yet valid, and obtain another
+// at once, again and again.
+const MaxClockSkew = 5 * time.Minute
 
 // RenewTime returns when a certificate valid from notBefore to notAfter is
 // due for renewal: at RenewAt of its lifetime, brought forward by up to
@@ -57,31 +73,58 @@ func (p Policy) Backoff(failures int, u float64) time.Duration {
 // Current describes the certificate in the agent's files, if any.
 type Current struct {
 	// Valid is true when the files hold a certificate and its key that
-	// match and are within their validity.
+	// match and are within their validity (NotBefore up to MaxClockSkew
+	// ahead of the clock).
 	Valid               bool
 	NotBefore, NotAfter time.Time
+	// Stale is true when the certificate no longer matches what is asked
+	// for (Config.Check): it is kept while valid, and due at once.
+	Stale bool
+}
+
+// Failures describes the attempts that failed since the last success.
+type Failures struct {
+	// Count is the number of consecutive failures, Last the time of the
+	// last one.
+	Count int
+	Last  time.Time
+	// Refused is true when the last one was an answer refused after the
+	// control plane issued it (RefusedError).
+	Refused bool
+}
+
+// Retry returns the wait after the failures described by f, drawn with u
+// in [0, 1): the backoff, and at least RefusedBackoff (with equal jitter)
+// after a refused answer.
+func (p Policy) Retry(f Failures, u float64) time.Duration {
+	d := p.Backoff(f.Count, u)
+	if f.Refused && f.Count > 0 {
+		d = max(d, p.RefusedBackoff/2+time.Duration(float64(p.RefusedBackoff/2)*clamp01(u)))
+	}
+	return d
 }
 
 // Next returns when the agent should next try to obtain a certificate,
-// given the current one, the number of consecutive failures and the time
-// of the last one, and a random u in [0, 1) drawn for this decision. A due
-// time at or before now means at once.
+// given the current one, the failures since the last success, and a
+// random u in [0, 1) drawn for this decision. A due time at or before now
+// means at once.
 //
-// Without a valid certificate the agent tries at once, or after the
-// backoff of its failures. With one it waits for its renewal time; once
-// attempts have failed, for the backoff after the last failure. The
-// current files stay in place meanwhile. (The caller resets failures when
-// the files change under it: a new certificate has its own schedule.)
-func (p Policy) Next(now time.Time, cur Current, failures int, lastFailure time.Time, u float64) time.Time {
+// Without a valid certificate, or with a stale one, the agent tries at
+// once, or after the wait of its failures (Retry). With one it waits for
+// its renewal time; once attempts have failed, for the wait after the
+// last failure. The current files stay in place meanwhile. (The caller
+// resets failures when the files change under it: a new certificate has
+// its own schedule.)
+func (p Policy) Next(now time.Time, cur Current, f Failures, u float64) time.Time {
 	due := now
-	if cur.Valid && cur.NotAfter.After(now) {
+	if cur.Valid && !cur.Stale && cur.NotAfter.After(now) {
 		due = p.RenewTime(cur.NotBefore, cur.NotAfter, u)
 	}
 	// A failure means an attempt was due, so the retry follows the backoff
 	// alone (a renewal time computed with another random draw must not
 	// push it out).
-	if failures > 0 {
-		return lastFailure.Add(p.Backoff(failures, u))
+	if f.Count > 0 {
+		return f.Last.Add(p.Retry(f, u))
 	}
 	return due
 }

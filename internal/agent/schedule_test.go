@@ -7,7 +7,7 @@ import (
 
 var (
 	t0     = time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
-	policy = Policy{RenewAt: 0.66, Jitter: 0.05, InitialBackoff: time.Second, MaxBackoff: 5 * time.Minute}
+	policy = Policy{RenewAt: 0.66, Jitter: 0.05, InitialBackoff: time.Second, MaxBackoff: 5 * time.Minute, RefusedBackoff: time.Hour}
 )
 
 func TestRenewTime(t *testing.T) {
@@ -77,18 +77,24 @@ func TestNext(t *testing.T) {
 		failures    int
 		lastFailure time.Time
 		want        time.Time
+		refused     bool
 	}{
-		{"ok/no certificate: at once", t0, Current{}, 0, time.Time{}, t0},
-		{"ok/fresh certificate: at its renewal time", t0.Add(time.Hour), valid, 0, time.Time{}, t0.Add(66 * time.Hour)},
-		{"ok/due: renewal time in the past", t0.Add(70 * time.Hour), valid, 0, time.Time{}, t0.Add(66 * time.Hour)},
-		{"ok/expired certificate: at once", t0.Add(101 * time.Hour), Current{Valid: false, NotBefore: t0, NotAfter: t0.Add(100 * time.Hour)}, 0, time.Time{}, t0.Add(101 * time.Hour)},
-		{"ok/after failures: backoff from the last failure", t0.Add(67 * time.Hour), valid, 3, t0.Add(67 * time.Hour), t0.Add(67*time.Hour + 2*time.Second)},
-		{"ok/no certificate after a failure: backoff", t0, Current{}, 1, t0, t0.Add(500 * time.Millisecond)},
-		{"ok/after a failure, backoff even if the jitter moved", t0.Add(66 * time.Hour), valid, 1, t0.Add(66 * time.Hour), t0.Add(66*time.Hour + 500*time.Millisecond)},
+		{"ok/no certificate: at once", t0, Current{}, 0, time.Time{}, t0, false},
+		{"ok/fresh certificate: at its renewal time", t0.Add(time.Hour), valid, 0, time.Time{}, t0.Add(66 * time.Hour), false},
+		{"ok/due: renewal time in the past", t0.Add(70 * time.Hour), valid, 0, time.Time{}, t0.Add(66 * time.Hour), false},
+		{"ok/expired certificate: at once", t0.Add(101 * time.Hour), Current{Valid: false, NotBefore: t0, NotAfter: t0.Add(100 * time.Hour)}, 0, time.Time{}, t0.Add(101 * time.Hour), false},
+		{"ok/after failures: backoff from the last failure", t0.Add(67 * time.Hour), valid, 3, t0.Add(67 * time.Hour), t0.Add(67*time.Hour + 2*time.Second), false},
+		{"ok/no certificate after a failure: backoff", t0, Current{}, 1, t0, t0.Add(500 * time.Millisecond), false},
+		{"ok/after a failure, backoff even if the jitter moved", t0.Add(66 * time.Hour), valid, 1, t0.Add(66 * time.Hour), t0.Add(66*time.Hour + 500*time.Millisecond), false},
+		{"ok/stale certificate: at once", t0.Add(time.Hour), Current{Valid: true, Stale: true, NotBefore: t0, NotAfter: t0.Add(100 * time.Hour)}, 0, time.Time{}, t0.Add(time.Hour), false},
+		{"ok/stale certificate after a failure: backoff", t0.Add(time.Hour), Current{Valid: true, Stale: true, NotBefore: t0, NotAfter: t0.Add(100 * time.Hour)}, 2, t0.Add(time.Hour), t0.Add(time.Hour + time.Second), false},
+		{"ok/after a refused answer: half an hour at least", t0.Add(67 * time.Hour), valid, 1, t0.Add(67 * time.Hour), t0.Add(67*time.Hour + 30*time.Minute), true},
+		{"ok/no certificate after a refused answer: half an hour at least", t0, Current{}, 1, t0, t0.Add(30 * time.Minute), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := policy.Next(tt.now, tt.cur, tt.failures, tt.lastFailure, 0); !got.Equal(tt.want) {
+			f := Failures{Count: tt.failures, Last: tt.lastFailure, Refused: tt.refused}
+			if got := policy.Next(tt.now, tt.cur, f, 0); !got.Equal(tt.want) {
 				t.Fatalf("Next = %s, want %s", got, tt.want)
 			}
 		})

@@ -63,6 +63,13 @@ type worker struct {
 	failures     int
 	lastFailure  time.Time
 	failedSerial string
+	// refused is true when the last failure was a refused answer
+	// (RefusedError).
+	refused bool
+	// checkedSerial is the serial last put to Config.Check (or obtained
+	// here, and so checked already); stale is its verdict.
+	checkedSerial string
+	stale         bool
 	// obtained is when the agent obtained the certificate with serial
 	// obtainedSerial. The lifetime counts from then, not from NotBefore,
 	// which the CA backdates to absorb clock skew: for a one-minute
@@ -87,22 +94,32 @@ type loaded struct {
 }
 
 // load reads the certificate and key files. A missing, unreadable or
-// mismatched pair, or one outside its validity at now, is not Valid.
+// mismatched pair, or one outside its validity at now, is not Valid; a
+// NotBefore up to MaxClockSkew ahead of now is tolerated. When a renewal
+// stopped between the new key and the new certificate, the key kept
+// aside for the certificate in place is put back (see write).
 func (w *worker) load(now time.Time) loaded {
 	var l loaded
-	certPEM, err1 := os.ReadFile(w.spec.CertFile)
-	keyPEM, err2 := os.ReadFile(w.spec.KeyFile)
-	if err1 != nil || err2 != nil {
+	certPEM, err := os.ReadFile(w.spec.CertFile)
+	if err != nil {
 		return l
 	}
+	keyPEM, keyErr := os.ReadFile(w.spec.KeyFile)
 	c, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		w.log.Warn("the certificate and key files do not hold a matching pair", "err", err)
-		return l
+	if keyErr != nil || err != nil {
+		var ok bool
+		if c, ok = w.restoreKey(certPEM); !ok {
+			if keyErr == nil {
+				w.log.Warn("the certificate and key files do not hold a matching pair", "err", err)
+			}
+			return l
+		}
+	} else if err := os.Remove(w.keptKeyFile()); err == nil {
+		w.log.Info("removed the key kept aside during the last renewal: the new pair is in place", "file", w.keptKeyFile())
 	}
 	l.cert, l.serial = &c, pki.SerialHex(c.Leaf.SerialNumber)
 	l.NotBefore, l.NotAfter = c.Leaf.NotBefore, c.Leaf.NotAfter
-	l.Valid = !now.Before(l.NotBefore) && now.Before(l.NotAfter)
+	l.Valid = !now.Before(l.NotBefore.Add(-MaxClockSkew)) && now.Before(l.NotAfter)
 	if l.serial == w.obtainedSerial && w.obtained.After(l.NotBefore) {
 		l.NotBefore = w.obtained
 	}
@@ -115,16 +132,64 @@ func (w *worker) load(now time.Time) loaded {
 	return l
 }
 
+// keptKeyFile is where write keeps the key of the certificate in place
+// while a new key and certificate replace the pair.
+func (w *worker) keptKeyFile() string { return w.spec.KeyFile + ".prev" }
+
+// restoreKey is load's way back from a renewal that stopped after the new
+// key was written and before the new certificate was (a crash, a full
+// disk): when the kept key is the certificate's, it goes back in place,
+// and the new key, which nothing certified, is gone.
+func (w *worker) restoreKey(certPEM []byte) (tls.Certificate, bool) {
+	keyPEM, err := os.ReadFile(w.keptKeyFile())
+	if err != nil {
+		return tls.Certificate{}, false
+	}
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, false
+	}
+	if err := os.Rename(w.keptKeyFile(), w.spec.KeyFile); err != nil {
+		w.log.Error("could not put back the key of the current certificate", "err", err)
+		return tls.Certificate{}, false
+	}
+	w.log.Warn("the last renewal stopped between the key and the certificate; the key of the current certificate is back in place",
+		"file", w.spec.KeyFile)
+	return c, true
+}
+
+// check puts the certificate of cur to Config.Check once per serial (a
+// certificate obtained here passed it already) and marks it Stale when
+// it no longer matches what is asked for.
+func (w *worker) check(ctx context.Context, cur *loaded) {
+	if w.a.cfg.Check == nil || cur.cert == nil || !cur.Valid {
+		return
+	}
+	if cur.serial != w.checkedSerial {
+		err := w.a.cfg.Check(ctx, w.spec.Name, cur.cert.Leaf)
+		if ctx.Err() != nil {
+			return
+		}
+		w.checkedSerial, w.stale = cur.serial, err != nil
+		if err != nil {
+			w.log.Warn("the certificate in the files no longer matches the configuration; renewing it now, serving it meanwhile",
+				"serial", cur.serial, "err", err)
+		}
+	}
+	cur.Stale = w.stale
+}
+
 // run renews until ctx ends.
 func (w *worker) run(ctx context.Context) {
 	clock := w.a.cfg.Clock
 	for ctx.Err() == nil {
 		now := clock.Now()
 		cur := w.load(now)
+		w.check(ctx, &cur)
 		if w.failures > 0 && cur.serial != w.failedSerial {
 			w.failures = 0
 		}
-		due := w.policy.Next(now, cur.Current, w.failures, w.lastFailure, w.u)
+		due := w.policy.Next(now, cur.Current, w.failuresSoFar(), w.u)
 		w.setNext(due)
 		if wait := due.Sub(now); wait > 0 {
 			select {
@@ -149,17 +214,19 @@ func (w *worker) attempt(ctx context.Context, cur loaded) error {
 		}
 		w.failures++
 		w.lastFailure, w.failedSerial = now, cur.serial
+		var refused *RefusedError
+		w.refused = errors.As(err, &refused)
 		w.recordError(now, err)
 		w.a.m.failures.WithLabelValues(w.spec.Name).Inc()
 		w.a.m.consecutive.WithLabelValues(w.spec.Name).Set(float64(w.failures))
 		w.log.Warn("could not obtain a certificate; keeping the current files",
-			"err", err, "consecutive_failures", w.failures, "retry_in", w.policy.Backoff(w.failures, w.u).String())
+			"err", err, "consecutive_failures", w.failures, "retry_in", w.policy.Retry(w.failuresSoFar(), w.u).String())
 		if w.a.cfg.Failed != nil {
 			w.a.cfg.Failed(w.spec.Name, err)
 		}
 		return err
 	}
-	w.failures = 0
+	w.failures, w.refused = 0, false
 	w.mu.Lock()
 	w.status.ConsecutiveFailures = 0
 	w.mu.Unlock()
@@ -220,6 +287,7 @@ func (w *worker) obtain(ctx context.Context, cur loaded) error {
 	now := w.a.cfg.Clock.Now()
 	serial := pki.SerialHex(leaf.SerialNumber)
 	w.obtained, w.obtainedSerial = now, serial
+	w.checkedSerial, w.stale = serial, false
 	w.mu.Lock()
 	w.status.Renewals++
 	w.status.LastRenewal = &now
@@ -313,13 +381,18 @@ func (w *worker) token() (string, error) {
 // atomically: key, certificate (with the intermediates), chain, bundle.
 // The key goes first, so that a consumer that watches the certificate
 // file finds the new key in place when it sees the new certificate.
+//
+// Until the new certificate is in place the previous key is kept aside
+// (keptKeyFile, 0600): a failed certificate write puts it back at once,
+// and after a crash in between load does, so that the last valid pair
+// can always be served. Once the certificate is written it is removed.
 func (w *worker) write(key crypto.Signer, res *apiv1.IssueResponse) (*x509.Certificate, error) {
 	leaf, err := firstCert(res.CertificatePEM)
 	if err != nil {
-		return nil, fmt.Errorf("the control plane answered with an unusable certificate: %w", err)
+		return nil, &RefusedError{Err: fmt.Errorf("the control plane answered with an unusable certificate: %w", err)}
 	}
 	if !publicKeyEqual(leaf.PublicKey, key.Public()) {
-		return nil, errors.New("the control plane answered with a certificate for another key")
+		return nil, &RefusedError{Err: errors.New("the control plane answered with a certificate for another key")}
 	}
 	chain, err := certsOf(res.ChainPEM)
 	if err != nil {
@@ -337,11 +410,21 @@ func (w *worker) write(key crypto.Signer, res *apiv1.IssueResponse) (*x509.Certi
 			full = append(full, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 		}
 	}
-	if err := atomicfile.WriteFile(w.spec.KeyFile, keyPEM, 0o600); err != nil {
+	kept, err := w.keepKey()
+	if err != nil {
 		return nil, err
 	}
+	if err := atomicfile.WriteFile(w.spec.KeyFile, keyPEM, 0o600); err != nil {
+		return nil, errors.Join(err, w.putBackKey(kept))
+	}
 	if err := atomicfile.WriteFile(w.spec.CertFile, full, 0o644); err != nil {
-		return nil, err
+		return nil, errors.Join(err, w.putBackKey(kept))
+	}
+	if kept {
+		if err := os.Remove(w.keptKeyFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			// load removes it once it sees the new pair.
+			w.log.Warn("could not remove the previous key", "file", w.keptKeyFile(), "err", err)
+		}
 	}
 	if w.spec.ChainFile != "" {
 		if err := atomicfile.WriteFile(w.spec.ChainFile, []byte(res.ChainPEM), 0o644); err != nil {
@@ -354,6 +437,60 @@ func (w *worker) write(key crypto.Signer, res *apiv1.IssueResponse) (*x509.Certi
 		}
 	}
 	return leaf, nil
+}
+
+// keepKey copies the key file, if there is one, to keptKeyFile (0600),
+// and reports whether it did.
+func (w *worker) keepKey() (bool, error) {
+	b, err := os.ReadFile(w.spec.KeyFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("keep the current key aside: %w", err)
+	}
+	if err := atomicfile.WriteFile(w.keptKeyFile(), b, 0o600); err != nil {
+		return false, fmt.Errorf("keep the current key aside: %w", err)
+	}
+	return true, nil
+}
+
+// putBackKey undoes a renewal whose certificate could not be written: the
+// kept key goes back in place, or, when there was none, the new key,
+// which nothing certifies, goes.
+func (w *worker) putBackKey(kept bool) error {
+	var err error
+	if kept {
+		err = os.Rename(w.keptKeyFile(), w.spec.KeyFile)
+	} else if err = os.Remove(w.spec.KeyFile); errors.Is(err, os.ErrNotExist) {
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("put back the previous key: %w", err)
+	}
+	return nil
+}
+
+// removeTemps removes what an interrupted write of this certificate's
+// files left: temporary files that may hold an uncertified key.
+func (w *worker) removeTemps() {
+	for _, f := range []string{w.spec.KeyFile, w.keptKeyFile(), w.spec.CertFile, w.spec.ChainFile, w.spec.BundleFile} {
+		if f == "" {
+			continue
+		}
+		removed, err := atomicfile.RemoveTemps(f)
+		if err != nil {
+			w.log.Warn("could not remove the temporary files of an interrupted write", "err", err)
+		}
+		for _, r := range removed {
+			w.log.Info("removed a temporary file of an interrupted write", "file", r)
+		}
+	}
+}
+
+// failuresSoFar describes the failures since the last success.
+func (w *worker) failuresSoFar() Failures {
+	return Failures{Count: w.failures, Last: w.lastFailure, Refused: w.refused}
 }
 
 // reload runs the on_renew command and signals the pid_file's process.

@@ -567,6 +567,18 @@ func (g Gateway) Validate() error {
 			errs = append(errs, r.validate(rp, l.MTLS.Mode, time.Duration(g.Timeouts.Write))...)
 		}
 	}
+	// The gateway's own client certificate is kept by another agent than
+	// the listeners' certificates: on one file they would overwrite each
+	// other's keys.
+	for _, f := range []struct{ key, path string }{{"cert_file", g.ControlPlane.Enroll.CertFile}, {"key_file", g.ControlPlane.Enroll.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		abs, _ := filepath.Abs(f.path)
+		if lp, ok := issuedFiles[abs]; ok {
+			add("control_plane.enroll."+f.key, "%s is also written for %s.certificate.issue: each needs files of its own", f.path, lp)
+		}
+	}
 	t := g.Timeouts
 	for _, d := range []struct {
 		name string

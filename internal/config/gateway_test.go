@@ -279,6 +279,14 @@ func TestGatewayValidate(t *testing.T) {
 			g.ControlPlane = GatewayControlPlane{Address: "https://cp.internal:9443", TokenFile: "t", PollInterval: Duration(time.Second), MaxStaleness: Duration(time.Hour)}
 			g.ApplyDefaults()
 		}, []string{"listeners[1].certificate: s.pem is also written for listeners[0]", "listeners[1].certificate.key_file: is cert_file"}},
+		{"fail/issue-files-are-enroll-files", func(g *Gateway) {
+			c := &g.Listeners[0].Certificate
+			c.Issue = GatewayIssue{CA: "issuing", DNS: []string{"a"}}
+			g.ControlPlane = GatewayControlPlane{Address: "https://cp.internal:9443", PollInterval: Duration(time.Second), MaxStaleness: Duration(time.Hour),
+				Enroll: GatewayEnroll{TokenFile: "bt", CertFile: "./" + c.CertFile, KeyFile: c.KeyFile, CommonName: "gw-1"}}
+			g.ApplyDefaults()
+		}, []string{"control_plane.enroll.cert_file: ./s.pem is also written for listeners[0].certificate.issue: each needs files of its own",
+			"control_plane.enroll.key_file: s.key is also written for listeners[0].certificate.issue"}},
 		{"fail/top-level", func(g *Gateway) {
 			g.Timeouts.Read, g.MaxHeaderBytes, g.Log.Level, g.ConnectionLog = 0, 10, "loud", ""
 		}, []string{"timeouts.read: must be positive", "max_header_bytes", "log.level", "connection_log"}},

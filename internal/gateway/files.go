@@ -35,6 +35,8 @@ func (s stamp) same(o stamp) bool {
 // concurrent use and never blocks; reload is serialized.
 type keyPair struct {
 	certFile, keyFile string
+	// readFile reads a file; nil means os.ReadFile. Tests make it fail.
+	readFile func(string) ([]byte, error)
 
 	cur atomic.Pointer[tls.Certificate]
 
@@ -70,8 +72,12 @@ func (k *keyPair) reload(force bool) (changed bool, err error) {
 	if !force && cs.same(k.stamps[0]) && ks.same(k.stamps[1]) {
 		return false, nil
 	}
-	certPEM, err1 := os.ReadFile(k.certFile)
-	keyPEM, err2 := os.ReadFile(k.keyFile)
+	read := k.readFile
+	if read == nil {
+		read = os.ReadFile
+	}
+	certPEM, err1 := read(k.certFile)
+	keyPEM, err2 := read(k.keyFile)
 	if err := firstErr(err1, err2); err != nil {
 		return false, k.failed(fmt.Errorf("read certificate: %w", err))
 	}

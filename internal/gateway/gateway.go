@@ -339,15 +339,23 @@ func (g *Gateway) reloadCerts(force bool) error {
 		}
 		for i, kp := range pairs {
 			what := "certificate"
+			reloadForce := force
 			if i > 0 {
 				what = "backend_certificate"
 			} else if l.spec.Certificate.Issue.Enabled() && !force {
 				// The gateway writes these files itself and swaps the
 				// pair in when both are written (issued); a poll between
-				// the key and the certificate would see a mismatch.
-				continue
+				// the key and the certificate would see a mismatch. Only
+				// when that swap failed, and the listener serves another
+				// certificate than the one written last, is it tried
+				// again here, until it succeeds.
+				w, cur := l.written.Load(), kp.get()
+				if w == nil || cur != nil && cur.Leaf != nil && cur.Leaf.Equal(w) {
+					continue
+				}
+				reloadForce = true
 			}
-			changed, err := kp.reload(force)
+			changed, err := kp.reload(reloadForce)
 			switch {
 			case err != nil:
 				g.m.reloads.WithLabelValues(l.name, what, "error").Inc()

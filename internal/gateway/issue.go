@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -74,7 +75,7 @@ func (g *Gateway) newIssuer(ctx context.Context) (*agent.Agent, error) {
 			CertFile: ls.Certificate.CertFile, KeyFile: ls.Certificate.KeyFile})
 	}
 	a, err := agent.New(agent.Config{Spec: spec, Logger: g.log.With("component", "listener-certificates"), Registry: g.reg,
-		RequestTimeout: controlPlaneTimeout, Issue: g.issue, Obtained: g.issued, Failed: g.issueFailed})
+		RequestTimeout: controlPlaneTimeout, Issue: g.issue, Obtained: g.issued, Failed: g.issueFailed, Check: g.checkOnDisk})
 	if err != nil {
 		return nil, fmt.Errorf("listener certificates: %w", err)
 	}
@@ -85,7 +86,11 @@ func (g *Gateway) newIssuer(ctx context.Context) (*agent.Agent, error) {
 
 // issue is the issuing agent's Config.Issue: it asks the control plane to
 // issue the CSR as the listener's configuration says, as the gateway's
-// principal, and checks the answer before the agent writes it.
+// principal, and checks the answer before the agent writes it. The CA's
+// certificate is fetched first: a failure to fetch it then costs no
+// certificate. An answer that fails the checks is an agent.RefusedError,
+// which the agent retries only after a long wait (each one costs a
+// certificate).
 func (g *Gateway) issue(ctx context.Context, name, csrPEM string) (*apiv1.IssueResponse, error) {
 	ls, ok := g.issueCerts[name]
 	if !ok {
@@ -94,51 +99,74 @@ func (g *Gateway) issue(ctx context.Context, name, csrPEM string) (*apiv1.IssueR
 	is := ls.Certificate.Issue
 	ctx, cancel := context.WithTimeout(ctx, controlPlaneTimeout)
 	defer cancel()
+	caPEM, err := g.issuing.CAPEM(ctx, is.CA, false)
+	if err != nil {
+		return nil, fmt.Errorf("control plane: CA %s's certificate: %w", is.CA, err)
+	}
 	res, err := g.issuing.Issue(ctx, apiv1.IssueRequest{CA: is.CA, Profile: is.Profile, CSR: csrPEM,
 		CommonName: is.CommonName, DNS: is.DNS, IP: is.IP, Validity: is.Validity})
 	if err != nil {
 		return nil, fmt.Errorf("control plane: POST /v1/certificates (ca %s, profile %s): %w", is.CA, is.Profile, err)
 	}
-	caPEM, err := g.issuing.CAPEM(ctx, is.CA, false)
+	now := g.now()
+	leaf, err := checkIssued(res, caPEM, is, now)
 	if err != nil {
-		return nil, fmt.Errorf("control plane: CA %s's certificate: %w", is.CA, err)
+		return nil, &agent.RefusedError{Err: fmt.Errorf("certificate %s from the control plane refused: %w", res.Certificate.Serial, err)}
 	}
-	if err := checkIssued(res, caPEM, is, g.now()); err != nil {
-		return nil, fmt.Errorf("certificate %s from the control plane refused: %w", res.Certificate.Serial, err)
+	if ahead := leaf.NotBefore.Sub(now); ahead > 0 {
+		g.log.Warn("gateway: the certificate issued is valid from a time ahead of the gateway's clock; check the clocks",
+			keyListener, ls.Name, "serial", res.Certificate.Serial, "not_before", leaf.NotBefore, "ahead_by", ahead.Round(time.Second).String())
 	}
 	return res, nil
 }
 
 // checkIssued checks what the control plane answered against what was
 // asked: a leaf signed by the CA asked for (caPEM) and valid for server
-// authentication at now, a chain that holds that CA's certificate (what
-// clients get to build their path), and every name asked for. The agent
-// then checks that the leaf certifies the key it generated.
-func checkIssued(res *apiv1.IssueResponse, caPEM []byte, is config.GatewayIssue, now time.Time) error {
+// authentication at now (its NotBefore may be up to agent.MaxClockSkew
+// ahead: the CA's clock may be ahead of the gateway's), a chain that
+// holds that CA's certificate (what clients get to build their path), and
+// every name asked for. It returns the leaf. The agent then checks that
+// the leaf certifies the key it generated.
+func checkIssued(res *apiv1.IssueResponse, caPEM []byte, is config.GatewayIssue, now time.Time) (*x509.Certificate, error) {
 	certs, err := parseCertsPEM([]byte(res.CertificatePEM))
 	if err != nil {
-		return fmt.Errorf("certificate: %w", err)
+		return nil, fmt.Errorf("certificate: %w", err)
 	}
 	leaf := certs[0]
 	cas, err := parseCertsPEM(caPEM)
 	if err != nil {
-		return fmt.Errorf("CA %s's certificate: %w", is.CA, err)
+		return nil, fmt.Errorf("CA %s's certificate: %w", is.CA, err)
 	}
 	roots := x509.NewCertPool()
 	for _, c := range cas {
 		roots.AddCert(c)
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now,
+	at := now
+	if ahead := leaf.NotBefore.Sub(now); ahead > agent.MaxClockSkew {
+		return nil, fmt.Errorf("it is valid from %s, %s after the gateway's clock (%s): check the clocks",
+			leaf.NotBefore.UTC().Format(time.RFC3339), ahead.Round(time.Second), now.UTC().Format(time.RFC3339))
+	} else if ahead > 0 {
+		at = leaf.NotBefore
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: at,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-		return fmt.Errorf("not a server certificate of CA %s valid now: %w", is.CA, err)
+		return nil, fmt.Errorf("not a server certificate of CA %s valid now: %w", is.CA, err)
 	}
 	chain, err := parseCertsPEM([]byte(res.ChainPEM))
 	if err != nil {
-		return fmt.Errorf("chain: %w", err)
+		return nil, fmt.Errorf("chain: %w", err)
 	}
 	if !slices.ContainsFunc(chain, func(c *x509.Certificate) bool { return c.Equal(cas[0]) }) {
-		return fmt.Errorf("the chain sent does not hold CA %s's certificate", is.CA)
+		return nil, fmt.Errorf("the chain sent does not hold CA %s's certificate", is.CA)
 	}
+	if err := checkNames(leaf, is); err != nil {
+		return nil, err
+	}
+	return leaf, nil
+}
+
+// checkNames checks that leaf carries every name asked for.
+func checkNames(leaf *x509.Certificate, is config.GatewayIssue) error {
 	var missing []string
 	if is.CommonName != "" && leaf.Subject.CommonName != is.CommonName {
 		missing = append(missing, "CN="+is.CommonName)
@@ -160,6 +188,45 @@ func checkIssued(res *apiv1.IssueResponse, caPEM []byte, is config.GatewayIssue,
 	return nil
 }
 
+// checkOnDisk is the issuing agent's Config.Check, asked about a valid
+// certificate found in a listener's files (at start): one that lacks a
+// name of the configuration, or that another CA than issue.ca issued
+// (the configuration changed since), is renewed at once, and served
+// meanwhile. The CA is checked only when its certificate can be had from
+// the control plane; when it cannot, the certificate could not be
+// renewed either, and the names are all that is checked.
+func (g *Gateway) checkOnDisk(ctx context.Context, name string, leaf *x509.Certificate) error {
+	ls, ok := g.issueCerts[name]
+	if !ok {
+		return nil
+	}
+	is := ls.Certificate.Issue
+	if err := checkNames(leaf, is); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, controlPlaneTimeout)
+	defer cancel()
+	caPEM, err := g.issuing.CAPEM(ctx, is.CA, false)
+	if err != nil {
+		g.log.Info("gateway: could not check which CA issued the listener's certificate", keyListener, ls.Name, keyError, err)
+		return nil
+	}
+	return checkIssuedBy(leaf, caPEM, is.CA)
+}
+
+// checkIssuedBy checks that leaf was signed by the CA whose certificate
+// caPEM holds.
+func checkIssuedBy(leaf *x509.Certificate, caPEM []byte, ca string) error {
+	cas, err := parseCertsPEM(caPEM)
+	if err != nil {
+		return fmt.Errorf("CA %s's certificate: %w", ca, err)
+	}
+	if !bytes.Equal(leaf.RawIssuer, cas[0].RawSubject) || leaf.CheckSignatureFrom(cas[0]) != nil {
+		return fmt.Errorf("CA %s did not issue it (its issuer is %s)", ca, leaf.Issuer)
+	}
+	return nil
+}
+
 // issued is the issuing agent's Config.Obtained: the new certificate and
 // its key are in the files; the listener serves them from the next
 // handshake (connections already established keep theirs). At start the
@@ -169,6 +236,10 @@ func (g *Gateway) issued(name string, leaf *x509.Certificate) error {
 	lname := ls.Name
 	g.m.issuances.WithLabelValues(lname, IssueIssued).Inc()
 	l := g.listener(lname)
+	if l != nil {
+		// Should the swap below fail, the file poll tries again.
+		l.written.Store(leaf)
+	}
 	if l == nil {
 		g.log.Info("gateway: listener certificate issued by the control plane", keyListener, lname,
 			"serial", leaf.SerialNumber.Text(16), "not_after", leaf.NotAfter, "file", ls.Certificate.CertFile)
@@ -203,8 +274,10 @@ func (g *Gateway) issueFailed(name string, err error) {
 }
 
 // servable decides whether a listener in issue mode can start: it needs
-// a certificate and key that load (loadErr nil) and are valid now.
-// Otherwise the start fails with why, and with the last issuance error.
+// a certificate and key that load (loadErr nil) and are valid now (a
+// NotBefore up to agent.MaxClockSkew ahead is tolerated, as the agent
+// does). Otherwise the start fails with why, and with the last issuance
+// error.
 func (g *Gateway) servable(ls config.GatewayListener, kp *keyPair, loadErr error) error {
 	var why error
 	switch {
@@ -213,7 +286,7 @@ func (g *Gateway) servable(ls config.GatewayListener, kp *keyPair, loadErr error
 	case kp.get().Leaf == nil:
 		why = errors.New("no certificate")
 	default:
-		if leaf, now := kp.get().Leaf, g.now(); now.Before(leaf.NotBefore) || !now.Before(leaf.NotAfter) {
+		if leaf, now := kp.get().Leaf, g.now(); now.Before(leaf.NotBefore.Add(-agent.MaxClockSkew)) || !now.Before(leaf.NotAfter) {
 			why = fmt.Errorf("certificate %s in %s is valid from %s to %s only", leaf.SerialNumber.Text(16),
 				ls.Certificate.CertFile, leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
 		}
@@ -222,6 +295,9 @@ func (g *Gateway) servable(ls config.GatewayListener, kp *keyPair, loadErr error
 		return nil
 	}
 	issueErr := "none attempted"
+	if g.issuer == nil {
+		return fmt.Errorf("no certificate to serve (%v)", why)
+	}
 	for _, s := range g.issuer.Status() {
 		if s.Name == issuedCertName(ls.Name) && s.LastError != "" {
 			issueErr = s.LastError

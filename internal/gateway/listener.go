@@ -47,6 +47,10 @@ type listener struct {
 	// lastPoll is the outcome of the last poll of the control plane
 	// (PollChanged, PollNotModified, PollError).
 	lastPoll atomic.Value
+	// written is, in issue mode, the certificate last written to the
+	// files for this listener; the file poll swaps it in when the
+	// listener serves another (see Gateway.issued).
+	written atomic.Pointer[x509.Certificate]
 
 	identities identityCache
 	series     requestSeriesCache

@@ -332,3 +332,76 @@ func assertKeyNowhere(t *testing.T, keyFile, dir, logs string) {
 		t.Fatal(err)
 	}
 }
+
+// TestGatewayIssueRenewsWhenNamesChange: a gateway restarted with a name
+// added to a listener's certificate.issue serves the certificate on disk
+// at once (it is still valid), and has one with the new name issued
+// right away rather than at the next renewal.
+func TestGatewayIssueRenewsWhenNamesChange(t *testing.T) {
+	dir := t.TempDir()
+	s, files := prepareTestDev(t, dir, func(cfg *config.Server) {
+		cfg.Access.OperatorCA = "gateways"
+	})
+	if _, err := s.CA.CreateCA(t.Context(), ca.CreateRequest{Name: "gateways", Parent: DemoRoot}); err != nil {
+		t.Fatal(err)
+	}
+	api, _ := runDev(t, s)
+	admin := newAPIClient(t, api, files)
+	gwDir, _ := gatewayPrincipal(t, admin, "gateway-listeners", gatewayIssuePolicy)
+	backend := okBackend(t)
+	state := filepath.Join(gwDir, "state")
+	certFile, keyFile := filepath.Join(state, "web.crt"), filepath.Join(state, "web.key")
+	spec := func(dns ...string) config.Gateway {
+		return config.Gateway{
+			ConnectionLog: "off", AccessLog: "off",
+			ControlPlane: config.GatewayControlPlane{Address: "https://" + api, CAFile: files.Root,
+				Enroll: config.GatewayEnroll{TokenFile: filepath.Join(gwDir, "enroll.token"), CommonName: "gw-1",
+					CertFile: filepath.Join(gwDir, "gw.crt"), KeyFile: filepath.Join(gwDir, "gw.key")}},
+			Listeners: []config.GatewayListener{{Name: "web", Address: "127.0.0.1:0",
+				// An hour's certificate: not due for renewal in this test.
+				Certificate: config.GatewayCertificate{CertFile: certFile, KeyFile: keyFile,
+					Issue: config.GatewayIssue{CA: DemoIntermediate, DNS: dns, Validity: "1h"}},
+				MTLS:   config.GatewayMTLS{Mode: config.MTLSOff},
+				Routes: []config.GatewayRoute{{Backend: config.GatewayBackend{URL: backend.URL}}}}},
+		}
+	}
+	newGW := func(sp config.Gateway) *gateway.Gateway {
+		t.Helper()
+		gw, err := gateway.New(t.Context(), gateway.Config{Spec: sp, Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatalf("gateway: %v", err)
+		}
+		return gw
+	}
+	gw := newGW(spec("web.gw.test"))
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := pair.Leaf
+	stop := startGateway(t, gw)
+	stop()
+
+	gw = newGW(spec("web.gw.test", "www.gw.test"))
+	startGateway(t, gw)
+	served := func() *x509.Certificate {
+		t.Helper()
+		c, err := tls.Dial("tcp", gw.Addr("web").String(), &tls.Config{InsecureSkipVerify: true, ServerName: "web.gw.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0]
+	}
+	if got := served(); !got.Equal(first) && len(got.DNSNames) != 2 {
+		t.Fatalf("the restarted gateway serves %x %v", got.SerialNumber, got.DNSNames)
+	}
+	var renewed *x509.Certificate
+	waitFor(t, 30*time.Second, "a certificate with the added name served", func() bool {
+		renewed = served()
+		return len(renewed.DNSNames) == 2
+	})
+	if renewed.Equal(first) || renewed.DNSNames[1] != "www.gw.test" {
+		t.Fatalf("served %v", renewed.DNSNames)
+	}
+}

@@ -1,0 +1,333 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trustgate/trustgate/internal/agent"
+	"github.com/trustgate/trustgate/internal/apiv1"
+	"github.com/trustgate/trustgate/internal/config"
+	"github.com/trustgate/trustgate/internal/pki"
+	"github.com/trustgate/trustgate/internal/server"
+)
+
+// issuing is an agent in issue mode (Config.Issue) on a real control
+// plane, whose answers the test can hold back or spoil.
+type issuing struct {
+	spec config.AgentCertificate
+	cp   *controlPlane
+	// before runs before each issuance; an error fails it.
+	before func() error
+	// after may replace the control plane's answer.
+	after func(*apiv1.IssueResponse) (*apiv1.IssueResponse, error)
+	check func(ctx context.Context, name string, leaf *x509.Certificate) error
+
+	mu       sync.Mutex
+	obtained []*x509.Certificate
+}
+
+func newIssuingSetup(t *testing.T, cp *controlPlane) *issuing {
+	t.Helper()
+	dir := t.TempDir()
+	return &issuing{cp: cp, spec: config.AgentCertificate{Name: "listener/web", CommonName: "web.internal", DNS: []string{"web.internal"},
+		CertFile: filepath.Join(dir, "web.crt"), KeyFile: filepath.Join(dir, "web.key")}}
+}
+
+// agent returns a new agent on the files, with the clock given.
+func (is *issuing) agent(t *testing.T, clock agent.Clock) *agent.Agent {
+	t.Helper()
+	a, err := agent.New(agent.Config{
+		Spec: config.Agent{
+			ControlPlane: config.AgentControlPlane{Address: "https://" + is.cp.addr, CAFile: is.cp.files.Root},
+			Certificates: []config.AgentCertificate{is.spec},
+		},
+		Clock: clock, Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(),
+		Issue: func(ctx context.Context, name, csr string) (*apiv1.IssueResponse, error) {
+			if is.before != nil {
+				if err := is.before(); err != nil {
+					return nil, err
+				}
+			}
+			res, err := is.cp.admin.Issue(ctx, apiv1.IssueRequest{CA: server.DemoIntermediate, Profile: "server", CSR: csr,
+				CommonName: "web.internal", DNS: []string{"web.internal"}, Validity: "1h"})
+			if err == nil && is.after != nil {
+				return is.after(res)
+			}
+			return res, err
+		},
+		Obtained: func(name string, leaf *x509.Certificate) error {
+			is.mu.Lock()
+			defer is.mu.Unlock()
+			is.obtained = append(is.obtained, leaf)
+			return nil
+		},
+		Check: is.check,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func (is *issuing) count() int {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	return len(is.obtained)
+}
+
+func pemPrivateKey(t *testing.T, k crypto.Signer) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// assertNoKeyLeftovers fails when a kept key or a temporary file is left
+// beside the key file.
+func assertNoKeyLeftovers(t *testing.T, keyFile string) {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Dir(keyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if n := e.Name(); strings.HasSuffix(n, ".prev") || strings.Contains(n, ".tmp-") {
+			t.Fatalf("%s is left beside the key file", n)
+		}
+	}
+}
+
+// TestAgentCertificateWriteFails: when the new certificate cannot be
+// written after the new key was (a full disk, an fsync error), the
+// previous key is put back at once: the files still hold the last valid
+// pair, and no copy of either key is left.
+func TestAgentCertificateWriteFails(t *testing.T) {
+	clock := &fakeClock{now: time.Now()}
+	is := newIssuingSetup(t, startControlPlane(t, clock))
+	if err := is.agent(t, clock).RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	first := loadPair(t, is.spec)
+	firstKey := readFile(t, is.spec.KeyFile)
+
+	// Due for renewal; the certificate file cannot be replaced (a
+	// directory is in its way, so that the rename fails as a full disk
+	// or an I/O error would).
+	clock.Set(clock.Now().Add(50 * time.Minute))
+	saved := is.spec.CertFile + ".saved"
+	is.before = func() error {
+		if err := os.Rename(is.spec.CertFile, saved); err != nil {
+			return err
+		}
+		if err := os.Mkdir(is.spec.CertFile, 0o700); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(is.spec.CertFile, "in-the-way"), nil, 0o600)
+	}
+	err := is.agent(t, clock).RunOnce(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "write "+is.spec.CertFile) {
+		t.Fatalf("RunOnce with an unwritable certificate file: %v", err)
+	}
+	if !bytes.Equal(readFile(t, is.spec.KeyFile), firstKey) {
+		t.Fatal("the key file does not hold the key of the certificate in place")
+	}
+	assertNoKeyLeftovers(t, is.spec.KeyFile)
+	if err := os.RemoveAll(is.spec.CertFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(saved, is.spec.CertFile); err != nil {
+		t.Fatal(err)
+	}
+	if !loadPair(t, is.spec).Equal(first) {
+		t.Fatal("the files do not hold the last valid pair")
+	}
+}
+
+// TestAgentRestoresKeyAfterInterruptedRenewal: a renewal cut short (a
+// crash) between writing the new key and the new certificate leaves the
+// previous key kept aside; the next start puts it back, so that the last
+// valid pair is served without the control plane, and leaves no copy.
+func TestAgentRestoresKeyAfterInterruptedRenewal(t *testing.T) {
+	clock := &fakeClock{now: time.Now()}
+	cp := startControlPlane(t, clock)
+	tests := []struct {
+		name string
+		// keyFile is what the key file holds after the crash: "new" (the
+		// uncertified key) or "old".
+		keyFile string
+	}{
+		{"ok/after the new key", "new"},
+		{"ok/before the new key", "old"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			is := newIssuingSetup(t, cp)
+			if err := is.agent(t, clock).RunOnce(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			leaf := loadPair(t, is.spec)
+			oldKey := readFile(t, is.spec.KeyFile)
+			// The files as a crash leaves them.
+			if err := os.WriteFile(is.spec.KeyFile+".prev", oldKey, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if tt.keyFile == "new" {
+				k, err := pki.GenerateKey(pki.ECP256)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(is.spec.KeyFile, pemPrivateKey(t, k), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The control plane is away: only the files can serve.
+			is.before = func() error { return errors.New("control plane away") }
+			a := is.agent(t, clock)
+			if err := a.RunOnce(t.Context()); err != nil {
+				t.Fatalf("RunOnce: %v", err)
+			}
+			if s := a.Status()[0]; !s.Valid || s.Serial != pki.SerialHex(leaf.SerialNumber) {
+				t.Fatalf("status %+v", s)
+			}
+			if !loadPair(t, is.spec).Equal(leaf) || !bytes.Equal(readFile(t, is.spec.KeyFile), oldKey) {
+				t.Fatal("the files do not hold the last valid pair")
+			}
+			if fi, err := os.Stat(is.spec.KeyFile); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("key file: %v %v", fi, err)
+			}
+			assertNoKeyLeftovers(t, is.spec.KeyFile)
+			if is.count() != 1 {
+				t.Fatalf("%d certificates obtained, want 1", is.count())
+			}
+		})
+	}
+}
+
+// TestAgentRemovesStaleTemporaryFiles: temporary files that a write cut
+// short left beside the files the agent manages (they may hold a key
+// nothing certified) are removed at start; other files are not.
+func TestAgentRemovesStaleTemporaryFiles(t *testing.T) {
+	clock := &fakeClock{now: time.Now()}
+	is := newIssuingSetup(t, startControlPlane(t, clock))
+	dir := filepath.Dir(is.spec.KeyFile)
+	stale := []string{".web.key.tmp-4242", ".web.key.prev.tmp-17", ".web.crt.tmp-99"}
+	kept := []string{".other.key.tmp-1", "web.key.tmp-3", ".web.key.tmp-x"}
+	for _, n := range append(stale, kept...) {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("-----BEGIN PRIVATE KEY-----"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	is.agent(t, clock)
+	for _, n := range stale {
+		if _, err := os.Stat(filepath.Join(dir, n)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s is still there: %v", n, err)
+		}
+	}
+	for _, n := range kept {
+		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+			t.Fatalf("%s was removed: %v", n, err)
+		}
+	}
+}
+
+// TestAgentClockBehind: with the agent's clock behind the CA's by more
+// than the CA back-dates NotBefore (but less than MaxClockSkew), a new
+// certificate counts as valid: it is not obtained again and again.
+func TestAgentClockBehind(t *testing.T) {
+	cpClock := &fakeClock{now: time.Now()}
+	is := newIssuingSetup(t, startControlPlane(t, cpClock))
+	behind := &fakeClock{now: cpClock.Now().Add(-3 * time.Minute)}
+	a := is.agent(t, behind)
+	for range 2 {
+		if err := a.RunOnce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := a.Status()[0]; !s.Valid || is.count() != 1 {
+		t.Fatalf("%d certificates obtained, status %+v", is.count(), s)
+	}
+	leaf := loadPair(t, is.spec)
+	if !leaf.NotBefore.After(behind.Now()) {
+		t.Fatalf("NotBefore %s is not ahead of the agent's clock %s", leaf.NotBefore, behind.Now())
+	}
+}
+
+// TestAgentRefusedAnswerBacksOff: an answer refused after the control
+// plane issued it is retried after half an hour at least, not at the
+// pace of the backoff (each attempt costs a certificate).
+func TestAgentRefusedAnswerBacksOff(t *testing.T) {
+	clock := &fakeClock{now: time.Now()}
+	is := newIssuingSetup(t, startControlPlane(t, clock))
+	is.after = func(res *apiv1.IssueResponse) (*apiv1.IssueResponse, error) {
+		return nil, &agent.RefusedError{Err: errors.New("names refused by the test")}
+	}
+	a := is.agent(t, clock)
+	start := clock.Now()
+	runAgent(t, a)
+	s := waitStatus(t, a, "a refused answer", func(s agent.Status) bool { return s.ConsecutiveFailures == 1 && s.NextAttempt != nil })
+	if s.NextAttempt.Before(start.Add(30 * time.Minute)) {
+		t.Fatalf("next attempt at %s, %s after the refusal", s.NextAttempt, s.NextAttempt.Sub(start))
+	}
+}
+
+// TestAgentCheckMakesStaleCertificateDue: a valid certificate found in the
+// files that Check says no longer matches is renewed at once (and served
+// meanwhile); Check is asked once about it, and not about the
+// certificate obtained in its place.
+func TestAgentCheckMakesStaleCertificateDue(t *testing.T) {
+	clock := &fakeClock{now: time.Now()}
+	is := newIssuingSetup(t, startControlPlane(t, clock))
+	if err := is.agent(t, clock).RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	old := loadPair(t, is.spec)
+	var mu sync.Mutex
+	var checked []string
+	is.check = func(ctx context.Context, name string, leaf *x509.Certificate) error {
+		mu.Lock()
+		defer mu.Unlock()
+		checked = append(checked, pki.SerialHex(leaf.SerialNumber))
+		return errors.New("dns:www.internal is not in it")
+	}
+	a := is.agent(t, clock)
+	// RunOnce does not ask: the certificate is valid and not due.
+	if err := a.RunOnce(t.Context()); err != nil || is.count() != 1 {
+		t.Fatalf("RunOnce: %v, %d obtained", err, is.count())
+	}
+	runAgent(t, a)
+	waitStatus(t, a, "the stale certificate renewed", func(s agent.Status) bool { return s.Renewals == 1 })
+	if loadPair(t, is.spec).Equal(old) {
+		t.Fatal("the files still hold the stale certificate")
+	}
+	// The worker waits for the next renewal: no more checks by then.
+	clock.nextWaiter(t)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(checked) != 1 || checked[0] != pki.SerialHex(old.SerialNumber) {
+		t.Fatalf("checked %v, want only %s", checked, pki.SerialHex(old.SerialNumber))
+	}
+}

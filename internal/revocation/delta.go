@@ -481,6 +481,13 @@ func (s *Service) delta(ctx context.Context, a *authority, c *crl, base int64, d
 		for _, st := range steps {
 			weight += int64(st.size)
 		}
+		if notWorth(c, int(weight)) {
+			// Not built, not kept, so that callers at old bases use up no
+			// room. The weight is at least the delta's size (each change
+			// counts its entry and more), so a delta that passes here is
+			// seldom found not worth serving once built.
+			return nil, nil
+		}
 		release := func() {
 			c.deltaBases.Add(-1)
 			c.deltaBytes.Add(-weight)
@@ -540,10 +547,15 @@ func (s *Service) CRLSince(ctx context.Context, caID string, base int64, baseDig
 		s.log.Warn("revocation: delta CRL not built; the full CRL is served", logCA, a.name, logNumber, c.number, "base", base, logErr, err)
 		return c.der, c.number, nil, nil
 	}
-	if len(c.der) > deltaNotWorth && len(d) > len(c.der)/2 {
-		// So many changes (a churn, an expiry sweep) that the full CRL
-		// costs the caller little more, and gives it a new base.
+	if notWorth(c, len(d)) {
 		return c.der, c.number, nil, nil
 	}
 	return c.der, c.number, d, nil
+}
+
+// notWorth reports whether a delta of size bytes from c's history is not
+// worth serving: so many changes (a churn, an expiry sweep) that the full
+// CRL costs the caller little more, and gives it a new base.
+func notWorth(c *crl, size int) bool {
+	return len(c.der) > deltaNotWorth && size > len(c.der)/2
 }

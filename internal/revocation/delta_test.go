@@ -464,6 +464,25 @@ func TestDeltaHistoryBounded(t *testing.T) {
 	if n, b := cur.deltaBases.Load(), cur.deltaBytes.Load(); n != 1 || b <= 0 {
 		t.Errorf("after one cached delta: %d bases, %d bytes reserved; want 1 and its weight", n, b)
 	}
+	// A delta whose changes outweigh half a full CRL over 64 KiB is
+	// neither built nor kept.
+	heavy := make([]*step, len(cur.history.steps))
+	for i, st := range cur.history.steps {
+		h := *st
+		h.size = deltaNotWorth
+		heavy[i] = &h
+	}
+	big := &crl{der: make([]byte, deltaNotWorth+1), number: cur.number, history: history{steps: heavy}}
+	bound := e.svc.cfg.DeltaBytes
+	e.svc.cfg.DeltaBytes = 1 << 30 // the cache's bound is not what refuses it
+	d, err := e.svc.delta(e.ctx, a.(*authority), big, numbers[2], sums[2])
+	e.svc.cfg.DeltaBytes = bound
+	if d != nil || err != nil {
+		t.Errorf("delta over a large CRL = %d bytes, %v; want none", len(d), err)
+	}
+	if n, b := big.deltaBases.Load(), big.deltaBytes.Load(); n != 0 || b != 0 {
+		t.Errorf("a delta not worth serving holds %d bases, %d bytes of the cache", n, b)
+	}
 	// A burst of revocations over the byte bound.
 	for _, c := range certs[3:] {
 		e.revoke(e.sub, c, 1)

@@ -89,6 +89,9 @@ func (d *DB) PutPolicy(ctx context.Context, p *store.PolicyRecord) error {
 		return err
 	}
 	return d.inTx(ctx, op, func(ctx context.Context, tx pgx.Tx) error {
+		if err := lockAccess(ctx, tx); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `INSERT INTO policies (name, document, created_at, updated_at) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (name) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at`,
 			p.Name, p.Document, p.CreatedAt, p.UpdatedAt)
@@ -147,6 +150,9 @@ func (d *DB) DeletePolicy(ctx context.Context, name string) error {
 		return fmt.Errorf("postgres: %s: %w", op, store.ErrNotFound)
 	}
 	return d.inTx(ctx, op, func(ctx context.Context, tx pgx.Tx) error {
+		if err := lockAccess(ctx, tx); err != nil {
+			return err
+		}
 		var users int64
 		if err := tx.QueryRow(ctx, "SELECT count(*) FROM principal_policies WHERE policy = $1", name).Scan(&users); err != nil {
 			return err
@@ -185,6 +191,9 @@ func (d *DB) writePrincipal(ctx context.Context, op string, p *store.Principal, 
 	pol, _ := json.Marshal(nonNil(p.Policies))
 	ids, _ := json.Marshal(nonNil(p.Identities))
 	return d.inTx(ctx, op, func(ctx context.Context, tx pgx.Tx) error {
+		if err := lockAccess(ctx, tx); err != nil {
+			return err
+		}
 		if create {
 			if _, err := tx.Exec(ctx, `INSERT INTO principals (name, kind, policies, identities, disabled, created_at, updated_at)
 				VALUES ($1, $2, $3, $4, $5, $6, $7)`, p.Name, p.Kind, string(pol), string(ids), p.Disabled, p.CreatedAt, p.UpdatedAt); err != nil {
@@ -305,6 +314,9 @@ func (d *DB) RevokeToken(ctx context.Context, id string) error {
 		return fmt.Errorf("postgres: %s: %w", op, store.ErrNotFound)
 	}
 	return d.inTx(ctx, op, func(ctx context.Context, tx pgx.Tx) error {
+		if err := lockAccess(ctx, tx); err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx, "UPDATE tokens SET revoked = true WHERE id = $1", id)
 		if err != nil {
 			return err
@@ -314,6 +326,17 @@ func (d *DB) RevokeToken(ctx context.Context, id string) error {
 		}
 		return nil
 	})
+}
+
+// lockAccess takes the row of the access generation first in a
+// transaction that changes principals, policies or tokens. Their triggers
+// would take it anyway, but only after the transaction's first change; a
+// principal's update (principal row, then a policy row's key-share lock for
+// the foreign key, then the generation) and a policy's deletion (policy
+// row, then the generation) would then deadlock.
+func lockAccess(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, "SELECT 1 FROM access_generation WHERE id = 1 FOR UPDATE")
+	return err
 }
 
 func nonNil(s []string) []string {

@@ -88,7 +88,13 @@ func accessCases() []testCase {
 				}
 				last = gen
 			}
+			start := time.Now()
 			step("PutPolicy", true, s.PutPolicy(ctx(t), policy("g1")))
+			// The number moves to at least the time in microseconds, so
+			// that it never comes back after a restore or a failover.
+			if floor := start.Add(-time.Minute).UnixMicro(); last < floor {
+				t.Errorf("access generation %d is below the time of the change (%d µs)", last, floor)
+			}
 			step("PutPolicy(replace)", true, s.PutPolicy(ctx(t), policy("g1")))
 			step("PutPolicy(second)", true, s.PutPolicy(ctx(t), policy("g2")))
 			pr := principal("svc-g", "g1")

@@ -7,9 +7,16 @@ CREATE TABLE access_generation (
 );
 INSERT INTO access_generation (id, gen) VALUES (1, 0);
 
+-- The number never comes back: it moves to at least the current time in
+-- microseconds, so that after a failover to a replica that lost the last
+-- changes, or a restore, a node never finds again a number it cached
+-- something under. The table is named in the schema of the table that
+-- changed, not looked up on the search_path of whoever changes it (an
+-- operator in psql, another deployment's schema).
 CREATE FUNCTION bump_access_generation() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-	UPDATE access_generation SET gen = gen + 1 WHERE id = 1;
+	EXECUTE format('UPDATE %I.access_generation SET gen = greatest(gen + 1, '
+		'(extract(epoch FROM clock_timestamp()) * 1000000)::bigint) WHERE id = 1', TG_TABLE_SCHEMA);
 	RETURN NULL;
 END;
 $$;

@@ -127,18 +127,18 @@ type anonDecision struct {
 	arm bool
 }
 
-// admit decides whether an unauthenticated call from addr, decided at now,
-// is recorded. now must be the time of the decision, not of the call's
+// admit decides whether a refused call under key (anonSourceKey of its
+// source, or the credential it proved), decided at now, is recorded. now must be the time of the decision, not of the call's
 // start: a call that took long to arrive (a body trickled in) must not be
 // judged at its start, before calls that came after it.
-func (a *anonAudit) admit(addr string, now time.Time) anonDecision {
+func (a *anonAudit) admit(key string, now time.Time) anonDecision {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if now.Before(a.last) {
 		now = a.last
 	}
 	a.last = now
-	s := a.source(anonSourceKey(addr))
+	s := a.source(key)
 	d := anonDecision{source: s.key}
 	s.b.fill(now, anonAuditBurst, anonAuditEvery)
 	a.all.fill(now, anonAuditAllBurst, anonAuditAllEvery)
@@ -189,7 +189,7 @@ type anonSummary struct {
 	total        int64
 	// bySource lists the sources with calls left out, most first.
 	bySource []anonCount
-	// untracked is the count of sources no longer tracked.
+	// untracked counts the calls left out by sources no longer tracked.
 	untracked int64
 }
 
@@ -224,7 +224,7 @@ func (a *anonAudit) summary(now time.Time) anonSummary {
 // the most calls left out.
 func (s anonSummary) detail() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d unauthenticated calls between %s and %s were not recorded one by one", s.total,
+	fmt.Fprintf(&b, "%d refused calls between %s and %s were not recorded one by one", s.total,
 		s.since.UTC().Format(time.RFC3339), s.until.UTC().Format(time.RFC3339))
 	var parts []string
 	rest, restN := 0, int64(0)
@@ -240,7 +240,7 @@ func (s anonSummary) detail() string {
 		parts = append(parts, fmt.Sprintf("%d other sources: %d", rest, restN))
 	}
 	if s.untracked > 0 {
-		parts = append(parts, fmt.Sprintf("sources no longer tracked: %d", s.untracked))
+		parts = append(parts, fmt.Sprintf("calls from sources no longer tracked: %d", s.untracked))
 	}
 	fmt.Fprintf(&b, " (%s)%s", strings.Join(parts, "; "), anonLimits)
 	return b.String()
@@ -249,7 +249,7 @@ func (s anonSummary) detail() string {
 // skippedNote is appended to the detail of a record that counts calls of
 // its source left out before it.
 func skippedNote(n int64, source string) string {
-	return fmt.Sprintf(" (%d earlier unauthenticated calls from %s were not recorded one by one)%s", n, source, anonLimits)
+	return fmt.Sprintf(" (%d earlier refused calls from %s were not recorded one by one)%s", n, source, anonLimits)
 }
 
 var anonLimits = fmt.Sprintf("; limits: %d per source, then one every %s; %d from all sources, then one every %s",

@@ -32,7 +32,7 @@ type anonCounter struct {
 
 func (c *anonCounter) call(addr string, at time.Time) anonDecision {
 	c.t.Helper()
-	d := c.a.admit(addr, at)
+	d := c.a.admit(anonSourceKey(addr), at)
 	if d.record {
 		c.recorded++
 		c.counted += d.skipped
@@ -76,7 +76,7 @@ func TestAnonAuditAdmit(t *testing.T) {
 	if !d.record || d.skipped != 5 || d.source != "192.0.2.1" {
 		t.Fatalf("after %s: %+v; want a record counting 5", anonAuditEvery, d)
 	}
-	if note := skippedNote(d.skipped, d.source); !strings.Contains(note, "5 earlier unauthenticated calls from 192.0.2.1") {
+	if note := skippedNote(d.skipped, d.source); !strings.Contains(note, "5 earlier refused calls from 192.0.2.1") {
 		t.Errorf("note = %q", note)
 	}
 	// Left out again, it is not announced again: the flood goes on.
@@ -186,7 +186,7 @@ func TestAnonAuditOverallLimit(t *testing.T) {
 	if sum.total != 2000-anonAuditAllBurst || len(sum.bySource) != 2000-anonAuditAllBurst {
 		t.Errorf("summary counts %d calls of %d sources", sum.total, len(sum.bySource))
 	}
-	if d := sum.detail(); !strings.Contains(d, "1700 unauthenticated calls") || !strings.Contains(d, "1690 other sources: 1690") {
+	if d := sum.detail(); !strings.Contains(d, "1700 refused calls") || !strings.Contains(d, "1690 other sources: 1690") {
 		t.Errorf("summary detail = %q", d)
 	}
 }
@@ -236,7 +236,7 @@ func TestAnonAuditSummary(t *testing.T) {
 	if sum.total != 4 || !sum.since.Equal(anonT0) || !sum.until.Equal(anonT0.Add(time.Minute)) {
 		t.Fatalf("summary = %+v", sum)
 	}
-	if d := sum.detail(); !strings.Contains(d, "4 unauthenticated calls between 2026-01-01T00:00:00Z and 2026-01-01T00:01:00Z") ||
+	if d := sum.detail(); !strings.Contains(d, "4 refused calls between 2026-01-01T00:00:00Z and 2026-01-01T00:01:00Z") ||
 		!strings.Contains(d, "192.0.2.1: 4") {
 		t.Errorf("detail = %q", d)
 	}
@@ -309,10 +309,49 @@ func TestAnonSummaryRecordWritten(t *testing.T) {
 		t.Fatal("no summary record of the calls left out")
 	}
 	if sum.Decision != "deny" || sum.Outcome != "unauthenticated" || sum.Actor != "" ||
-		!strings.Contains(sum.Detail, "5 unauthenticated calls") || !strings.Contains(sum.Detail, "127.0.0.1: 5") {
+		!strings.Contains(sum.Detail, "5 refused calls") || !strings.Contains(sum.Detail, "127.0.0.1: 5") {
 		t.Errorf("summary record %+v", sum)
 	}
 	if res, err := audit.Verify(ctx, st); err != nil || !res.OK {
 		t.Errorf("chain after the summary: %+v %v", res, err)
+	}
+}
+
+// TestAnonSummaryWrittenOnClose: counts waiting for their summary are
+// written when the handler is closed, not lost with the process.
+func TestAnonSummaryWrittenOnClose(t *testing.T) {
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "tg.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h := New(Config{Auth: authz.New(authz.Config{Store: st}), Audit: st})
+	h.anonSummaryEvery = time.Hour // only Close can write it within the test
+	srv := httptest.NewServer(h)
+	for range anonAuditBurst + 3 {
+		req, _ := http.NewRequest("GET", srv.URL+"/v1/cas", nil)
+		req.Header.Set("Authorization", "Bearer tg_not-a-token")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	srv.Close()
+	h.Close()
+	recs, err := st.ListAudit(context.Background(), store.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, r := range recs {
+		found = found || (r.Action == anonSummaryAction && strings.Contains(r.Detail, "3 refused calls"))
+	}
+	if !found {
+		t.Errorf("no summary of the 3 calls left out after Close (%d records)", len(recs))
+	}
+	h.Close() // a second Close writes nothing more
+	if again, _ := st.ListAudit(context.Background(), store.AuditFilter{}); len(again) != len(recs) {
+		t.Errorf("a second Close wrote %d more records", len(again)-len(recs))
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -167,6 +168,9 @@ type Handler struct {
 	anonSummaryEvery time.Duration
 	// anonSkipped counts unauthenticated calls not audited.
 	anonSkipped prometheus.Counter
+	// summary is the pending write of the summary record, if any.
+	summaryMu sync.Mutex
+	summary   *time.Timer
 }
 
 // New builds the handler and registers every route of Routes().
@@ -553,16 +557,20 @@ func (h *Handler) finishAudit(r *request, err error) {
 			rec.Detail = "internal error"
 		}
 	}
-	if c := fault.CredentialOf(err); c != nil && rec.Actor == "" {
-		// A credential was proved and refused (revoked, expired): the
-		// call is attributable, and recorded like any known caller's.
-		rec.Actor = c.Actor
-		if c.About != "" {
-			rec.Detail += "; " + c.About
+	if kind == fault.Unauthenticated && rec.Actor == "" {
+		// A refused call is recorded at a bounded rate: per source when
+		// it proved no credential, per credential when it proved one that
+		// was refused (revoked, expired), which the record then names.
+		key := anonSourceKey(rec.Source)
+		if c := fault.CredentialOf(err); c != nil {
+			rec.Actor, key = c.Actor, c.Actor
+			if c.About != "" {
+				rec.Detail += "; " + c.About
+			}
 		}
-	}
-	if kind == fault.Unauthenticated && rec.Actor == "" && !h.admitAnon(rec) {
-		return
+		if !h.admitRefused(rec, key) {
+			return
+		}
 	}
 	// The call's own context may be ending; the record must still land.
 	_ = h.appendAudit(context.WithoutCancel(r.Context()), rec)
@@ -574,19 +582,25 @@ func (h *Handler) appendAudit(ctx context.Context, rec *store.AuditRecord) error
 	defer cancel()
 	err := h.cfg.Audit.AppendAudit(ctx, rec)
 	if err != nil {
-		h.cfg.Logger.Error("audit record lost", "request_id", rec.RequestID, "action", rec.Action, "err", err)
+		// The detail may count calls left out before this one: the log
+		// keeps them.
+		h.cfg.Logger.Error("audit record lost", "request_id", rec.RequestID, "action", rec.Action,
+			"actor", rec.Actor, "detail", rec.Detail, "err", err)
 	}
 	return err
 }
 
-// admitAnon applies the limits of unauthenticated calls to rec, a call that
-// proved no credential: it reports whether rec is to be written, and
-// counts it out otherwise. The decision is taken now, not at rec.At (the
-// call's start, which a slow caller can put long before).
-func (h *Handler) admitAnon(rec *store.AuditRecord) bool {
-	d := h.anon.admit(rec.Source, h.cfg.Now())
+// admitRefused applies the limits of refused calls to rec, a 401, under
+// key (the call's source, or the credential it proved): it reports whether
+// rec is to be written, and counts it out otherwise. The decision is taken
+// now, not at rec.At (the call's start, which a slow caller can put long
+// before).
+func (h *Handler) admitRefused(rec *store.AuditRecord, key string) bool {
+	d := h.anon.admit(key, h.cfg.Now())
 	if d.arm {
-		time.AfterFunc(h.anonSummaryEvery, h.writeAnonSummary)
+		h.summaryMu.Lock()
+		h.summary = time.AfterFunc(h.anonSummaryEvery, h.writeAnonSummary)
+		h.summaryMu.Unlock()
 	}
 	if d.record {
 		if d.skipped > 0 {
@@ -596,14 +610,27 @@ func (h *Handler) admitAnon(rec *store.AuditRecord) bool {
 	}
 	h.anonSkipped.Inc()
 	if d.warnSource {
-		h.cfg.Logger.Warn("unauthenticated calls from this source are audited at a limited rate from now on",
-			"source", d.source, "burst", anonAuditBurst, "every", anonAuditEvery.String())
+		h.cfg.Logger.Warn("refused calls from this source, or with this credential, are audited at a limited rate from now on",
+			"key", d.source, "burst", anonAuditBurst, "every", anonAuditEvery.String())
 	}
 	if d.warnAll {
-		h.cfg.Logger.Warn("unauthenticated calls from all sources together are audited at a limited rate from now on",
+		h.cfg.Logger.Warn("refused calls from all sources together are audited at a limited rate from now on",
 			"burst", anonAuditAllBurst, "every", anonAuditAllEvery.String())
 	}
 	return false
+}
+
+// Close writes at once the summary record of refused calls left out that
+// no record has counted yet, if one is pending, so that a stop loses no
+// count. Call it once the servers have stopped, before the store closes.
+func (h *Handler) Close() {
+	h.summaryMu.Lock()
+	t := h.summary
+	h.summary = nil
+	h.summaryMu.Unlock()
+	if t != nil && t.Stop() {
+		h.writeAnonSummary()
+	}
 }
 
 // writeAnonSummary writes the record that counts the unauthenticated calls

@@ -276,6 +276,13 @@ func (s *Server) Close() error { return s.Store.Close() }
 
 // Handler returns the API handler (all routes).
 func (s *Server) Handler() http.Handler {
+	all, _ := s.handlers()
+	return all
+}
+
+// handlers returns the handler of all routes, and the API's own, which
+// Run closes once it has stopped serving.
+func (s *Server) handlers() (http.Handler, *api.Handler) {
 	h := api.New(api.Config{
 		CA: s.CA, Inventory: s.Inventory, TrustStores: s.TrustStores, CAByID: s.Store.GetCAByID,
 		Auth: s.Access, Authz: s.Access, Access: s.Access, AccessStore: s.Store, Audit: s.Store,
@@ -295,7 +302,7 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		mux.ServeHTTP(w, r)
-	})
+	}), h
 }
 
 // publicHandler serves only the routes marked public, over plain HTTP.
@@ -330,7 +337,7 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 	if err != nil {
 		return fmt.Errorf("API TLS identity: %w", err)
 	}
-	all := s.Handler()
+	all, apiHandler := s.handlers()
 	servers := []*http.Server{}
 	lns := []net.Listener{}
 	apiLn, err := net.Listen("tcp", s.Config.API.Listen)
@@ -429,6 +436,9 @@ func (s *Server) Run(ctx context.Context, started func(apiAddr, publicAddr strin
 	for _, srv := range servers {
 		srv.Shutdown(sctx)
 	}
+	// Counts of refused calls left out of the audit log, waiting for
+	// their summary, are written now.
+	apiHandler.Close()
 	stopRev()
 	wg.Wait()
 	s.Logger.Info("control plane stopped")

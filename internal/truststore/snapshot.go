@@ -137,8 +137,10 @@ func (s *Service) snapshot(ctx context.Context, name string, held apiv1.HeldCRLs
 			// Two CRLs under one number: RFC 5280 §5.2.3 wants numbers
 			// that only increase, which a store restored from a backup
 			// breaks until its counters are moved forward.
-			s.cfg.Logger.Warn("truststore: a gateway holds another CRL under the current CRL number of a CA; the full CRL is sent",
-				"truststore", name, "ca", o.name, "crl_number", number)
+			if s.firstReuse(o.id, number) {
+				s.cfg.Logger.Warn("truststore: a gateway holds another CRL under the current CRL number of a CA; the full CRL is sent",
+					"truststore", name, "ca", o.name, "crl_number", number)
+			}
 			snap.CRLs = append(snap.CRLs, der)
 			forms[formFull]++
 		case delta != nil:
@@ -226,4 +228,20 @@ func (s *Service) snapBase(ctx context.Context, name, id string, version int64) 
 	s.snaps[name] = b
 	s.mu.Unlock()
 	return b, nil
+}
+
+// firstReuse reports whether number is the first CRL number of the CA
+// caID found held with other contents since the last one: the warning
+// says so once per number, whoever asks and however often.
+func (s *Service) firstReuse(caID string, number int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reusedWarned == nil {
+		s.reusedWarned = map[string]int64{}
+	}
+	if s.reusedWarned[caID] == number {
+		return false
+	}
+	s.reusedWarned[caID] = number
+	return true
 }

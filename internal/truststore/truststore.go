@@ -109,6 +109,10 @@ type Service struct {
 	crlSums map[string]crlSum
 	// served counts the CRLs of our CAs in snapshots answered, by form.
 	served [numCRLForms]prometheus.Counter
+	// reusedWarned holds, by CA ID, the CRL number last found held by a
+	// gateway with other contents, so that it is logged once, not on
+	// every snapshot a caller asks for.
+	reusedWarned map[string]int64
 }
 
 // Forms in which a CA's CRL is answered in a snapshot, the values of the

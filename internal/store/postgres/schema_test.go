@@ -3,14 +3,18 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/trustgate/trustgate/internal/store"
 )
@@ -170,8 +174,11 @@ func TestKeysFollowSchemaOfURL(t *testing.T) {
 // database of its own, with no search_path set, and plays a node of an
 // earlier release beside it with the keys that release derived: the two
 // exclude each other from the jobs lease and hear each other's changes.
+//
+// Not parallel: CREATE and DROP DATABASE run for seconds, during which
+// VACUUM in the same database cannot mark new rows visible to all, which
+// changes the plans TestQueryPlans checks.
 func TestDefaultSchemaKeepsOldKeys(t *testing.T) {
-	t.Parallel()
 	u := testDatabase(t)
 	db := openURL(t, u)
 	if got := db.CurrentSchema(); got != "public" {
@@ -234,14 +241,22 @@ func TestDefaultSchemaKeepsOldKeys(t *testing.T) {
 	}
 }
 
+// dropDatabaseTimeout bounds DROP DATABASE, which waits for a checkpoint:
+// seconds on a server busy with other tests.
+const dropDatabaseTimeout = 2 * time.Minute
+
 // testDatabase creates a database of its own, dropped at cleanup, and
 // returns its URL: the only way to give a test a public schema that no
 // other test writes to. It skips the test when the role may not create
-// databases.
+// databases. Databases named as test schemas are, and made more than an
+// hour ago, are the leftovers of killed test binaries: it drops them.
 func testDatabase(t *testing.T) string {
 	t.Helper()
 	name := newSchemaName()
 	pool := adminPool(t)
+	if err := sweepDatabases(t.Context(), pool); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := pool.Exec(context.Background(), "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" ENCODING 'UTF8' TEMPLATE template0"); err != nil {
 		if pe, ok := errors.AsType[*pgconn.PgError](err); ok && pe.Code == "42501" {
 			t.Skipf("cannot create a database: %v", err)
@@ -249,7 +264,7 @@ func testDatabase(t *testing.T) string {
 		t.Fatalf("create database: %v", err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), dropDatabaseTimeout)
 		defer cancel()
 		if _, err := pool.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
 			t.Errorf("drop database %s: %v", name, err)
@@ -261,4 +276,30 @@ func testDatabase(t *testing.T) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+// sweepDatabases drops the test databases made more than an hour ago.
+func sweepDatabases(ctx context.Context, pool *pgxpool.Pool) error {
+	rows, err := pool.Query(ctx, "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", schemaPrefix)
+	if err != nil {
+		return err
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		stamp, _, _ := strings.Cut(strings.TrimPrefix(name, schemaPrefix), "_")
+		made, err := strconv.ParseInt(stamp, 10, 64)
+		if err != nil || time.Since(time.Unix(made, 0)) < time.Hour {
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, dropDatabaseTimeout)
+		_, err = pool.Exec(dctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		cancel()
+		if err != nil {
+			return fmt.Errorf("drop leftover database %s: %w", name, err)
+		}
+	}
+	return nil
 }

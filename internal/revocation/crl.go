@@ -38,6 +38,9 @@ type scope struct {
 	// in the same order: the served CRL number never goes back.
 	mu  sync.Mutex
 	cur atomic.Pointer[crl] // nil until first built
+	// seen is the highest CRL number of the scope in the store that this
+	// node has had the scope rebuilt for since (see catchUp).
+	seen atomic.Int64
 	// lastErr is the last reason a build failed, logged once per reason.
 	lastErr string
 }

@@ -34,6 +34,9 @@ type Store interface {
 	GetCertificateByCA(ctx context.Context, caID, serial string) (*store.Certificate, error)
 	ListRevoked(ctx context.Context, caID string, partition int, expiresAfter time.Time, fn func(store.RevokedEntry) error) error
 	ReadCRL(ctx context.Context, q store.CRLQuery, fn func(store.RevokedEntry) error, keep func() bool) (int64, error)
+	// ListCRLNumbers returns the last CRL number of every (CA, partition):
+	// one row per CRL scope, whatever the number of revocations.
+	ListCRLNumbers(ctx context.Context) ([]store.CRLNumber, error)
 }
 
 // Keys hands out CA signing keys; the CA service satisfies it. Signer fails
@@ -56,6 +59,7 @@ const (
 	DefaultResponderValidity = 2 * 24 * time.Hour
 	DefaultCoalesce          = 100 * time.Millisecond
 	DefaultMaxAge            = 5 * time.Minute
+	DefaultCheckInterval     = 30 * time.Second
 )
 
 // Config configures a Service.
@@ -97,9 +101,15 @@ type Config struct {
 	// DefaultDeltaBytes.
 	DeltaSteps int
 	DeltaBytes int
-	Now        func() time.Time
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
+	// CheckInterval is how often PublishChanges compares the CRL numbers
+	// in the store with those of the CRLs this node serves, and publishes
+	// afresh a CA whose number another node took past them: the safety
+	// net for a change this node was not told of (see
+	// PublishChanges). Default 30 seconds.
+	CheckInterval time.Duration
+	Now           func() time.Time
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer
 }
 
 // setDefaults fills in the zero fields of c.
@@ -124,6 +134,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DeltaBytes == 0 {
 		c.DeltaBytes = DefaultDeltaBytes
+	}
+	if c.CheckInterval == 0 {
+		c.CheckInterval = DefaultCheckInterval
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -155,7 +168,7 @@ func (c *Config) validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"CRLValidity", c.CRLValidity}, {"OCSPValidity", c.OCSPValidity}, {"ResponderValidity", c.ResponderValidity}, {"Coalesce", c.Coalesce}, {"MaxAge", c.MaxAge}} {
+	}{{"CRLValidity", c.CRLValidity}, {"OCSPValidity", c.OCSPValidity}, {"ResponderValidity", c.ResponderValidity}, {"Coalesce", c.Coalesce}, {"MaxAge", c.MaxAge}, {"CheckInterval", c.CheckInterval}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %s is negative", d.name, d.v))
 		}
@@ -235,6 +248,11 @@ type pendingChange struct {
 	// allSerials says that any certificate of the CA may have.
 	serials    map[string]struct{}
 	allSerials bool
+	// recheck asks for the CA's CRLs to be rebuilt if their lists changed
+	// and every cached answer re-checked, with no change time to record:
+	// the periodic check found that another node published past this one
+	// (see catchUp).
+	recheck bool
 }
 
 // addSerial records that serial changed; "" means any certificate may have.
@@ -345,13 +363,26 @@ func (s *Service) Run(ctx context.Context) error {
 // one node only, and a revocation made through another node must still
 // reach the CRLs and OCSP answers that node serves. Running it beside Run
 // is safe: each change is published once, by whichever loop takes it.
+//
+// Every Config.CheckInterval it also compares the CRL numbers in the store
+// with those of the CRLs this node serves (one row per CRL scope, however
+// many revocations), and publishes afresh each CA whose number another
+// node took past them: a change this node was not told of (a notice lost
+// on its way) is served within CheckInterval, not at the next
+// republication, days later.
 func (s *Service) PublishChanges(ctx context.Context) error {
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
+	check := time.NewTicker(s.cfg.CheckInterval)
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-check.C:
+			if err := s.catchUp(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("revocation: cannot compare CRL numbers with the store", logErr, err)
+			}
 		case <-retry.C:
 			s.mu.Lock()
 			pending := len(s.pending) > 0
@@ -426,7 +457,7 @@ func (s *Service) flush(ctx context.Context) {
 			continue
 		}
 		var retry pendingChange
-		if len(p.ocsp) > 0 {
+		if len(p.ocsp) > 0 || p.recheck {
 			var err error
 			if p.allSerials {
 				err = s.refreshAnswers(ctx, a, s.now(), refreshAll)
@@ -437,23 +468,28 @@ func (s *Service) flush(ctx context.Context) {
 				s.log.Warn("revocation: cannot refresh OCSP answers", logCA, a.name, logErr, err)
 				retry.ocsp = p.ocsp
 				retry.serials, retry.allSerials = p.serials, p.allSerials
+				retry.recheck = p.recheck
 			} else {
 				s.observe(kindOCSP, p.ocsp)
 			}
 		}
-		if len(p.crl) > 0 {
+		if len(p.crl) > 0 || p.recheck {
 			if err := s.buildCRLs(ctx, a, s.now(), buildIfChanged); err != nil {
 				if errors.Is(err, errCannotSign) {
 					// Logged by buildScope; the last CRL stays.
 				} else {
 					s.log.Warn("revocation: cannot publish CRL", logCA, a.name, logErr, err)
 					retry.crl = p.crl
+					if p.recheck {
+						retry.recheck = true
+						retry.addSerial("")
+					}
 				}
 			} else {
 				s.observe(kindCRL, p.crl)
 			}
 		}
-		if len(retry.crl)+len(retry.ocsp) > 0 {
+		if len(retry.crl)+len(retry.ocsp) > 0 || retry.recheck {
 			s.requeue(caID, &retry)
 		}
 	}
@@ -472,6 +508,7 @@ func (s *Service) requeue(caID string, p *pendingChange) {
 	q.crl = append(p.crl, q.crl...)[:min(len(p.crl)+len(q.crl), maxPendingTimes)]
 	q.ocsp = append(p.ocsp, q.ocsp...)[:min(len(p.ocsp)+len(q.ocsp), maxPendingTimes)]
 	q.mergeSerials(p)
+	q.recheck = q.recheck || p.recheck
 }
 
 // observe records, for each change time, how long it took to be served.

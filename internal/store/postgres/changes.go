@@ -29,15 +29,15 @@ const (
 // would otherwise wait forever. A variable for tests.
 var changesCheck = 15 * time.Second
 
-// changesChannel is the notification channel of the store in schema.
-// Notifications are database-wide; stores in other schemas of one database
-// use other channels.
+// changesChannel is the notification channel of the store whose keys
+// derive from schema (see keySchema). Notifications are database-wide;
+// stores in other schemas of one database use other channels.
 func changesChannel(schema string) string {
 	return fmt.Sprintf("trustgate_changes_%08x", uint32(lockKey(schema)))
 }
 
 // listenerName is the application_name of the listening session of the
-// store in schema.
+// store whose keys derive from schema.
 func listenerName(schema string) string {
 	return fmt.Sprintf("trustgate-changes-%08x", uint32(lockKey(schema)))
 }
@@ -51,7 +51,7 @@ func (d *DB) PublishChange(ctx context.Context, key string) error {
 	if len(key) > store.MaxChangeKey {
 		return fault.New(fault.Invalid, "postgres: %s: key of %d bytes, longer than %d", op, len(key), store.MaxChangeKey)
 	}
-	if _, err := d.pool.Exec(ctx, "SELECT pg_notify($1, $2)", changesChannel(d.cfg.Schema), key); err != nil {
+	if _, err := d.pool.Exec(ctx, "SELECT pg_notify($1, $2)", changesChannel(d.keySchema), key); err != nil {
 		return d.fail(ctx, op, err)
 	}
 	return nil
@@ -107,12 +107,12 @@ func (d *DB) listen(ctx context.Context) (*pgx.Conn, error) {
 		}
 	}
 	// What the session is for, in pg_stat_activity.
-	cc.RuntimeParams["application_name"] = listenerName(d.cfg.Schema)
+	cc.RuntimeParams["application_name"] = listenerName(d.keySchema)
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{changesChannel(d.cfg.Schema)}.Sanitize()); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{changesChannel(d.keySchema)}.Sanitize()); err != nil {
 		closeConn(conn)
 		return nil, err
 	}

@@ -52,8 +52,8 @@ var leaseKeepalives = map[string]string{
 	"tcp_keepalives_count":    "2",
 }
 
-// leaseLockKey is the key of the advisory lock of the lease name in
-// schema. It takes the one-bigint form of the advisory-lock functions,
+// leaseLockKey is the key of the advisory lock of the lease name of the
+// store whose keys derive from schema (see keySchema). It takes the one-bigint form of the advisory-lock functions,
 // whose keys PostgreSQL keeps apart from the two-int4 keys of the
 // migration and insert locks.
 func leaseLockKey(schema, name string) int64 {
@@ -86,7 +86,7 @@ func (d *DB) TryLease(ctx context.Context, name string) (store.Held, error) {
 		return nil, d.fail(ctx, op, err)
 	}
 	var ok bool
-	err = conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", leaseLockKey(d.cfg.Schema, name)).Scan(&ok)
+	err = conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", leaseLockKey(d.keySchema, name)).Scan(&ok)
 	if err != nil || !ok {
 		// Ending the session frees the lock if the server took it before
 		// the answer was lost.

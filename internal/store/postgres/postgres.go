@@ -116,8 +116,14 @@ type Config struct {
 	URL string
 	// Schema, when set, is the PostgreSQL schema that holds Trustgate's
 	// tables: it is created if missing and is the whole search_path of every
-	// connection. "" keeps the server's search_path (normally "$user",
-	// public).
+	// connection. "" keeps the search_path that the URL (search_path or
+	// options=-csearch_path=...), the role or the server sets (normally
+	// "$user", public); the schema it selects must exist.
+	//
+	// The keys that keep the stores of one database apart (the leases, the
+	// channel of changes, the insert lock) derive from Schema when it is
+	// set, and otherwise from the schema the connection actually uses,
+	// current_schema(): see keySchema.
 	Schema string
 	// MaxConns caps the connection pool, and so how many statements this
 	// node runs at once; the Writers use one each while they commit, and a
@@ -167,6 +173,12 @@ func (c *Config) setDefaults() {
 type DB struct {
 	cfg  Config
 	pool *pgxpool.Pool
+	// current is current_schema() of the store's sessions, read at Open:
+	// the schema that holds its tables.
+	current string
+	// keySchema is the schema name the lease keys, the channel of changes
+	// and seqLockKey derive from (see keySchema).
+	keySchema string
 	// seqLockKey is the second key of the advisory lock of insert batches.
 	seqLockKey int32
 	// applied is how many migrations this DB's Open applied; 0 when the
@@ -244,11 +256,10 @@ func OpenConfig(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, wrapErr(ctx, "postgres: open", err)
 	}
 	d := &DB{
-		cfg:        cfg,
-		pool:       pool,
-		seqLockKey: lockKey(cfg.Schema),
-		queue:      make(chan *insertReq, 4*cfg.MaxBatch),
-		quit:       make(chan struct{}),
+		cfg:   cfg,
+		pool:  pool,
+		queue: make(chan *insertReq, 4*cfg.MaxBatch),
+		quit:  make(chan struct{}),
 	}
 	if err := checkEncoding(ctx, pool); err != nil {
 		pool.Close()
@@ -258,11 +269,56 @@ func OpenConfig(ctx context.Context, cfg Config) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
+	// After migrate: the tables exist, so current_schema() is the schema
+	// that holds them.
+	var cur *string
+	if err := pool.QueryRow(ctx, "SELECT current_schema()").Scan(&cur); err != nil {
+		pool.Close()
+		return nil, wrapErr(ctx, "postgres: open: read current_schema()", err)
+	}
+	if cur != nil {
+		d.current = *cur
+	}
+	d.keySchema = keySchema(cfg.Schema, d.current)
+	d.seqLockKey = lockKey(d.keySchema)
 	for range cfg.Writers {
 		d.writers.Go(d.writer)
 	}
 	return d, nil
 }
+
+// keySchema returns the schema name that the keys of a store derive from:
+// its lease keys, its channel of changes and its insert lock key.
+// Notifications and advisory locks are database-wide, so stores in
+// different schemas of one database must use different keys, or they would
+// share one jobs lease (one deployment's singleton jobs would not run while
+// the other's held it), hear each other's changes and queue behind each
+// other's inserts.
+//
+// An explicit Config.Schema is used as it is, as before. Without one, the
+// keys derive from current, the schema the sessions actually use, which
+// the URL may select with search_path. Releases before this one derived
+// them from "" in that case; so that nodes of the previous release and of
+// this one still exclude each other while a deployment upgrades node by
+// node, the default schema "public" keeps deriving them from "". Only a
+// deployment that selects another schema without Config.Schema changes
+// keys (it shared its keys with every other such store of the database
+// before); docs/operations.md tells its operators to upgrade all nodes at
+// once.
+func keySchema(configured, current string) string {
+	switch {
+	case configured != "":
+		return configured
+	case current == "public":
+		return ""
+	default:
+		return current
+	}
+}
+
+// CurrentSchema returns the schema that holds the store's tables,
+// current_schema() of its sessions as read at Open.
+func (d *DB) CurrentSchema() string { return d.current }
 
 // durableCommits turns synchronous_commit on in a new session that would
 // have it off, so that a commit is flushed before the server reports it.

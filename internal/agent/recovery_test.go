@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -35,6 +36,10 @@ type issuing struct {
 	after func(*apiv1.IssueResponse) (*apiv1.IssueResponse, error)
 	check func(ctx context.Context, name string, leaf *x509.Certificate) error
 
+	// last is the agent made last: the next one on the same files
+	// closes it first, as a process that exited would have.
+	last *agent.Agent
+
 	mu       sync.Mutex
 	obtained []*x509.Certificate
 }
@@ -46,9 +51,13 @@ func newIssuingSetup(t *testing.T, cp *controlPlane) *issuing {
 		CertFile: filepath.Join(dir, "web.crt"), KeyFile: filepath.Join(dir, "web.key")}}
 }
 
-// agent returns a new agent on the files, with the clock given.
+// agent returns a new agent on the files, with the clock given, after
+// closing the one made before.
 func (is *issuing) agent(t *testing.T, clock agent.Clock) *agent.Agent {
 	t.Helper()
+	if is.last != nil {
+		is.last.Close()
+	}
 	a, err := agent.New(agent.Config{
 		Spec: config.Agent{
 			ControlPlane: config.AgentControlPlane{Address: "https://" + is.cp.addr, CAFile: is.cp.files.Root},
@@ -79,6 +88,8 @@ func (is *issuing) agent(t *testing.T, clock agent.Clock) *agent.Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
+	is.last = a
+	t.Cleanup(func() { a.Close() })
 	return a
 }
 
@@ -115,7 +126,7 @@ func assertNoKeyLeftovers(t *testing.T, keyFile string) {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if n := e.Name(); strings.HasSuffix(n, ".prev") || strings.Contains(n, ".tmp-") {
+		if n := e.Name(); strings.HasSuffix(n, ".trustgate-prev") || strings.Contains(n, ".tmp-") {
 			t.Fatalf("%s is left beside the key file", n)
 		}
 	}
@@ -192,7 +203,7 @@ func TestAgentRestoresKeyAfterInterruptedRenewal(t *testing.T) {
 			leaf := loadPair(t, is.spec)
 			oldKey := readFile(t, is.spec.KeyFile)
 			// The files as a crash leaves them.
-			if err := os.WriteFile(is.spec.KeyFile+".prev", oldKey, 0o600); err != nil {
+			if err := os.WriteFile(keptKeyFile(is.spec.KeyFile), oldKey, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			if tt.keyFile == "new" {
@@ -234,7 +245,7 @@ func TestAgentRemovesStaleTemporaryFiles(t *testing.T) {
 	clock := &fakeClock{now: time.Now()}
 	is := newIssuingSetup(t, startControlPlane(t, clock))
 	dir := filepath.Dir(is.spec.KeyFile)
-	stale := []string{".web.key.tmp-4242", ".web.key.prev.tmp-17", ".web.crt.tmp-99"}
+	stale := []string{".web.key.tmp-4242", "..web.key.trustgate-prev.tmp-17", ".web.crt.tmp-99"}
 	kept := []string{".other.key.tmp-1", "web.key.tmp-3", ".web.key.tmp-x"}
 	for _, n := range append(stale, kept...) {
 		if err := os.WriteFile(filepath.Join(dir, n), []byte("-----BEGIN PRIVATE KEY-----"), 0o600); err != nil {
@@ -330,4 +341,79 @@ func TestAgentCheckMakesStaleCertificateDue(t *testing.T) {
 	if len(checked) != 1 || checked[0] != pki.SerialHex(old.SerialNumber) {
 		t.Fatalf("checked %v, want only %s", checked, pki.SerialHex(old.SerialNumber))
 	}
+}
+
+// keptKeyFile is where the agent keeps the previous key during a renewal.
+func keptKeyFile(keyFile string) string {
+	return filepath.Join(filepath.Dir(keyFile), "."+filepath.Base(keyFile)+".trustgate-prev")
+}
+
+// TestAgentLeavesOperatorFilesAlone: files beside the key whose names an
+// operator may use (a backup in key_file.prev) are neither read, removed
+// nor overwritten, through a start and a renewal.
+func TestAgentLeavesOperatorFilesAlone(t *testing.T) {
+	clock := &fakeClock{now: time.Now()}
+	is := newIssuingSetup(t, startControlPlane(t, clock))
+	if err := is.agent(t, clock).RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	backup := is.spec.KeyFile + ".prev"
+	if err := os.WriteFile(backup, []byte("the operator's own backup"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clock.Set(clock.Now().Add(50 * time.Minute)) // due
+	if err := is.agent(t, clock).RunOnce(t.Context()); err != nil || is.count() != 2 {
+		t.Fatalf("renewal: %v, %d obtained", err, is.count())
+	}
+	if b := readFile(t, backup); string(b) != "the operator's own backup" {
+		t.Fatalf("%s now holds %q", backup, b)
+	}
+	assertNoKeyLeftovers(t, is.spec.KeyFile)
+}
+
+// TestAgentSecondOnSameFilesFails: a second agent on the files of a
+// running one (an agent --once from cron beside the daemon) fails to
+// start, saying which file is locked, and changes nothing: the temporary
+// files and the kept key of a renewal under way stay. Once the first is
+// closed, another can start.
+func TestAgentSecondOnSameFilesFails(t *testing.T) {
+	clock := &fakeClock{now: time.Now()}
+	is := newIssuingSetup(t, startControlPlane(t, clock))
+	first := is.agent(t, clock)
+	if err := first.RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// What the first has on disk in the middle of a renewal.
+	inFlight := []string{keptKeyFile(is.spec.KeyFile), filepath.Join(filepath.Dir(is.spec.KeyFile), ".web.key.tmp-123")}
+	for _, f := range inFlight {
+		if err := os.WriteFile(f, readFile(t, is.spec.KeyFile), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := agent.New(agent.Config{
+		Spec: config.Agent{ControlPlane: config.AgentControlPlane{Address: "https://" + is.cp.addr},
+			Certificates: []config.AgentCertificate{is.spec}},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	lockFile := filepath.Join(filepath.Dir(is.spec.KeyFile), ".web.key.trustgate-lock")
+	want := `certificate "listener/web": another agent or gateway manages its files: lock ` + is.spec.KeyFile +
+		": locked by another process (process " + strconv.Itoa(os.Getpid()) + "): " + lockFile + " is held"
+	if err == nil || err.Error() != want {
+		t.Fatalf("second agent: %v\nwant %s", err, want)
+	}
+	for _, f := range inFlight {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("the second agent removed %s: %v", f, err)
+		}
+	}
+	first.Close()
+	third, err := agent.New(agent.Config{
+		Spec: config.Agent{ControlPlane: config.AgentControlPlane{Address: "https://" + is.cp.addr},
+			Certificates: []config.AgentCertificate{is.spec}},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+	third.Close()
 }

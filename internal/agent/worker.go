@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +57,8 @@ type worker struct {
 	keyType pki.KeyType
 	policy  Policy
 	log     *slog.Logger
+	// lock is held on the files from New to Close.
+	lock *atomicfile.Lock
 
 	// Owned by the worker's goroutine (or RunOnce). failedSerial is the
 	// serial in the files when the failures began: when the files change
@@ -133,8 +136,12 @@ func (w *worker) load(now time.Time) loaded {
 }
 
 // keptKeyFile is where write keeps the key of the certificate in place
-// while a new key and certificate replace the pair.
-func (w *worker) keptKeyFile() string { return w.spec.KeyFile + ".prev" }
+// while a new key and certificate replace the pair: a hidden name beside
+// the key file reserved for the agent (as atomicfile's temporary names
+// are), never one an operator would give a backup of their own.
+func (w *worker) keptKeyFile() string {
+	return filepath.Join(filepath.Dir(w.spec.KeyFile), "."+filepath.Base(w.spec.KeyFile)+".trustgate-prev")
+}
 
 // restoreKey is load's way back from a renewal that stopped after the new
 // key was written and before the new certificate was (a crash, a full

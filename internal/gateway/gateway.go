@@ -488,6 +488,13 @@ func (g *Gateway) Close() error {
 		for _, s := range g.sinks {
 			s.close()
 		}
+		// Their loops are done (Run waits for them): the files they
+		// manage are free for another process.
+		for _, a := range []*agent.Agent{g.enroller, g.issuer} {
+			if a != nil {
+				a.Close()
+			}
+		}
 	})
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -253,7 +254,7 @@ func TestIssueModeStartsAfterInterruptedRenewal(t *testing.T) {
 			t.Fatal(err)
 		}
 		want = pair.Leaf
-		if err := os.Rename(keyFile, keyFile+".prev"); err != nil {
+		if err := os.Rename(keyFile, keptKeyFile(keyFile)); err != nil {
 			t.Fatal(err)
 		}
 		// The new key, written 0600, that no certificate certifies yet.
@@ -262,7 +263,33 @@ func TestIssueModeStartsAfterInterruptedRenewal(t *testing.T) {
 	if got := g.listener("web").cert.get().Leaf; !got.Equal(want) {
 		t.Fatalf("serves %x, want the last valid certificate %x", got.SerialNumber, want.SerialNumber)
 	}
-	if _, err := os.Stat(keyFile + ".prev"); !os.IsNotExist(err) {
+	if _, err := os.Stat(keptKeyFile(keyFile)); !os.IsNotExist(err) {
 		t.Fatalf("the kept key is still there: %v", err)
 	}
+}
+
+// keptKeyFile is where the issuing agent keeps the previous key during a
+// renewal.
+func keptKeyFile(keyFile string) string {
+	return filepath.Join(filepath.Dir(keyFile), "."+filepath.Base(keyFile)+".trustgate-prev")
+}
+
+// TestIssueModeSecondGatewayFails: a second gateway with the same
+// listener files as a running one fails to start, naming the lock, and
+// the first goes on serving.
+func TestIssueModeSecondGatewayFails(t *testing.T) {
+	g, _, _, keyFile := issueModeGateway(t, nil)
+	spec := g.spec
+	spec.Listeners = slices.Clone(spec.Listeners)
+	spec.Listeners[0].Address = "127.0.0.1:0"
+	_, err := New(t.Context(), Config{Spec: spec, Logger: slog.New(slog.DiscardHandler)})
+	if err == nil || !strings.Contains(err.Error(), "another agent or gateway manages its files") ||
+		!strings.Contains(err.Error(), filepath.Join(filepath.Dir(keyFile), ".web.key.trustgate-lock")+" is held") {
+		t.Fatalf("second gateway: %v", err)
+	}
+	c, err := tls.Dial("tcp", g.Addr("web").String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("the first gateway no longer serves: %v", err)
+	}
+	c.Close()
 }

@@ -417,3 +417,30 @@ func TestAgentSecondOnSameFilesFails(t *testing.T) {
 	}
 	third.Close()
 }
+
+// TestAgentRefusesCertificateNotYetValid: with the CA's clock further
+// ahead than MaxClockSkew, an enrolled certificate would not count as
+// valid, and the agent would obtain another at once, again and again; it
+// is refused instead (nothing is written) and retried after a backoff.
+func TestAgentRefusesCertificateNotYetValid(t *testing.T) {
+	cpClock := &fakeClock{now: time.Now()}
+	cp := startControlPlane(t, cpClock)
+	behind := &fakeClock{now: cpClock.Now().Add(-10 * time.Minute)}
+	spec := certSpec(t.TempDir(), cp.token(apiv1.CreateBootstrapTokenRequest{Profile: "server", Name: "svc-a",
+		DNS: []string{"svc-a.internal"}, MaxValidity: "1h"}))
+	a := newAgent(t, cp, behind, spec)
+	err := a.RunOnce(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "after the local clock") || !strings.Contains(err.Error(), "check the clocks") {
+		t.Fatalf("RunOnce: %v", err)
+	}
+	var refused *agent.RefusedError
+	if !errors.As(err, &refused) {
+		t.Fatalf("not a RefusedError: %v", err)
+	}
+	if _, err := os.Stat(spec.CertFile); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a certificate not valid yet was written: %v", err)
+	}
+	if s := a.Status()[0]; s.Valid || s.ConsecutiveFailures != 1 || s.Renewals != 0 {
+		t.Fatalf("status %+v", s)
+	}
+}

@@ -287,7 +287,7 @@ func (w *worker) obtain(ctx context.Context, cur loaded) error {
 			return fmt.Errorf("enrol: %w", err)
 		}
 	}
-	leaf, err := w.write(key, res)
+	leaf, err := w.write(key, res, w.a.cfg.Clock.Now())
 	if err != nil {
 		return err
 	}
@@ -384,7 +384,8 @@ func (w *worker) token() (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// write checks the answer against key and writes the files, each
+// write checks the answer against key and the time (valid at now, with
+// a NotBefore up to MaxClockSkew ahead) and writes the files, each
 // atomically: key, certificate (with the intermediates), chain, bundle.
 // The key goes first, so that a consumer that watches the certificate
 // file finds the new key in place when it sees the new certificate.
@@ -393,13 +394,23 @@ func (w *worker) token() (string, error) {
 // (keptKeyFile, 0600): a failed certificate write puts it back at once,
 // and after a crash in between load does, so that the last valid pair
 // can always be served. Once the certificate is written it is removed.
-func (w *worker) write(key crypto.Signer, res *apiv1.IssueResponse) (*x509.Certificate, error) {
+func (w *worker) write(key crypto.Signer, res *apiv1.IssueResponse, now time.Time) (*x509.Certificate, error) {
 	leaf, err := firstCert(res.CertificatePEM)
 	if err != nil {
 		return nil, &RefusedError{Err: fmt.Errorf("the control plane answered with an unusable certificate: %w", err)}
 	}
 	if !publicKeyEqual(leaf.PublicKey, key.Public()) {
 		return nil, &RefusedError{Err: errors.New("the control plane answered with a certificate for another key")}
+	}
+	// One that load would not take as valid would be obtained again at
+	// once, and again: refused, it waits RefusedBackoff.
+	if ahead := leaf.NotBefore.Sub(now); ahead > MaxClockSkew {
+		return nil, &RefusedError{Err: fmt.Errorf("the control plane answered with a certificate valid from %s, %s after the local clock (%s): check the clocks",
+			leaf.NotBefore.UTC().Format(time.RFC3339), ahead.Round(time.Second), now.UTC().Format(time.RFC3339))}
+	}
+	if !now.Before(leaf.NotAfter) {
+		return nil, &RefusedError{Err: fmt.Errorf("the control plane answered with a certificate that expired at %s (local clock %s): check the clocks",
+			leaf.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))}
 	}
 	chain, err := certsOf(res.ChainPEM)
 	if err != nil {

@@ -289,19 +289,55 @@ func TestAgentClockBehind(t *testing.T) {
 
 // TestAgentRefusedAnswerBacksOff: an answer refused after the control
 // plane issued it is retried after half an hour at least, not at the
-// pace of the backoff (each attempt costs a certificate).
+// pace of the backoff (each attempt costs a certificate), but no later
+// than half the time the current certificate has left; with no valid
+// certificate to serve meanwhile, after the backoff.
 func TestAgentRefusedAnswerBacksOff(t *testing.T) {
 	clock := &fakeClock{now: time.Now()}
-	is := newIssuingSetup(t, startControlPlane(t, clock))
-	is.after = func(res *apiv1.IssueResponse) (*apiv1.IssueResponse, error) {
+	cp := startControlPlane(t, clock)
+	refuse := func(*apiv1.IssueResponse) (*apiv1.IssueResponse, error) {
 		return nil, &agent.RefusedError{Err: errors.New("names refused by the test")}
 	}
-	a := is.agent(t, clock)
-	start := clock.Now()
-	runAgent(t, a)
-	s := waitStatus(t, a, "a refused answer", func(s agent.Status) bool { return s.ConsecutiveFailures == 1 && s.NextAttempt != nil })
-	if s.NextAttempt.Before(start.Add(30 * time.Minute)) {
-		t.Fatalf("next attempt at %s, %s after the refusal", s.NextAttempt, s.NextAttempt.Sub(start))
+	t.Run("ok/nothing valid: backoff", func(t *testing.T) {
+		is := newIssuingSetup(t, cp)
+		is.after = refuse
+		a := is.agent(t, clock)
+		start := clock.Now()
+		runAgent(t, a)
+		s := waitStatus(t, a, "a refused answer", func(s agent.Status) bool { return s.ConsecutiveFailures == 1 && s.NextAttempt != nil })
+		if wait := s.NextAttempt.Sub(start); wait > time.Second {
+			t.Fatalf("next attempt %s after the refusal, with nothing valid to serve", wait)
+		}
+	})
+	tests := []struct {
+		name string
+		// at is when the renewal is refused, after the certificate's
+		// NotBefore.
+		at time.Duration
+	}{
+		{"ok/valid: half an hour at least", 0},
+		{"ok/19 minutes left: half of it", 41 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			is := newIssuingSetup(t, cp)
+			if err := is.agent(t, clock).RunOnce(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			leaf := loadPair(t, is.spec)
+			is.after = refuse
+			// A stale certificate is due at once, whatever its age.
+			is.check = func(context.Context, string, *x509.Certificate) error { return errors.New("stale") }
+			clock.Set(leaf.NotBefore.Add(time.Minute + tt.at))
+			a := is.agent(t, clock)
+			start := clock.Now()
+			runAgent(t, a)
+			s := waitStatus(t, a, "a refused answer", func(s agent.Status) bool { return s.ConsecutiveFailures == 1 && s.NextAttempt != nil })
+			wait, left := s.NextAttempt.Sub(start), leaf.NotAfter.Sub(start)
+			if wait < 30*time.Minute && wait != left/2 || wait > left/2 {
+				t.Fatalf("next attempt %s after the refusal, with %s left", wait, left)
+			}
+		})
 	}
 }
 

@@ -227,7 +227,7 @@ func (w *worker) attempt(ctx context.Context, cur loaded) error {
 		w.a.m.failures.WithLabelValues(w.spec.Name).Inc()
 		w.a.m.consecutive.WithLabelValues(w.spec.Name).Set(float64(w.failures))
 		w.log.Warn("could not obtain a certificate; keeping the current files",
-			"err", err, "consecutive_failures", w.failures, "retry_in", w.policy.Retry(w.failuresSoFar(), w.u).String())
+			"err", err, "consecutive_failures", w.failures, "retry_in", w.policy.Retry(w.failuresSoFar(), cur.Current, w.u).String())
 		if w.a.cfg.Failed != nil {
 			w.a.cfg.Failed(w.spec.Name, err)
 		}

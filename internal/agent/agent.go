@@ -88,9 +88,16 @@ type Config struct {
 	// in the files (at start, or put there by someone else) still
 	// matches what is asked for; an error makes it due at once, and it
 	// is kept and served meanwhile. It is asked once per certificate;
-	// not by RunOnce, which must not wait on it.
+	// not by RunOnce, which must not wait on it. An error that wraps
+	// ErrCheckUnknown says it could not tell (what it checks against
+	// could not be had): the certificate is not stale, and Check is asked
+	// again after at most the longest backoff.
 	Check func(ctx context.Context, name string, leaf *x509.Certificate) error
 }
+
+// ErrCheckUnknown is wrapped by an error of Config.Check that could not
+// tell whether the certificate matches.
+var ErrCheckUnknown = errors.New("cannot tell whether the certificate matches the configuration")
 
 // RefusedError is a failure after the control plane issued a certificate:
 // its answer was refused (for another key, unusable, or refused by

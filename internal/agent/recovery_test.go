@@ -7,12 +7,14 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -478,5 +480,39 @@ func TestAgentRefusesCertificateNotYetValid(t *testing.T) {
 	}
 	if s := a.Status()[0]; s.Valid || s.ConsecutiveFailures != 1 || s.Renewals != 0 {
 		t.Fatalf("status %+v", s)
+	}
+}
+
+// TestAgentCheckUnknownAskedAgain: when Check cannot tell (what it
+// checks against cannot be had), the certificate is served and Check is
+// asked again within the longest backoff, not taken as matching for
+// good: a certificate that no longer matches is still renewed.
+func TestAgentCheckUnknownAskedAgain(t *testing.T) {
+	clock := &fakeClock{now: time.Now()}
+	is := newIssuingSetup(t, startControlPlane(t, clock))
+	if err := is.agent(t, clock).RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	old := loadPair(t, is.spec)
+	var asked atomic.Int32
+	is.check = func(ctx context.Context, name string, leaf *x509.Certificate) error {
+		if asked.Add(1) == 1 {
+			return fmt.Errorf("%w: the control plane is away", agent.ErrCheckUnknown)
+		}
+		return errors.New("another CA issued it")
+	}
+	a := is.agent(t, clock)
+	runAgent(t, a)
+	next := clock.nextWaiter(t)
+	if is.count() != 1 || asked.Load() != 1 {
+		t.Fatalf("%d obtained, asked %d times", is.count(), asked.Load())
+	}
+	if wait := next.Sub(clock.Now()); wait > 5*time.Minute {
+		t.Fatalf("asks again in %s", wait)
+	}
+	clock.Set(next)
+	waitStatus(t, a, "the stale certificate renewed", func(s agent.Status) bool { return s.Renewals == 1 })
+	if loadPair(t, is.spec).Equal(old) || asked.Load() != 2 {
+		t.Fatalf("asked %d times; the files still hold the certificate of another CA", asked.Load())
 	}
 }

@@ -73,6 +73,9 @@ type worker struct {
 	// here, and so checked already); stale is its verdict.
 	checkedSerial string
 	stale         bool
+	// unchecked is true when Check could not tell about the serial in
+	// the files (ErrCheckUnknown): it is asked again soon.
+	unchecked bool
 	// obtained is when the agent obtained the certificate with serial
 	// obtainedSerial. The lifetime counts from then, not from NotBefore,
 	// which the CA backdates to absorb clock skew: for a one-minute
@@ -169,12 +172,20 @@ func (w *worker) restoreKey(certPEM []byte) (tls.Certificate, bool) {
 // certificate obtained here passed it already) and marks it Stale when
 // it no longer matches what is asked for.
 func (w *worker) check(ctx context.Context, cur *loaded) {
+	w.unchecked = false
 	if w.a.cfg.Check == nil || cur.cert == nil || !cur.Valid {
 		return
 	}
 	if cur.serial != w.checkedSerial {
 		err := w.a.cfg.Check(ctx, w.spec.Name, cur.cert.Leaf)
 		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, ErrCheckUnknown) {
+			// Not a verdict: not kept, asked again on a later pass.
+			w.unchecked = true
+			w.log.Info("could not check the certificate in the files against the configuration; asking again later",
+				"serial", cur.serial, "err", err)
 			return
 		}
 		w.checkedSerial, w.stale = cur.serial, err != nil
@@ -197,7 +208,14 @@ func (w *worker) run(ctx context.Context) {
 			w.failures = 0
 		}
 		due := w.policy.Next(now, cur.Current, w.failuresSoFar(), w.u)
-		w.setNext(due)
+		if w.unchecked {
+			// Look again (and ask Check again) within the longest
+			// backoff; only the wait changes, not the due time shown.
+			w.setNext(due)
+			due = minTime(due, now.Add(w.policy.MaxBackoff))
+		} else {
+			w.setNext(due)
+		}
 		if wait := due.Sub(now); wait > 0 {
 			select {
 			case <-ctx.Done():
@@ -576,6 +594,13 @@ func (w *worker) snapshot() Status {
 	defer w.mu.Unlock()
 	s := w.status
 	return s
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func firstCert(s string) (*x509.Certificate, error) {

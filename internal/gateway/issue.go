@@ -193,8 +193,9 @@ func checkNames(leaf *x509.Certificate, is config.GatewayIssue) error {
 // name of the configuration, or that another CA than issue.ca issued
 // (the configuration changed since), is renewed at once, and served
 // meanwhile. The CA is checked only when its certificate can be had from
-// the control plane; when it cannot, the certificate could not be
-// renewed either, and the names are all that is checked.
+// the control plane; when it cannot (the certificate could not be
+// renewed either), the answer is agent.ErrCheckUnknown, and the agent
+// asks again later.
 func (g *Gateway) checkOnDisk(ctx context.Context, name string, leaf *x509.Certificate) error {
 	ls, ok := g.issueCerts[name]
 	if !ok {
@@ -208,8 +209,9 @@ func (g *Gateway) checkOnDisk(ctx context.Context, name string, leaf *x509.Certi
 	defer cancel()
 	caPEM, err := g.issuing.CAPEM(ctx, is.CA, false)
 	if err != nil {
-		g.log.Info("gateway: could not check which CA issued the listener's certificate", keyListener, ls.Name, keyError, err)
-		return nil
+		// Not a match: the agent asks again later, and not cached as
+		// checked, a certificate of another CA is still found out.
+		return fmt.Errorf("%w: CA %s's certificate: %w", agent.ErrCheckUnknown, is.CA, err)
 	}
 	return checkIssuedBy(leaf, caPEM, is.CA)
 }

@@ -516,3 +516,63 @@ func TestAgentCheckUnknownAskedAgain(t *testing.T) {
 		t.Fatalf("asked %d times; the files still hold the certificate of another CA", asked.Load())
 	}
 }
+
+// TestAgentChainWriteFailsAfterCertificate: when the chain file cannot
+// be written after the new key and certificate were, the renewal is not
+// undone: the reload hook runs all the same (or the consumer would never
+// pick up the new pair), the error is reported, and the chain is written
+// on a later pass, with the hook run again.
+func TestAgentChainWriteFailsAfterCertificate(t *testing.T) {
+	clock := &fakeClock{now: time.Now()}
+	cp := startControlPlane(t, clock)
+	dir := t.TempDir()
+	spec := certSpec(dir, cp.token(apiv1.CreateBootstrapTokenRequest{Profile: "server", Name: "svc-a",
+		DNS: []string{"svc-a.internal"}, MaxValidity: "1h"}))
+	marker := filepath.Join(dir, "reloads")
+	spec.OnRenew = "echo reload >> " + marker
+	// A directory in the way of the chain file, as a full disk would be.
+	if err := os.Mkdir(spec.ChainFile, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(spec.ChainFile, "in-the-way"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := newAgent(t, cp, clock, spec)
+	runAgent(t, a)
+	s := waitStatus(t, a, "enrolled", func(s agent.Status) bool { return s.Renewals == 1 && s.LastError != "" })
+	if !strings.Contains(s.LastError, "write "+spec.ChainFile) || s.ConsecutiveFailures != 0 {
+		t.Fatalf("status %+v", s)
+	}
+	leaf := loadPair(t, spec)
+	reloads := func() int {
+		b, _ := os.ReadFile(marker)
+		return strings.Count(string(b), "reload")
+	}
+	if reloads() != 1 {
+		t.Fatalf("the hook ran %d times, want 1", reloads())
+	}
+	if _, err := os.Stat(spec.BundleFile); err != nil {
+		t.Fatalf("bundle file: %v", err)
+	}
+	next := clock.nextWaiter(t)
+	if wait := next.Sub(clock.Now()); wait > time.Minute { // retry.max of newAgent
+		t.Fatalf("the chain is written again in %s", wait)
+	}
+	if err := os.RemoveAll(spec.ChainFile); err != nil {
+		t.Fatal(err)
+	}
+	clock.Set(next)
+	deadline := time.Now().Add(20 * time.Second)
+	for reloads() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hook ran %d times after the chain was written, want 2", reloads())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if b := readFile(t, spec.ChainFile); !bytes.Contains(b, []byte("BEGIN CERTIFICATE")) {
+		t.Fatalf("chain file: %q", b)
+	}
+	if !loadPair(t, spec).Equal(leaf) || a.Status()[0].Renewals != 1 {
+		t.Fatal("the certificate was renewed again")
+	}
+}

@@ -76,6 +76,9 @@ type worker struct {
 	// unchecked is true when Check could not tell about the serial in
 	// the files (ErrCheckUnknown): it is asked again soon.
 	unchecked bool
+	// extras, when not nil, are chain and bundle files still to write
+	// for the certificate in place: retried soon.
+	extras *extras
 	// obtained is when the agent obtained the certificate with serial
 	// obtainedSerial. The lifetime counts from then, not from NotBefore,
 	// which the CA backdates to absorb clock skew: for a one-minute
@@ -203,12 +206,13 @@ func (w *worker) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		now := clock.Now()
 		cur := w.load(now)
+		w.retryExtras(ctx, cur)
 		w.check(ctx, &cur)
 		if w.failures > 0 && cur.serial != w.failedSerial {
 			w.failures = 0
 		}
 		due := w.policy.Next(now, cur.Current, w.failuresSoFar(), w.u)
-		if w.unchecked {
+		if w.unchecked || w.extras != nil {
 			// Look again (and ask Check again) within the longest
 			// backoff; only the wait changes, not the due time shown.
 			w.setNext(due)
@@ -324,16 +328,22 @@ func (w *worker) obtain(ctx context.Context, cur loaded) error {
 	w.a.m.lastRenewal.WithLabelValues(w.spec.Name).Set(float64(now.Unix()))
 	w.a.m.notAfter.WithLabelValues(w.spec.Name).Set(float64(leaf.NotAfter.Unix()))
 	w.log.Info("certificate "+how, "serial", serial, "not_after", leaf.NotAfter)
+	// The key and certificate are in place: a chain or bundle file that
+	// cannot be written is reported with the hooks' errors, and written
+	// again on the next passes of Run (retryExtras); the hooks run all
+	// the same, or the consumer would never pick up the new pair.
+	extrasErr := w.writeExtras()
 	var hookErr error
 	if w.a.cfg.Obtained != nil {
 		hookErr = w.a.cfg.Obtained(w.spec.Name, leaf)
 	}
-	if err := errors.Join(hookErr, w.reload(ctx)); err != nil {
-		// The new files are in place; the consumer did not pick them up.
-		// That is an error to see, not a reason to renew again.
+	if err := errors.Join(extrasErr, hookErr, w.reload(ctx)); err != nil {
+		// The new key and certificate are in place; the consumer did not
+		// pick them up, or not all the files. That is an error to see,
+		// not a reason to renew again.
 		w.recordError(now, err)
 		w.a.m.hookFailures.WithLabelValues(w.spec.Name).Inc()
-		w.log.Error("reload after renewal failed", "err", err)
+		w.log.Error("after renewal: a file or the reload failed", "err", err)
 	}
 	return nil
 }
@@ -404,7 +414,8 @@ func (w *worker) token() (string, error) {
 
 // write checks the answer against key and the time (valid at now, with
 // a NotBefore up to MaxClockSkew ahead) and writes the files, each
-// atomically: key, certificate (with the intermediates), chain, bundle.
+// atomically: key, then certificate (with the intermediates); the chain
+// and bundle it leaves in w.extras, for obtain to write.
 // The key goes first, so that a consumer that watches the certificate
 // file finds the new key in place when it sees the new certificate.
 //
@@ -462,17 +473,71 @@ func (w *worker) write(key crypto.Signer, res *apiv1.IssueResponse, now time.Tim
 			w.log.Warn("could not remove the previous key", "file", w.keptKeyFile(), "err", err)
 		}
 	}
-	if w.spec.ChainFile != "" {
-		if err := atomicfile.WriteFile(w.spec.ChainFile, []byte(res.ChainPEM), 0o644); err != nil {
-			return nil, err
-		}
-	}
-	if w.spec.BundleFile != "" {
-		if err := atomicfile.WriteFile(w.spec.BundleFile, append(keyPEM, full...), 0o600); err != nil {
-			return nil, err
-		}
-	}
+	// The pair is in place: from here on a failure is no reason to
+	// obtain another certificate, and the hooks must run (see obtain).
+	w.extras = &extras{serial: pki.SerialHex(leaf.SerialNumber), chain: []byte(res.ChainPEM), bundle: append(keyPEM, full...)}
 	return leaf, nil
+}
+
+// extras are the chain and bundle files of the certificate with serial,
+// to be written (again, when a write failed).
+type extras struct {
+	serial        string
+	chain, bundle []byte
+}
+
+// writeExtras writes the chain and bundle files of w.extras, and forgets
+// them once both are written.
+func (w *worker) writeExtras() error {
+	e := w.extras
+	if e == nil {
+		return nil
+	}
+	var errs []error
+	if w.spec.ChainFile != "" && e.chain != nil {
+		if err := atomicfile.WriteFile(w.spec.ChainFile, e.chain, 0o644); err != nil {
+			errs = append(errs, err)
+		} else {
+			e.chain = nil
+		}
+	}
+	if w.spec.BundleFile != "" && e.bundle != nil {
+		if err := atomicfile.WriteFile(w.spec.BundleFile, e.bundle, 0o600); err != nil {
+			errs = append(errs, err)
+		} else {
+			e.bundle = nil
+		}
+	}
+	if len(errs) == 0 {
+		w.extras = nil
+	}
+	return errors.Join(errs...)
+}
+
+// retryExtras writes again the chain or bundle file that could not be
+// written after the certificate in the files was, and reloads the
+// consumer once they are. When the files hold another certificate by
+// now, the pending writes are forgotten.
+func (w *worker) retryExtras(ctx context.Context, cur loaded) {
+	if w.extras == nil {
+		return
+	}
+	if cur.serial != w.extras.serial {
+		w.extras = nil
+		return
+	}
+	now := w.a.cfg.Clock.Now()
+	if err := w.writeExtras(); err != nil {
+		w.recordError(now, err)
+		w.log.Error("the chain or bundle file of the certificate in place still cannot be written", "err", err)
+		return
+	}
+	w.log.Info("wrote the chain and bundle files that could not be written after the renewal", "serial", cur.serial)
+	if err := w.reload(ctx); err != nil {
+		w.recordError(now, err)
+		w.a.m.hookFailures.WithLabelValues(w.spec.Name).Inc()
+		w.log.Error("reload after writing the chain and bundle files failed", "err", err)
+	}
 }
 
 // keepKey copies the key file, if there is one, to keptKeyFile (0600),

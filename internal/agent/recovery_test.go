@@ -306,7 +306,10 @@ func TestAgentRefusedAnswerBacksOff(t *testing.T) {
 		a := is.agent(t, clock)
 		start := clock.Now()
 		runAgent(t, a)
-		s := waitStatus(t, a, "a refused answer", func(s agent.Status) bool { return s.ConsecutiveFailures == 1 && s.NextAttempt != nil })
+		s := waitStatus(t, a, "a refused answer", func(s agent.Status) bool {
+			// The due time before the attempt was start itself.
+			return s.ConsecutiveFailures == 1 && s.NextAttempt != nil && s.NextAttempt.After(start)
+		})
 		if wait := s.NextAttempt.Sub(start); wait > time.Second {
 			t.Fatalf("next attempt %s after the refusal, with nothing valid to serve", wait)
 		}
@@ -334,7 +337,10 @@ func TestAgentRefusedAnswerBacksOff(t *testing.T) {
 			a := is.agent(t, clock)
 			start := clock.Now()
 			runAgent(t, a)
-			s := waitStatus(t, a, "a refused answer", func(s agent.Status) bool { return s.ConsecutiveFailures == 1 && s.NextAttempt != nil })
+			s := waitStatus(t, a, "a refused answer", func(s agent.Status) bool {
+				// The due time before the attempt was start itself.
+				return s.ConsecutiveFailures == 1 && s.NextAttempt != nil && s.NextAttempt.After(start)
+			})
 			wait, left := s.NextAttempt.Sub(start), leaf.NotAfter.Sub(start)
 			if wait < 30*time.Minute && wait != left/2 || wait > left/2 {
 				t.Fatalf("next attempt %s after the refusal, with %s left", wait, left)

@@ -255,11 +255,6 @@ func (w *worker) attempt(ctx context.Context, cur loaded) error {
 		}
 		return err
 	}
-	w.failures, w.refused = 0, false
-	w.mu.Lock()
-	w.status.ConsecutiveFailures = 0
-	w.mu.Unlock()
-	w.a.m.consecutive.WithLabelValues(w.spec.Name).Set(0)
 	return nil
 }
 
@@ -317,13 +312,18 @@ func (w *worker) obtain(ctx context.Context, cur loaded) error {
 	serial := pki.SerialHex(leaf.SerialNumber)
 	w.obtained, w.obtainedSerial = now, serial
 	w.checkedSerial, w.stale = serial, false
+	// Succeeded: the status shows the renewal and no failure together
+	// (a failure of the hooks below is recorded on its own).
+	w.failures, w.refused = 0, false
 	w.mu.Lock()
+	w.status.ConsecutiveFailures = 0
 	w.status.Renewals++
 	w.status.LastRenewal = &now
 	w.status.Valid, w.status.Serial = true, serial
 	na := leaf.NotAfter
 	w.status.NotAfter = &na
 	w.mu.Unlock()
+	w.a.m.consecutive.WithLabelValues(w.spec.Name).Set(0)
 	w.a.m.renewals.WithLabelValues(w.spec.Name).Inc()
 	w.a.m.lastRenewal.WithLabelValues(w.spec.Name).Set(float64(now.Unix()))
 	w.a.m.notAfter.WithLabelValues(w.spec.Name).Set(float64(leaf.NotAfter.Unix()))

@@ -70,6 +70,7 @@ containers); otherwise it runs until SIGINT or SIGTERM.`,
 			if err != nil {
 				return usageError{err}
 			}
+			defer a.Close()
 			if once {
 				return a.RunOnce(cmd.Context())
 			}

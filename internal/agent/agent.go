@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trustgate/trustgate/internal/apiv1"
+	"github.com/trustgate/trustgate/internal/atomicfile"
 	"github.com/trustgate/trustgate/internal/config"
 	"github.com/trustgate/trustgate/internal/pki"
 )
@@ -87,9 +88,16 @@ type Config struct {
 	// in the files (at start, or put there by someone else) still
 	// matches what is asked for; an error makes it due at once, and it
 	// is kept and served meanwhile. It is asked once per certificate;
-	// not by RunOnce, which must not wait on it.
+	// not by RunOnce, which must not wait on it. An error that wraps
+	// ErrCheckUnknown says it could not tell (what it checks against
+	// could not be had): the certificate is not stale, and Check is asked
+	// again after at most the longest backoff.
 	Check func(ctx context.Context, name string, leaf *x509.Certificate) error
 }
+
+// ErrCheckUnknown is wrapped by an error of Config.Check that could not
+// tell whether the certificate matches.
+var ErrCheckUnknown = errors.New("cannot tell whether the certificate matches the configuration")
 
 // RefusedError is a failure after the control plane issued a certificate:
 // its answer was refused (for another key, unusable, or refused by
@@ -101,7 +109,8 @@ func (e *RefusedError) Error() string { return e.Err.Error() }
 func (e *RefusedError) Unwrap() error { return e.Err }
 
 // Agent keeps certificates fresh. Run or RunOnce drive it, one at a time;
-// Status and Handler are safe to call while they run.
+// Status and Handler are safe to call while they run. It holds a lock on
+// the files of each certificate from New to Close.
 type Agent struct {
 	cfg     Config
 	workers []*worker
@@ -148,12 +157,35 @@ func New(cfg Config) (*Agent, error) {
 		w.status.Name, w.status.CertFile = spec.Name, spec.CertFile
 		a.workers = append(a.workers, w)
 	}
+	// The files are this agent's until Close: another process on them
+	// (a second agent, an agent --once from cron beside the daemon)
+	// would remove the temporary files and the kept key of a renewal
+	// under way, and could leave no valid pair.
+	for _, w := range a.workers {
+		l, err := atomicfile.TryLock(w.spec.KeyFile)
+		if err != nil {
+			a.Close()
+			return nil, fmt.Errorf("certificate %q: another agent or gateway manages its files: %w", w.spec.Name, err)
+		}
+		w.lock = l
+	}
 	// The agent starts: no write of its files is under way, and a
 	// temporary file left by one that was cut short may hold a key.
 	for _, w := range a.workers {
 		w.removeTemps()
 	}
 	return a, nil
+}
+
+// Close releases the locks New took on the files of every certificate
+// (see atomicfile.TryLock). Call it once Run or RunOnce has returned.
+func (a *Agent) Close() error {
+	var errs []error
+	for _, w := range a.workers {
+		errs = append(errs, w.lock.Unlock())
+		w.lock = nil
+	}
+	return errors.Join(errs...)
 }
 
 // Run keeps every certificate fresh, and serves the health endpoint when

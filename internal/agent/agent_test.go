@@ -197,6 +197,7 @@ func newAgent(t *testing.T, cp *controlPlane, clock *fakeClock, certs ...config.
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { a.Close() })
 	return a
 }
 
@@ -456,7 +457,9 @@ func TestAgentRefusals(t *testing.T) {
 	}
 	once := func(spec config.AgentCertificate) error {
 		t.Helper()
-		return newAgent(t, cp, clock, spec).RunOnce(ctx)
+		a := newAgent(t, cp, clock, spec)
+		defer a.Close() // as the process of agent --once exits
+		return a.RunOnce(ctx)
 	}
 	wantErr := func(err error, want string) {
 		t.Helper()

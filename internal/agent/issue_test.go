@@ -80,7 +80,9 @@ func TestAgentIssue(t *testing.T) {
 	// renewal: a refused attempt keeps the files and is reported.
 	clock.Set(clock.Now().Add(50 * time.Minute))
 	refuse = true
+	a.Close() // its files are free for the next one
 	b := newIssuing()
+	defer b.Close()
 	if err := b.RunOnce(t.Context()); err == nil || !strings.Contains(err.Error(), "refused by the test") {
 		t.Fatalf("RunOnce with a refusal: %v", err)
 	}

@@ -7,11 +7,14 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +38,10 @@ type issuing struct {
 	after func(*apiv1.IssueResponse) (*apiv1.IssueResponse, error)
 	check func(ctx context.Context, name string, leaf *x509.Certificate) error
 
+	// last is the agent made last: the next one on the same files
+	// closes it first, as a process that exited would have.
+	last *agent.Agent
+
 	mu       sync.Mutex
 	obtained []*x509.Certificate
 }
@@ -46,9 +53,13 @@ func newIssuingSetup(t *testing.T, cp *controlPlane) *issuing {
 		CertFile: filepath.Join(dir, "web.crt"), KeyFile: filepath.Join(dir, "web.key")}}
 }
 
-// agent returns a new agent on the files, with the clock given.
+// agent returns a new agent on the files, with the clock given, after
+// closing the one made before.
 func (is *issuing) agent(t *testing.T, clock agent.Clock) *agent.Agent {
 	t.Helper()
+	if is.last != nil {
+		is.last.Close()
+	}
 	a, err := agent.New(agent.Config{
 		Spec: config.Agent{
 			ControlPlane: config.AgentControlPlane{Address: "https://" + is.cp.addr, CAFile: is.cp.files.Root},
@@ -79,6 +90,8 @@ func (is *issuing) agent(t *testing.T, clock agent.Clock) *agent.Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
+	is.last = a
+	t.Cleanup(func() { a.Close() })
 	return a
 }
 
@@ -115,7 +128,7 @@ func assertNoKeyLeftovers(t *testing.T, keyFile string) {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if n := e.Name(); strings.HasSuffix(n, ".prev") || strings.Contains(n, ".tmp-") {
+		if n := e.Name(); strings.HasSuffix(n, ".trustgate-prev") || strings.Contains(n, ".tmp-") {
 			t.Fatalf("%s is left beside the key file", n)
 		}
 	}
@@ -192,7 +205,7 @@ func TestAgentRestoresKeyAfterInterruptedRenewal(t *testing.T) {
 			leaf := loadPair(t, is.spec)
 			oldKey := readFile(t, is.spec.KeyFile)
 			// The files as a crash leaves them.
-			if err := os.WriteFile(is.spec.KeyFile+".prev", oldKey, 0o600); err != nil {
+			if err := os.WriteFile(keptKeyFile(is.spec.KeyFile), oldKey, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			if tt.keyFile == "new" {
@@ -234,7 +247,7 @@ func TestAgentRemovesStaleTemporaryFiles(t *testing.T) {
 	clock := &fakeClock{now: time.Now()}
 	is := newIssuingSetup(t, startControlPlane(t, clock))
 	dir := filepath.Dir(is.spec.KeyFile)
-	stale := []string{".web.key.tmp-4242", ".web.key.prev.tmp-17", ".web.crt.tmp-99"}
+	stale := []string{".web.key.tmp-4242", "..web.key.trustgate-prev.tmp-17", ".web.crt.tmp-99"}
 	kept := []string{".other.key.tmp-1", "web.key.tmp-3", ".web.key.tmp-x"}
 	for _, n := range append(stale, kept...) {
 		if err := os.WriteFile(filepath.Join(dir, n), []byte("-----BEGIN PRIVATE KEY-----"), 0o600); err != nil {
@@ -278,19 +291,61 @@ func TestAgentClockBehind(t *testing.T) {
 
 // TestAgentRefusedAnswerBacksOff: an answer refused after the control
 // plane issued it is retried after half an hour at least, not at the
-// pace of the backoff (each attempt costs a certificate).
+// pace of the backoff (each attempt costs a certificate), but no later
+// than half the time the current certificate has left; with no valid
+// certificate to serve meanwhile, after the backoff.
 func TestAgentRefusedAnswerBacksOff(t *testing.T) {
 	clock := &fakeClock{now: time.Now()}
-	is := newIssuingSetup(t, startControlPlane(t, clock))
-	is.after = func(res *apiv1.IssueResponse) (*apiv1.IssueResponse, error) {
+	cp := startControlPlane(t, clock)
+	refuse := func(*apiv1.IssueResponse) (*apiv1.IssueResponse, error) {
 		return nil, &agent.RefusedError{Err: errors.New("names refused by the test")}
 	}
-	a := is.agent(t, clock)
-	start := clock.Now()
-	runAgent(t, a)
-	s := waitStatus(t, a, "a refused answer", func(s agent.Status) bool { return s.ConsecutiveFailures == 1 && s.NextAttempt != nil })
-	if s.NextAttempt.Before(start.Add(30 * time.Minute)) {
-		t.Fatalf("next attempt at %s, %s after the refusal", s.NextAttempt, s.NextAttempt.Sub(start))
+	t.Run("ok/nothing valid: backoff", func(t *testing.T) {
+		is := newIssuingSetup(t, cp)
+		is.after = refuse
+		a := is.agent(t, clock)
+		start := clock.Now()
+		runAgent(t, a)
+		s := waitStatus(t, a, "a refused answer", func(s agent.Status) bool {
+			// The due time before the attempt was start itself.
+			return s.ConsecutiveFailures == 1 && s.NextAttempt != nil && s.NextAttempt.After(start)
+		})
+		if wait := s.NextAttempt.Sub(start); wait > time.Second {
+			t.Fatalf("next attempt %s after the refusal, with nothing valid to serve", wait)
+		}
+	})
+	tests := []struct {
+		name string
+		// at is when the renewal is refused, after the certificate's
+		// NotBefore.
+		at time.Duration
+	}{
+		{"ok/valid: half an hour at least", 0},
+		{"ok/19 minutes left: half of it", 41 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			is := newIssuingSetup(t, cp)
+			if err := is.agent(t, clock).RunOnce(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			leaf := loadPair(t, is.spec)
+			is.after = refuse
+			// A stale certificate is due at once, whatever its age.
+			is.check = func(context.Context, string, *x509.Certificate) error { return errors.New("stale") }
+			clock.Set(leaf.NotBefore.Add(time.Minute + tt.at))
+			a := is.agent(t, clock)
+			start := clock.Now()
+			runAgent(t, a)
+			s := waitStatus(t, a, "a refused answer", func(s agent.Status) bool {
+				// The due time before the attempt was start itself.
+				return s.ConsecutiveFailures == 1 && s.NextAttempt != nil && s.NextAttempt.After(start)
+			})
+			wait, left := s.NextAttempt.Sub(start), leaf.NotAfter.Sub(start)
+			if wait < 30*time.Minute && wait != left/2 || wait > left/2 {
+				t.Fatalf("next attempt %s after the refusal, with %s left", wait, left)
+			}
+		})
 	}
 }
 
@@ -329,5 +384,201 @@ func TestAgentCheckMakesStaleCertificateDue(t *testing.T) {
 	defer mu.Unlock()
 	if len(checked) != 1 || checked[0] != pki.SerialHex(old.SerialNumber) {
 		t.Fatalf("checked %v, want only %s", checked, pki.SerialHex(old.SerialNumber))
+	}
+}
+
+// keptKeyFile is where the agent keeps the previous key during a renewal.
+func keptKeyFile(keyFile string) string {
+	return filepath.Join(filepath.Dir(keyFile), "."+filepath.Base(keyFile)+".trustgate-prev")
+}
+
+// TestAgentLeavesOperatorFilesAlone: files beside the key whose names an
+// operator may use (a backup in key_file.prev) are neither read, removed
+// nor overwritten, through a start and a renewal.
+func TestAgentLeavesOperatorFilesAlone(t *testing.T) {
+	clock := &fakeClock{now: time.Now()}
+	is := newIssuingSetup(t, startControlPlane(t, clock))
+	if err := is.agent(t, clock).RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	backup := is.spec.KeyFile + ".prev"
+	if err := os.WriteFile(backup, []byte("the operator's own backup"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clock.Set(clock.Now().Add(50 * time.Minute)) // due
+	if err := is.agent(t, clock).RunOnce(t.Context()); err != nil || is.count() != 2 {
+		t.Fatalf("renewal: %v, %d obtained", err, is.count())
+	}
+	if b := readFile(t, backup); string(b) != "the operator's own backup" {
+		t.Fatalf("%s now holds %q", backup, b)
+	}
+	assertNoKeyLeftovers(t, is.spec.KeyFile)
+}
+
+// TestAgentSecondOnSameFilesFails: a second agent on the files of a
+// running one (an agent --once from cron beside the daemon) fails to
+// start, saying which file is locked, and changes nothing: the temporary
+// files and the kept key of a renewal under way stay. Once the first is
+// closed, another can start.
+func TestAgentSecondOnSameFilesFails(t *testing.T) {
+	clock := &fakeClock{now: time.Now()}
+	is := newIssuingSetup(t, startControlPlane(t, clock))
+	first := is.agent(t, clock)
+	if err := first.RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// What the first has on disk in the middle of a renewal.
+	inFlight := []string{keptKeyFile(is.spec.KeyFile), filepath.Join(filepath.Dir(is.spec.KeyFile), ".web.key.tmp-123")}
+	for _, f := range inFlight {
+		if err := os.WriteFile(f, readFile(t, is.spec.KeyFile), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := agent.New(agent.Config{
+		Spec: config.Agent{ControlPlane: config.AgentControlPlane{Address: "https://" + is.cp.addr},
+			Certificates: []config.AgentCertificate{is.spec}},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	lockFile := filepath.Join(filepath.Dir(is.spec.KeyFile), ".web.key.trustgate-lock")
+	want := `certificate "listener/web": another agent or gateway manages its files: lock ` + is.spec.KeyFile +
+		": locked by another process (process " + strconv.Itoa(os.Getpid()) + "): " + lockFile + " is held"
+	if err == nil || err.Error() != want {
+		t.Fatalf("second agent: %v\nwant %s", err, want)
+	}
+	for _, f := range inFlight {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("the second agent removed %s: %v", f, err)
+		}
+	}
+	first.Close()
+	third, err := agent.New(agent.Config{
+		Spec: config.Agent{ControlPlane: config.AgentControlPlane{Address: "https://" + is.cp.addr},
+			Certificates: []config.AgentCertificate{is.spec}},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+	third.Close()
+}
+
+// TestAgentRefusesCertificateNotYetValid: with the CA's clock further
+// ahead than MaxClockSkew, an enrolled certificate would not count as
+// valid, and the agent would obtain another at once, again and again; it
+// is refused instead (nothing is written) and retried after a backoff.
+func TestAgentRefusesCertificateNotYetValid(t *testing.T) {
+	cpClock := &fakeClock{now: time.Now()}
+	cp := startControlPlane(t, cpClock)
+	behind := &fakeClock{now: cpClock.Now().Add(-10 * time.Minute)}
+	spec := certSpec(t.TempDir(), cp.token(apiv1.CreateBootstrapTokenRequest{Profile: "server", Name: "svc-a",
+		DNS: []string{"svc-a.internal"}, MaxValidity: "1h"}))
+	a := newAgent(t, cp, behind, spec)
+	err := a.RunOnce(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "after the local clock") || !strings.Contains(err.Error(), "check the clocks") {
+		t.Fatalf("RunOnce: %v", err)
+	}
+	var refused *agent.RefusedError
+	if !errors.As(err, &refused) {
+		t.Fatalf("not a RefusedError: %v", err)
+	}
+	if _, err := os.Stat(spec.CertFile); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a certificate not valid yet was written: %v", err)
+	}
+	if s := a.Status()[0]; s.Valid || s.ConsecutiveFailures != 1 || s.Renewals != 0 {
+		t.Fatalf("status %+v", s)
+	}
+}
+
+// TestAgentCheckUnknownAskedAgain: when Check cannot tell (what it
+// checks against cannot be had), the certificate is served and Check is
+// asked again within the longest backoff, not taken as matching for
+// good: a certificate that no longer matches is still renewed.
+func TestAgentCheckUnknownAskedAgain(t *testing.T) {
+	clock := &fakeClock{now: time.Now()}
+	is := newIssuingSetup(t, startControlPlane(t, clock))
+	if err := is.agent(t, clock).RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	old := loadPair(t, is.spec)
+	var asked atomic.Int32
+	is.check = func(ctx context.Context, name string, leaf *x509.Certificate) error {
+		if asked.Add(1) == 1 {
+			return fmt.Errorf("%w: the control plane is away", agent.ErrCheckUnknown)
+		}
+		return errors.New("another CA issued it")
+	}
+	a := is.agent(t, clock)
+	runAgent(t, a)
+	next := clock.nextWaiter(t)
+	if is.count() != 1 || asked.Load() != 1 {
+		t.Fatalf("%d obtained, asked %d times", is.count(), asked.Load())
+	}
+	if wait := next.Sub(clock.Now()); wait > 5*time.Minute {
+		t.Fatalf("asks again in %s", wait)
+	}
+	clock.Set(next)
+	waitStatus(t, a, "the stale certificate renewed", func(s agent.Status) bool { return s.Renewals == 1 })
+	if loadPair(t, is.spec).Equal(old) || asked.Load() != 2 {
+		t.Fatalf("asked %d times; the files still hold the certificate of another CA", asked.Load())
+	}
+}
+
+// TestAgentChainWriteFailsAfterCertificate: when the chain file cannot
+// be written after the new key and certificate were, the renewal is not
+// undone: the reload hook runs all the same (or the consumer would never
+// pick up the new pair), the error is reported, and the chain is written
+// on a later pass, with the hook run again.
+func TestAgentChainWriteFailsAfterCertificate(t *testing.T) {
+	clock := &fakeClock{now: time.Now()}
+	cp := startControlPlane(t, clock)
+	dir := t.TempDir()
+	spec := certSpec(dir, cp.token(apiv1.CreateBootstrapTokenRequest{Profile: "server", Name: "svc-a",
+		DNS: []string{"svc-a.internal"}, MaxValidity: "1h"}))
+	marker := filepath.Join(dir, "reloads")
+	spec.OnRenew = "echo reload >> " + marker
+	// A directory in the way of the chain file, as a full disk would be.
+	if err := os.Mkdir(spec.ChainFile, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(spec.ChainFile, "in-the-way"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := newAgent(t, cp, clock, spec)
+	runAgent(t, a)
+	s := waitStatus(t, a, "enrolled", func(s agent.Status) bool { return s.Renewals == 1 && s.LastError != "" })
+	if !strings.Contains(s.LastError, "write "+spec.ChainFile) || s.ConsecutiveFailures != 0 {
+		t.Fatalf("status %+v", s)
+	}
+	leaf := loadPair(t, spec)
+	reloads := func() int {
+		b, _ := os.ReadFile(marker)
+		return strings.Count(string(b), "reload")
+	}
+	if reloads() != 1 {
+		t.Fatalf("the hook ran %d times, want 1", reloads())
+	}
+	if _, err := os.Stat(spec.BundleFile); err != nil {
+		t.Fatalf("bundle file: %v", err)
+	}
+	next := clock.nextWaiter(t)
+	if wait := next.Sub(clock.Now()); wait > time.Minute { // retry.max of newAgent
+		t.Fatalf("the chain is written again in %s", wait)
+	}
+	if err := os.RemoveAll(spec.ChainFile); err != nil {
+		t.Fatal(err)
+	}
+	clock.Set(next)
+	deadline := time.Now().Add(20 * time.Second)
+	for reloads() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hook ran %d times after the chain was written, want 2", reloads())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if b := readFile(t, spec.ChainFile); !bytes.Contains(b, []byte("BEGIN CERTIFICATE")) {
+		t.Fatalf("chain file: %q", b)
+	}
+	if !loadPair(t, spec).Equal(leaf) || a.Status()[0].Renewals != 1 {
+		t.Fatal("the certificate was renewed again")
 	}
 }

@@ -19,8 +19,9 @@ type Policy struct {
 	// InitialBackoff is the wait after a first failure; it doubles with
 	// every further failure up to MaxBackoff.
 	InitialBackoff, MaxBackoff time.Duration
-	// RefusedBackoff is the least wait after an answer that was refused
-	// (RefusedError), half of it spread by jitter: the control plane
+	// RefusedBackoff is the wait after an answer that was refused
+	// (RefusedError), half of it spread by jitter, while a valid
+	// certificate has time enough left (see Retry): the control plane
 	// issued a certificate each time, and trying again at the pace of
 	// the backoff would have one issued and thrown away every few
 	// minutes, most likely refused for the same reason.
@@ -93,13 +94,18 @@ type Failures struct {
 	Refused bool
 }
 
-// Retry returns the wait after the failures described by f, drawn with u
-// in [0, 1): the backoff, and at least RefusedBackoff (with equal jitter)
-// after a refused answer.
-func (p Policy) Retry(f Failures, u float64) time.Duration {
+// Retry returns the wait after the failures described by f, counted
+// from f.Last and drawn with u in [0, 1): the backoff; after a refused
+// answer, while cur is valid, RefusedBackoff (with equal jitter) but no
+// more than half the time cur has left at f.Last (a certificate of a few
+// minutes must not expire while the agent waits), and never less than
+// the backoff. With no valid certificate the backoff alone applies: the
+// files have nothing to serve meanwhile.
+func (p Policy) Retry(f Failures, cur Current, u float64) time.Duration {
 	d := p.Backoff(f.Count, u)
-	if f.Refused && f.Count > 0 {
-		d = max(d, p.RefusedBackoff/2+time.Duration(float64(p.RefusedBackoff/2)*clamp01(u)))
+	if f.Refused && f.Count > 0 && cur.Valid && cur.NotAfter.After(f.Last) {
+		r := p.RefusedBackoff/2 + time.Duration(float64(p.RefusedBackoff/2)*clamp01(u))
+		d = max(d, min(r, cur.NotAfter.Sub(f.Last)/2))
 	}
 	return d
 }
@@ -124,7 +130,7 @@ func (p Policy) Next(now time.Time, cur Current, f Failures, u float64) time.Tim
 	// alone (a renewal time computed with another random draw must not
 	// push it out).
 	if f.Count > 0 {
-		return f.Last.Add(p.Retry(f, u))
+		return f.Last.Add(p.Retry(f, cur, u))
 	}
 	return due
 }

@@ -89,7 +89,17 @@ func TestNext(t *testing.T) {
 		{"ok/stale certificate: at once", t0.Add(time.Hour), Current{Valid: true, Stale: true, NotBefore: t0, NotAfter: t0.Add(100 * time.Hour)}, 0, time.Time{}, t0.Add(time.Hour), false},
 		{"ok/stale certificate after a failure: backoff", t0.Add(time.Hour), Current{Valid: true, Stale: true, NotBefore: t0, NotAfter: t0.Add(100 * time.Hour)}, 2, t0.Add(time.Hour), t0.Add(time.Hour + time.Second), false},
 		{"ok/after a refused answer: half an hour at least", t0.Add(67 * time.Hour), valid, 1, t0.Add(67 * time.Hour), t0.Add(67*time.Hour + 30*time.Minute), true},
-		{"ok/no certificate after a refused answer: half an hour at least", t0, Current{}, 1, t0, t0.Add(30 * time.Minute), true},
+		// Nothing valid to serve meanwhile: the backoff alone.
+		{"ok/no certificate after a refused answer: backoff", t0, Current{}, 1, t0, t0.Add(500 * time.Millisecond), true},
+		{"ok/expired certificate after a refused answer: backoff", t0.Add(101 * time.Hour), Current{NotBefore: t0, NotAfter: t0.Add(100 * time.Hour)},
+			1, t0.Add(101 * time.Hour), t0.Add(101*time.Hour + 500*time.Millisecond), true},
+		// A certificate about to expire: half the time it has left.
+		{"ok/10 minutes left after a refused answer: 5 minutes", t0.Add(time.Hour), Current{Valid: true, NotBefore: t0, NotAfter: t0.Add(70 * time.Minute)},
+			1, t0.Add(time.Hour), t0.Add(65 * time.Minute), true},
+		{"ok/1 minute left after a refused answer: 30 seconds", t0, Current{Valid: true, NotBefore: t0.Add(-time.Minute), NotAfter: t0.Add(time.Minute)},
+			1, t0, t0.Add(30 * time.Second), true},
+		{"ok/2 seconds left after refused answers: never less than the backoff", t0, Current{Valid: true, NotBefore: t0.Add(-time.Minute), NotAfter: t0.Add(2 * time.Second)},
+			4, t0, t0.Add(4 * time.Second), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +57,8 @@ type worker struct {
 	keyType pki.KeyType
 	policy  Policy
 	log     *slog.Logger
+	// lock is held on the files from New to Close.
+	lock *atomicfile.Lock
 
 	// Owned by the worker's goroutine (or RunOnce). failedSerial is the
 	// serial in the files when the failures began: when the files change
@@ -70,6 +73,12 @@ type worker struct {
 	// here, and so checked already); stale is its verdict.
 	checkedSerial string
 	stale         bool
+	// unchecked is true when Check could not tell about the serial in
+	// the files (ErrCheckUnknown): it is asked again soon.
+	unchecked bool
+	// extras, when not nil, are chain and bundle files still to write
+	// for the certificate in place: retried soon.
+	extras *extras
 	// obtained is when the agent obtained the certificate with serial
 	// obtainedSerial. The lifetime counts from then, not from NotBefore,
 	// which the CA backdates to absorb clock skew: for a one-minute
@@ -133,8 +142,12 @@ func (w *worker) load(now time.Time) loaded {
 }
 
 // keptKeyFile is where write keeps the key of the certificate in place
-// while a new key and certificate replace the pair.
-func (w *worker) keptKeyFile() string { return w.spec.KeyFile + ".prev" }
+// while a new key and certificate replace the pair: a hidden name beside
+// the key file reserved for the agent (as atomicfile's temporary names
+// are), never one an operator would give a backup of their own.
+func (w *worker) keptKeyFile() string {
+	return filepath.Join(filepath.Dir(w.spec.KeyFile), "."+filepath.Base(w.spec.KeyFile)+".trustgate-prev")
+}
 
 // restoreKey is load's way back from a renewal that stopped after the new
 // key was written and before the new certificate was (a crash, a full
@@ -162,12 +175,20 @@ func (w *worker) restoreKey(certPEM []byte) (tls.Certificate, bool) {
 // certificate obtained here passed it already) and marks it Stale when
 // it no longer matches what is asked for.
 func (w *worker) check(ctx context.Context, cur *loaded) {
+	w.unchecked = false
 	if w.a.cfg.Check == nil || cur.cert == nil || !cur.Valid {
 		return
 	}
 	if cur.serial != w.checkedSerial {
 		err := w.a.cfg.Check(ctx, w.spec.Name, cur.cert.Leaf)
 		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, ErrCheckUnknown) {
+			// Not a verdict: not kept, asked again on a later pass.
+			w.unchecked = true
+			w.log.Info("could not check the certificate in the files against the configuration; asking again later",
+				"serial", cur.serial, "err", err)
 			return
 		}
 		w.checkedSerial, w.stale = cur.serial, err != nil
@@ -185,12 +206,20 @@ func (w *worker) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		now := clock.Now()
 		cur := w.load(now)
+		w.retryExtras(ctx, cur)
 		w.check(ctx, &cur)
 		if w.failures > 0 && cur.serial != w.failedSerial {
 			w.failures = 0
 		}
 		due := w.policy.Next(now, cur.Current, w.failuresSoFar(), w.u)
-		w.setNext(due)
+		if w.unchecked || w.extras != nil {
+			// Look again (and ask Check again) within the longest
+			// backoff; only the wait changes, not the due time shown.
+			w.setNext(due)
+			due = minTime(due, now.Add(w.policy.MaxBackoff))
+		} else {
+			w.setNext(due)
+		}
 		if wait := due.Sub(now); wait > 0 {
 			select {
 			case <-ctx.Done():
@@ -220,17 +249,12 @@ func (w *worker) attempt(ctx context.Context, cur loaded) error {
 		w.a.m.failures.WithLabelValues(w.spec.Name).Inc()
 		w.a.m.consecutive.WithLabelValues(w.spec.Name).Set(float64(w.failures))
 		w.log.Warn("could not obtain a certificate; keeping the current files",
-			"err", err, "consecutive_failures", w.failures, "retry_in", w.policy.Retry(w.failuresSoFar(), w.u).String())
+			"err", err, "consecutive_failures", w.failures, "retry_in", w.policy.Retry(w.failuresSoFar(), cur.Current, w.u).String())
 		if w.a.cfg.Failed != nil {
 			w.a.cfg.Failed(w.spec.Name, err)
 		}
 		return err
 	}
-	w.failures, w.refused = 0, false
-	w.mu.Lock()
-	w.status.ConsecutiveFailures = 0
-	w.mu.Unlock()
-	w.a.m.consecutive.WithLabelValues(w.spec.Name).Set(0)
 	return nil
 }
 
@@ -280,7 +304,7 @@ func (w *worker) obtain(ctx context.Context, cur loaded) error {
 			return fmt.Errorf("enrol: %w", err)
 		}
 	}
-	leaf, err := w.write(key, res)
+	leaf, err := w.write(key, res, w.a.cfg.Clock.Now())
 	if err != nil {
 		return err
 	}
@@ -288,27 +312,38 @@ func (w *worker) obtain(ctx context.Context, cur loaded) error {
 	serial := pki.SerialHex(leaf.SerialNumber)
 	w.obtained, w.obtainedSerial = now, serial
 	w.checkedSerial, w.stale = serial, false
+	// Succeeded: the status shows the renewal and no failure together
+	// (a failure of the hooks below is recorded on its own).
+	w.failures, w.refused = 0, false
 	w.mu.Lock()
+	w.status.ConsecutiveFailures = 0
 	w.status.Renewals++
 	w.status.LastRenewal = &now
 	w.status.Valid, w.status.Serial = true, serial
 	na := leaf.NotAfter
 	w.status.NotAfter = &na
 	w.mu.Unlock()
+	w.a.m.consecutive.WithLabelValues(w.spec.Name).Set(0)
 	w.a.m.renewals.WithLabelValues(w.spec.Name).Inc()
 	w.a.m.lastRenewal.WithLabelValues(w.spec.Name).Set(float64(now.Unix()))
 	w.a.m.notAfter.WithLabelValues(w.spec.Name).Set(float64(leaf.NotAfter.Unix()))
 	w.log.Info("certificate "+how, "serial", serial, "not_after", leaf.NotAfter)
+	// The key and certificate are in place: a chain or bundle file that
+	// cannot be written is reported with the hooks' errors, and written
+	// again on the next passes of Run (retryExtras); the hooks run all
+	// the same, or the consumer would never pick up the new pair.
+	extrasErr := w.writeExtras()
 	var hookErr error
 	if w.a.cfg.Obtained != nil {
 		hookErr = w.a.cfg.Obtained(w.spec.Name, leaf)
 	}
-	if err := errors.Join(hookErr, w.reload(ctx)); err != nil {
-		// The new files are in place; the consumer did not pick them up.
-		// That is an error to see, not a reason to renew again.
+	if err := errors.Join(extrasErr, hookErr, w.reload(ctx)); err != nil {
+		// The new key and certificate are in place; the consumer did not
+		// pick them up, or not all the files. That is an error to see,
+		// not a reason to renew again.
 		w.recordError(now, err)
 		w.a.m.hookFailures.WithLabelValues(w.spec.Name).Inc()
-		w.log.Error("reload after renewal failed", "err", err)
+		w.log.Error("after renewal: a file or the reload failed", "err", err)
 	}
 	return nil
 }
@@ -377,8 +412,10 @@ func (w *worker) token() (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// write checks the answer against key and writes the files, each
-// atomically: key, certificate (with the intermediates), chain, bundle.
+// write checks the answer against key and the time (valid at now, with
+// a NotBefore up to MaxClockSkew ahead) and writes the files, each
+// atomically: key, then certificate (with the intermediates); the chain
+// and bundle it leaves in w.extras, for obtain to write.
 // The key goes first, so that a consumer that watches the certificate
 // file finds the new key in place when it sees the new certificate.
 //
@@ -386,13 +423,23 @@ func (w *worker) token() (string, error) {
 // (keptKeyFile, 0600): a failed certificate write puts it back at once,
 // and after a crash in between load does, so that the last valid pair
 // can always be served. Once the certificate is written it is removed.
-func (w *worker) write(key crypto.Signer, res *apiv1.IssueResponse) (*x509.Certificate, error) {
+func (w *worker) write(key crypto.Signer, res *apiv1.IssueResponse, now time.Time) (*x509.Certificate, error) {
 	leaf, err := firstCert(res.CertificatePEM)
 	if err != nil {
 		return nil, &RefusedError{Err: fmt.Errorf("the control plane answered with an unusable certificate: %w", err)}
 	}
 	if !publicKeyEqual(leaf.PublicKey, key.Public()) {
 		return nil, &RefusedError{Err: errors.New("the control plane answered with a certificate for another key")}
+	}
+	// One that load would not take as valid would be obtained again at
+	// once, and again: refused, it waits RefusedBackoff.
+	if ahead := leaf.NotBefore.Sub(now); ahead > MaxClockSkew {
+		return nil, &RefusedError{Err: fmt.Errorf("the control plane answered with a certificate valid from %s, %s after the local clock (%s): check the clocks",
+			leaf.NotBefore.UTC().Format(time.RFC3339), ahead.Round(time.Second), now.UTC().Format(time.RFC3339))}
+	}
+	if !now.Before(leaf.NotAfter) {
+		return nil, &RefusedError{Err: fmt.Errorf("the control plane answered with a certificate that expired at %s (local clock %s): check the clocks",
+			leaf.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))}
 	}
 	chain, err := certsOf(res.ChainPEM)
 	if err != nil {
@@ -426,17 +473,71 @@ func (w *worker) write(key crypto.Signer, res *apiv1.IssueResponse) (*x509.Certi
 			w.log.Warn("could not remove the previous key", "file", w.keptKeyFile(), "err", err)
 		}
 	}
-	if w.spec.ChainFile != "" {
-		if err := atomicfile.WriteFile(w.spec.ChainFile, []byte(res.ChainPEM), 0o644); err != nil {
-			return nil, err
-		}
-	}
-	if w.spec.BundleFile != "" {
-		if err := atomicfile.WriteFile(w.spec.BundleFile, append(keyPEM, full...), 0o600); err != nil {
-			return nil, err
-		}
-	}
+	// The pair is in place: from here on a failure is no reason to
+	// obtain another certificate, and the hooks must run (see obtain).
+	w.extras = &extras{serial: pki.SerialHex(leaf.SerialNumber), chain: []byte(res.ChainPEM), bundle: append(keyPEM, full...)}
 	return leaf, nil
+}
+
+// extras are the chain and bundle files of the certificate with serial,
+// to be written (again, when a write failed).
+type extras struct {
+	serial        string
+	chain, bundle []byte
+}
+
+// writeExtras writes the chain and bundle files of w.extras, and forgets
+// them once both are written.
+func (w *worker) writeExtras() error {
+	e := w.extras
+	if e == nil {
+		return nil
+	}
+	var errs []error
+	if w.spec.ChainFile != "" && e.chain != nil {
+		if err := atomicfile.WriteFile(w.spec.ChainFile, e.chain, 0o644); err != nil {
+			errs = append(errs, err)
+		} else {
+			e.chain = nil
+		}
+	}
+	if w.spec.BundleFile != "" && e.bundle != nil {
+		if err := atomicfile.WriteFile(w.spec.BundleFile, e.bundle, 0o600); err != nil {
+			errs = append(errs, err)
+		} else {
+			e.bundle = nil
+		}
+	}
+	if len(errs) == 0 {
+		w.extras = nil
+	}
+	return errors.Join(errs...)
+}
+
+// retryExtras writes again the chain or bundle file that could not be
+// written after the certificate in the files was, and reloads the
+// consumer once they are. When the files hold another certificate by
+// now, the pending writes are forgotten.
+func (w *worker) retryExtras(ctx context.Context, cur loaded) {
+	if w.extras == nil {
+		return
+	}
+	if cur.serial != w.extras.serial {
+		w.extras = nil
+		return
+	}
+	now := w.a.cfg.Clock.Now()
+	if err := w.writeExtras(); err != nil {
+		w.recordError(now, err)
+		w.log.Error("the chain or bundle file of the certificate in place still cannot be written", "err", err)
+		return
+	}
+	w.log.Info("wrote the chain and bundle files that could not be written after the renewal", "serial", cur.serial)
+	if err := w.reload(ctx); err != nil {
+		w.recordError(now, err)
+		w.a.m.hookFailures.WithLabelValues(w.spec.Name).Inc()
+		w.log.Error("reload after writing the chain and bundle files failed", "err", err)
+	}
 }
 
 // keepKey copies the key file, if there is one, to keptKeyFile (0600),
@@ -558,6 +659,13 @@ func (w *worker) snapshot() Status {
 	defer w.mu.Unlock()
 	s := w.status
 	return s
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func firstCert(s string) (*x509.Certificate, error) {

@@ -348,9 +348,10 @@ func (g *Gateway) reloadCerts(force bool) error {
 				// the key and the certificate would see a mismatch. Only
 				// when that swap failed, and the listener serves another
 				// certificate than the one written last, is it tried
-				// again here, until it succeeds.
+				// again here, until it succeeds; and one issued not
+				// valid yet is swapped in here once it is (swapDue).
 				w, cur := l.written.Load(), kp.get()
-				if w == nil || cur != nil && cur.Leaf != nil && cur.Leaf.Equal(w) {
+				if w == nil || cur != nil && cur.Leaf != nil && cur.Leaf.Equal(w) || !swapDue(cur, w, g.now()) {
 					continue
 				}
 				reloadForce = true
@@ -487,6 +488,13 @@ func (g *Gateway) Close() error {
 		}
 		for _, s := range g.sinks {
 			s.close()
+		}
+		// Their loops are done (Run waits for them): the files they
+		// manage are free for another process.
+		for _, a := range []*agent.Agent{g.enroller, g.issuer} {
+			if a != nil {
+				a.Close()
+			}
 		}
 	})
 	return nil

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -193,8 +194,9 @@ func checkNames(leaf *x509.Certificate, is config.GatewayIssue) error {
 // name of the configuration, or that another CA than issue.ca issued
 // (the configuration changed since), is renewed at once, and served
 // meanwhile. The CA is checked only when its certificate can be had from
-// the control plane; when it cannot, the certificate could not be
-// renewed either, and the names are all that is checked.
+// the control plane; when it cannot (the certificate could not be
+// renewed either), the answer is agent.ErrCheckUnknown, and the agent
+// asks again later.
 func (g *Gateway) checkOnDisk(ctx context.Context, name string, leaf *x509.Certificate) error {
 	ls, ok := g.issueCerts[name]
 	if !ok {
@@ -208,8 +210,9 @@ func (g *Gateway) checkOnDisk(ctx context.Context, name string, leaf *x509.Certi
 	defer cancel()
 	caPEM, err := g.issuing.CAPEM(ctx, is.CA, false)
 	if err != nil {
-		g.log.Info("gateway: could not check which CA issued the listener's certificate", keyListener, ls.Name, keyError, err)
-		return nil
+		// Not a match: the agent asks again later, and not cached as
+		// checked, a certificate of another CA is still found out.
+		return fmt.Errorf("%w: CA %s's certificate: %w", agent.ErrCheckUnknown, is.CA, err)
 	}
 	return checkIssuedBy(leaf, caPEM, is.CA)
 }
@@ -229,7 +232,9 @@ func checkIssuedBy(leaf *x509.Certificate, caPEM []byte, ca string) error {
 
 // issued is the issuing agent's Config.Obtained: the new certificate and
 // its key are in the files; the listener serves them from the next
-// handshake (connections already established keep theirs). At start the
+// handshake (connections already established keep theirs), or, when the
+// new one is not valid yet and the current one is, from its NotBefore
+// (the file poll swaps it in then; see swapDue). At start the
 // listener does not exist yet and loads the files itself.
 func (g *Gateway) issued(name string, leaf *x509.Certificate) error {
 	ls := g.issueCerts[name]
@@ -249,6 +254,14 @@ func (g *Gateway) issued(name string, leaf *x509.Certificate) error {
 	if cur := l.cert.get(); cur != nil && cur.Leaf != nil {
 		prev = cur.Leaf.SerialNumber.Text(16)
 	}
+	if now := g.now(); !swapDue(l.cert.get(), leaf, now) {
+		// Clients with a right clock would refuse it until then; the
+		// file poll swaps it in once its NotBefore has passed.
+		g.log.Info("gateway: listener certificate issued by the control plane; served from its NotBefore, the current one meanwhile",
+			keyListener, lname, "serial", leaf.SerialNumber.Text(16), "previous", prev, "not_before", leaf.NotBefore,
+			"not_after", leaf.NotAfter, "file", l.cert.certFile)
+		return nil
+	}
 	g.reloadMu.Lock()
 	_, err := l.cert.reload(true)
 	g.reloadMu.Unlock()
@@ -261,6 +274,17 @@ func (g *Gateway) issued(name string, leaf *x509.Certificate) error {
 	g.log.Info("gateway: listener certificate issued by the control plane", keyListener, lname,
 		"serial", leaf.SerialNumber.Text(16), "previous", prev, "not_after", leaf.NotAfter, "file", l.cert.certFile)
 	return nil
+}
+
+// swapDue reports whether a listener serving cur should swap in next, a
+// certificate written for it, at now: at once, unless next is not valid
+// yet (a CA clock ahead) while cur is valid; an early certificate is
+// served only when nothing valid is.
+func swapDue(cur *tls.Certificate, next *x509.Certificate, now time.Time) bool {
+	if !now.Before(next.NotBefore) || cur == nil || cur.Leaf == nil {
+		return true
+	}
+	return now.Before(cur.Leaf.NotBefore) || !now.Before(cur.Leaf.NotAfter)
 }
 
 // issueFailed is the issuing agent's Config.Failed. The error carries the

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -146,6 +147,13 @@ func TestServableClockBehind(t *testing.T) {
 // prepare, when set, changes the files before the gateway starts.
 func issueModeGateway(t *testing.T, prepare func(certFile, keyFile string)) (g *Gateway, ca *pkitest.CA, certFile, keyFile string) {
 	t.Helper()
+	return issueModeGatewayAt(t, prepare, nil)
+}
+
+// issueModeGatewayAt is issueModeGateway with the gateway's clock now
+// (nil: time.Now).
+func issueModeGatewayAt(t *testing.T, prepare func(certFile, keyFile string), now func() time.Time) (g *Gateway, ca *pkitest.CA, certFile, keyFile string) {
+	t.Helper()
 	dir := t.TempDir()
 	ca = pkitest.New(t, pkitest.WithNow(time.Now().Add(-time.Minute))).Child(t, "issuing")
 	certFile, keyFile = filepath.Join(dir, "web.crt"), filepath.Join(dir, "web.key")
@@ -164,7 +172,7 @@ func issueModeGateway(t *testing.T, prepare func(certFile, keyFile string)) (g *
 			MTLS:   config.GatewayMTLS{Mode: config.MTLSOff},
 			Routes: []config.GatewayRoute{{Backend: config.GatewayBackend{URL: "http://127.0.0.1:1"}}}}},
 	}
-	g, err := New(t.Context(), Config{Spec: spec, PollInterval: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	g, err := New(t.Context(), Config{Spec: spec, PollInterval: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler), Now: now})
 	if err != nil {
 		t.Fatalf("gateway: %v", err)
 	}
@@ -184,8 +192,14 @@ func issueModeGateway(t *testing.T, prepare func(certFile, keyFile string)) (g *
 // key as the issuing agent does: key first, then certificate.
 func writeIssued(t *testing.T, ca *pkitest.CA, certFile, keyFile string) *x509.Certificate {
 	t.Helper()
+	return writeIssuedFrom(t, ca, certFile, keyFile, time.Now().Add(-time.Minute))
+}
+
+// writeIssuedFrom is writeIssued with a certificate valid from notBefore.
+func writeIssuedFrom(t *testing.T, ca *pkitest.CA, certFile, keyFile string, notBefore time.Time) *x509.Certificate {
+	t.Helper()
 	leaf, key := ca.Leaf(t, pkitest.LeafOptions{DNS: []string{"web.gw.test"}, ServerAuth: true,
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour)})
+		NotBefore: notBefore, NotAfter: time.Now().Add(time.Hour)})
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +267,7 @@ func TestIssueModeStartsAfterInterruptedRenewal(t *testing.T) {
 			t.Fatal(err)
 		}
 		want = pair.Leaf
-		if err := os.Rename(keyFile, keyFile+".prev"); err != nil {
+		if err := os.Rename(keyFile, keptKeyFile(keyFile)); err != nil {
 			t.Fatal(err)
 		}
 		// The new key, written 0600, that no certificate certifies yet.
@@ -262,7 +276,97 @@ func TestIssueModeStartsAfterInterruptedRenewal(t *testing.T) {
 	if got := g.listener("web").cert.get().Leaf; !got.Equal(want) {
 		t.Fatalf("serves %x, want the last valid certificate %x", got.SerialNumber, want.SerialNumber)
 	}
-	if _, err := os.Stat(keyFile + ".prev"); !os.IsNotExist(err) {
+	if _, err := os.Stat(keptKeyFile(keyFile)); !os.IsNotExist(err) {
 		t.Fatalf("the kept key is still there: %v", err)
+	}
+}
+
+// keptKeyFile is where the issuing agent keeps the previous key during a
+// renewal.
+func keptKeyFile(keyFile string) string {
+	return filepath.Join(filepath.Dir(keyFile), "."+filepath.Base(keyFile)+".trustgate-prev")
+}
+
+// TestIssueModeSecondGatewayFails: a second gateway with the same
+// listener files as a running one fails to start, naming the lock, and
+// the first goes on serving.
+func TestIssueModeSecondGatewayFails(t *testing.T) {
+	g, _, _, keyFile := issueModeGateway(t, nil)
+	spec := g.spec
+	spec.Listeners = slices.Clone(spec.Listeners)
+	spec.Listeners[0].Address = "127.0.0.1:0"
+	_, err := New(t.Context(), Config{Spec: spec, Logger: slog.New(slog.DiscardHandler)})
+	if err == nil || !strings.Contains(err.Error(), "another agent or gateway manages its files") ||
+		!strings.Contains(err.Error(), filepath.Join(filepath.Dir(keyFile), ".web.key.trustgate-lock")+" is held") {
+		t.Fatalf("second gateway: %v", err)
+	}
+	c, err := tls.Dial("tcp", g.Addr("web").String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("the first gateway no longer serves: %v", err)
+	}
+	c.Close()
+}
+
+// TestIssuedNotYetValidWaits: a certificate issued with a NotBefore
+// ahead of the gateway's clock (a CA clock ahead) is not served while
+// the current one is valid, which clients with a right clock would
+// refuse; the file poll swaps it in once its NotBefore has passed.
+func TestIssuedNotYetValidWaits(t *testing.T) {
+	var offset atomic.Int64 // added to the real time
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	g, ca, certFile, keyFile := issueModeGatewayAt(t, nil, now)
+	first := g.listener("web").cert.get().Leaf
+	served := func() *x509.Certificate {
+		t.Helper()
+		c, err := tls.Dial("tcp", g.Addr("web").String(), &tls.Config{InsecureSkipVerify: true, ServerName: "web.gw.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0]
+	}
+	next := writeIssuedFrom(t, ca, certFile, keyFile, time.Now().Add(3*time.Minute))
+	if err := g.issued(issuedCertName("web"), next); err != nil {
+		t.Fatalf("issued: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond) // ten polls
+	if !served().Equal(first) {
+		t.Fatal("a certificate not valid yet is served while the current one is valid")
+	}
+	offset.Store(int64(3*time.Minute + time.Second))
+	deadline := time.Now().Add(10 * time.Second)
+	for !served().Equal(next) {
+		if time.Now().After(deadline) {
+			t.Fatal("the new certificate is not served 10 s after its NotBefore")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// swapDue swaps an early certificate in only when nothing valid is served.
+func TestSwapDue(t *testing.T) {
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	leaf := func(from, to time.Duration) *x509.Certificate {
+		return &x509.Certificate{NotBefore: now.Add(from), NotAfter: now.Add(to)}
+	}
+	serving := func(c *x509.Certificate) *tls.Certificate { return &tls.Certificate{Leaf: c} }
+	tests := []struct {
+		name string
+		cur  *tls.Certificate
+		next *x509.Certificate
+		want bool
+	}{
+		{"ok/next valid", serving(leaf(-time.Hour, time.Hour)), leaf(-time.Minute, time.Hour), true},
+		{"ok/next early, current valid: wait", serving(leaf(-time.Hour, time.Hour)), leaf(2*time.Minute, time.Hour), false},
+		{"ok/next early, current expired", serving(leaf(-time.Hour, -time.Second)), leaf(2*time.Minute, time.Hour), true},
+		{"ok/next early, current early too", serving(leaf(time.Minute, time.Hour)), leaf(2*time.Minute, time.Hour), true},
+		{"ok/next early, nothing served", nil, leaf(2*time.Minute, time.Hour), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := swapDue(tt.cur, tt.next, now); got != tt.want {
+				t.Fatalf("swapDue = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

@@ -220,7 +220,9 @@ func TestGatewayIssuesListenerCertificate(t *testing.T) {
 
 	// A policy that forbids the names: the control plane refuses, the
 	// gateway logs its reason, and a listener with no certificate does
-	// not start.
+	// not start. (The first gateway stops first: it holds the lock on
+	// the enrolment files that this one shares.)
+	stopGW()
 	denyLogs := &lockedBuffer{}
 	denyReg := prometheus.NewRegistry()
 	_, err = gateway.New(ctx, gateway.Config{Spec: gatewaySpec(listenerSpec("other",
@@ -240,7 +242,6 @@ func TestGatewayIssuesListenerCertificate(t *testing.T) {
 
 	// Restart with the control plane down: the certificate on disk is
 	// served at once (renewal, due or not, waits for the control plane).
-	stopGW()
 	if err := stopCP(); err != nil {
 		t.Fatal(err)
 	}
@@ -253,13 +254,14 @@ func TestGatewayIssuesListenerCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("gateway restarted without a control plane: %v", err)
 	}
-	startGateway(t, gw2)
+	stopGW2 := startGateway(t, gw2)
 	addr = gw2.Addr("web").String()
 	if got := served(); !got.Equal(onDisk.Leaf) {
 		t.Fatalf("restarted gateway serves %x, the file holds %x", got.SerialNumber, onDisk.Leaf.SerialNumber)
 	}
 	// A listener with no certificate yet cannot start without the
-	// control plane.
+	// control plane (once the gateway on the same files has stopped).
+	stopGW2()
 	_, err = gateway.New(ctx, gateway.Config{Spec: gatewaySpec(listenerSpec("web", web), listenerSpec("new", web)),
 		Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler)})
 	if err == nil || !strings.Contains(err.Error(), "listener new: no certificate to serve") {

@@ -130,25 +130,37 @@ func newSchemaName() string {
 // leftovers of test binaries that were killed or panicked before their
 // cleanups ran. A live test binary is at most minutes old.
 func sweepSchemas(ctx context.Context, pool *pgxpool.Pool) error {
-	rows, err := pool.Query(ctx, "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", schemaPrefix)
-	if err != nil {
-		return err
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	names, err := staleTestNames(ctx, pool, "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)")
 	if err != nil {
 		return err
 	}
 	for _, name := range names {
-		stamp, _, _ := strings.Cut(strings.TrimPrefix(name, schemaPrefix), "_")
-		made, err := strconv.ParseInt(stamp, 10, 64)
-		if err != nil || time.Since(time.Unix(made, 0)) < time.Hour {
-			continue
-		}
 		if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE"); err != nil {
 			return fmt.Errorf("drop leftover schema %s: %w", name, err)
 		}
 	}
 	return nil
+}
+
+// staleTestNames returns the names that query (with schemaPrefix as $1)
+// lists whose newSchemaName stamp is more than an hour old.
+func staleTestNames(ctx context.Context, pool *pgxpool.Pool, query string) ([]string, error) {
+	rows, err := pool.Query(ctx, query, schemaPrefix)
+	if err != nil {
+		return nil, err
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	var stale []string
+	for _, name := range names {
+		stamp, _, _ := strings.Cut(strings.TrimPrefix(name, schemaPrefix), "_")
+		if made, err := strconv.ParseInt(stamp, 10, 64); err == nil && time.Since(time.Unix(made, 0)) >= time.Hour {
+			stale = append(stale, name)
+		}
+	}
+	return stale, nil
 }
 
 // testSchema creates a new schema, dropped with everything in it at cleanup,

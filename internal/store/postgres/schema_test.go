@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -280,20 +278,11 @@ func testDatabase(t *testing.T) string {
 
 // sweepDatabases drops the test databases made more than an hour ago.
 func sweepDatabases(ctx context.Context, pool *pgxpool.Pool) error {
-	rows, err := pool.Query(ctx, "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", schemaPrefix)
-	if err != nil {
-		return err
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	names, err := staleTestNames(ctx, pool, "SELECT datname FROM pg_database WHERE starts_with(datname, $1)")
 	if err != nil {
 		return err
 	}
 	for _, name := range names {
-		stamp, _, _ := strings.Cut(strings.TrimPrefix(name, schemaPrefix), "_")
-		made, err := strconv.ParseInt(stamp, 10, 64)
-		if err != nil || time.Since(time.Unix(made, 0)) < time.Hour {
-			continue
-		}
 		dctx, cancel := context.WithTimeout(ctx, dropDatabaseTimeout)
 		_, err = pool.Exec(dctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 		cancel()

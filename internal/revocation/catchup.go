@@ -25,7 +25,7 @@ func (s *Service) catchUp(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list CRL numbers: %w", err)
 	}
-	behind := map[string]*authority{}
+	behind := map[string]bool{}
 	for _, n := range nums {
 		v, ok := s.byID.Load(n.CAID)
 		if !ok {
@@ -46,31 +46,20 @@ func (s *Service) catchUp(ctx context.Context) error {
 		// Seen before the rebuild is queued: the rebuild reads the list
 		// after this, and a failed one stays queued until it succeeds.
 		sc.seen.Store(n.Number)
-		behind[a.id] = a
+		behind[a.id] = true
 	}
 	if len(behind) == 0 {
 		return nil
 	}
-	for _, a := range behind {
-		// Answers being signed from a status read before now must not
-		// enter the cache, as after Notify.
-		a.gen.Add(1)
-	}
-	s.mu.Lock()
-	for id := range behind {
-		p := s.pending[id]
-		if p == nil {
-			p = &pendingChange{}
-			s.pending[id] = p
-		}
-		p.recheck = true
-		p.addSerial("")
-	}
-	s.mu.Unlock()
 	s.log.Debug("revocation: another node published CRLs past this one's; publishing afresh", "cas", len(behind))
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	for id := range behind {
+		// Rebuilt if its lists changed, with every cached answer
+		// re-checked; no propagation time is recorded, as nobody here
+		// knows when the change was made.
+		s.enqueue(id, func(p *pendingChange) {
+			p.recheck = true
+			p.addSerial("")
+		})
 	}
 	return nil
 }

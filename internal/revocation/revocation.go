@@ -314,9 +314,22 @@ func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
 // re-checked, so a change costs the same in a CA with a million revoked
 // certificates as in one with none (but for the CRL).
 func (s *Service) Notify(caID, serial string, at time.Time) {
+	s.enqueue(caID, func(p *pendingChange) {
+		if len(p.crl) < maxPendingTimes {
+			p.crl = append(p.crl, at)
+		}
+		if len(p.ocsp) < maxPendingTimes {
+			p.ocsp = append(p.ocsp, at)
+		}
+		p.addSerial(serial)
+	})
+}
+
+// enqueue marks the pending change of the CA caID with mark and wakes the
+// publisher. The CA's generation moves first: answers being signed from a
+// status read before the change must not enter the cache.
+func (s *Service) enqueue(caID string, mark func(p *pendingChange)) {
 	if a, ok := s.byID.Load(caID); ok {
-		// Answers being signed from a status read before this change
-		// must not enter the cache.
 		a.(*authority).gen.Add(1)
 	}
 	s.mu.Lock()
@@ -325,13 +338,7 @@ func (s *Service) Notify(caID, serial string, at time.Time) {
 		p = &pendingChange{}
 		s.pending[caID] = p
 	}
-	if len(p.crl) < maxPendingTimes {
-		p.crl = append(p.crl, at)
-	}
-	if len(p.ocsp) < maxPendingTimes {
-		p.ocsp = append(p.ocsp, at)
-	}
-	p.addSerial(serial)
+	mark(p)
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
